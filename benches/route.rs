@@ -1,0 +1,81 @@
+//! Routing benchmarks: one prompt routed in-process on the shipped routes.yaml, and the index search on its
+//! own at several sizes, exact scan vs HNSW, which is how `matching.exact_search_max` was chosen.
+//! Run: `cargo bench --bench route`.
+
+use std::path::PathBuf;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use semroute::index::{normalize, Exemplar, RouteIndex};
+use semroute::router::{start_embedder, RouteQuery, Router};
+
+fn route_one(c: &mut Criterion) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("routes.yaml");
+    let loaded = semroute::config::load_file(&path).unwrap();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let embedder = start_embedder(&loaded, threads).expect("run ./models/fetch.sh first");
+    let router = Router::build(embedder, loaded.config).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    c.bench_function("route/one_prompt_in_process", |b| {
+        b.iter(|| {
+            rt.block_on(router.route(RouteQuery {
+                text: "can you tell me how to say fly in italian please".into(),
+                ..Default::default()
+            }))
+            .unwrap()
+        })
+    });
+}
+
+/// Deterministic clustered unit vectors (sentence embeddings cluster by topic).
+fn clustered(n: usize, dim: usize, seed: u64) -> Vec<Exemplar> {
+    let mut s = seed;
+    let mut next = move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        (s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+    };
+    let centres: Vec<Vec<f32>> = (0..150)
+        .map(|_| (0..dim).map(|_| next()).collect())
+        .collect();
+    (0..n)
+        .map(|i| {
+            let mut v: Vec<f32> = centres[i % 150].iter().map(|c| c + 0.6 * next()).collect();
+            normalize(&mut v);
+            Exemplar {
+                route: i % 150,
+                text: String::new(),
+                vector: v,
+            }
+        })
+        .collect()
+}
+
+fn search(c: &mut Criterion) {
+    let dim = 384;
+    let routes: Vec<String> = (0..150).map(|r| format!("r{r}")).collect();
+    let mut g = c.benchmark_group("search_top10");
+    for n in [1_500usize, 15_000, 50_000] {
+        let mut ex = clustered(n + 1, dim, 7 + n as u64);
+        let q = ex.pop().unwrap().vector;
+        // exact_max = 0 forces the graph; the exact scan is always available as search_exact.
+        let idx = RouteIndex::build(dim, routes.clone(), ex, 0).unwrap();
+        g.bench_with_input(BenchmarkId::new("exact", n), &n, |b, _| {
+            b.iter(|| idx.search_exact(&q, 10))
+        });
+        g.bench_with_input(BenchmarkId::new("hnsw", n), &n, |b, _| {
+            b.iter(|| idx.search(&q, 10))
+        });
+    }
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(30);
+    targets = route_one, search
+}
+criterion_main!(benches);

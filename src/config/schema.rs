@@ -1,0 +1,174 @@
+//! The `routes.yaml` schema: plain serde structs. Unknown fields are rejected everywhere so that a typo
+//! never silently falls back to a default.
+
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Which sentence-transformer embeds prompts and exemplars, and where it runs.
+    #[serde(default)]
+    pub encoder: EncoderConfig,
+    /// How neighbours are searched and aggregated into per-route scores.
+    #[serde(default)]
+    pub matching: MatchingConfig,
+    /// Limits on incoming requests.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    /// The route answered when no route clears its threshold. `None`: answer with no route.
+    #[serde(default)]
+    pub default_route: Option<String>,
+    /// The routes, each declared by example utterances.
+    pub routes: Vec<RouteConfig>,
+}
+
+/// `encoder:` — the embedding model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EncoderConfig {
+    /// A directory, a folder name under `models/`, or a Hugging Face hub id.
+    #[serde(default = "default_model")]
+    pub model: String,
+    /// `cpu`, `cuda`, `cuda:N` or `auto` (CUDA when built with the `cuda` feature and a GPU is present).
+    #[serde(default = "default_device")]
+    pub device: String,
+    /// Truncate inputs to this many tokens (including [CLS]/[SEP]); at most the model's max_seq_length.
+    #[serde(default)]
+    pub max_tokens: Option<usize>,
+    /// Most texts the model thread embeds in one forward pass.
+    #[serde(default = "default_max_batch")]
+    pub max_batch: usize,
+    /// Requests that may wait for the model before new ones are refused with RESOURCE_EXHAUSTED.
+    #[serde(default = "default_queue_capacity")]
+    pub queue_capacity: usize,
+}
+
+/// How per-route scores are computed from the prompt's similarity to exemplars.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Aggregation {
+    /// The best single exemplar similarity among the top-k neighbours.
+    Max,
+    /// The mean similarity of the route's exemplars among the top-k neighbours.
+    Mean,
+    /// Similarity to the route's prototype: the normalised mean of all its exemplar vectors.
+    /// Best on CLINC150 by a wide margin (see README), hence the default.
+    #[default]
+    Centroid,
+}
+
+impl std::str::FromStr for Aggregation {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "max" => Ok(Self::Max),
+            "mean" => Ok(Self::Mean),
+            "centroid" => Ok(Self::Centroid),
+            other => Err(format!(
+                "unknown aggregation `{other}` (expected max, mean or centroid)"
+            )),
+        }
+    }
+}
+
+/// `matching:` — search and scoring.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatchingConfig {
+    /// Neighbours fetched from the index (and returned as evidence by default).
+    #[serde(default = "default_top_k")]
+    pub top_k: usize,
+    /// How neighbour similarities become per-route scores.
+    #[serde(default)]
+    pub aggregation: Aggregation,
+    /// Score a route must reach to be chosen, unless the route sets its own.
+    #[serde(default = "default_threshold")]
+    pub threshold: f32,
+    /// Up to this many exemplars the index is scanned exactly (faster and exact at that size); above it an
+    /// HNSW graph answers. Measured cut-over: see `benches/route.rs`.
+    #[serde(default = "default_exact_search_max")]
+    pub exact_search_max: usize,
+}
+
+/// `limits:` — request limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest prompt accepted, in bytes of UTF-8. Longer prompts are INVALID_ARGUMENT; prompts under the
+    /// limit but over the model's token limit are truncated, never refused.
+    #[serde(default = "default_max_input_bytes")]
+    pub max_input_bytes: usize,
+}
+
+/// One route.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Unique name, returned in `RouteResponse.route`.
+    pub name: String,
+    /// What the route is for (documentation only).
+    #[serde(default)]
+    pub description: String,
+    /// Overrides `matching.threshold` for this route.
+    #[serde(default)]
+    pub threshold: Option<f32>,
+    /// Example prompts that belong to this route.
+    pub utterances: Vec<String>,
+}
+
+impl Default for EncoderConfig {
+    fn default() -> Self {
+        Self {
+            model: default_model(),
+            device: default_device(),
+            max_tokens: None,
+            max_batch: default_max_batch(),
+            queue_capacity: default_queue_capacity(),
+        }
+    }
+}
+
+impl Default for MatchingConfig {
+    fn default() -> Self {
+        Self {
+            top_k: default_top_k(),
+            aggregation: Aggregation::default(),
+            threshold: default_threshold(),
+            exact_search_max: default_exact_search_max(),
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_input_bytes: default_max_input_bytes(),
+        }
+    }
+}
+
+fn default_model() -> String {
+    "sentence-transformers/all-MiniLM-L6-v2".to_string()
+}
+fn default_device() -> String {
+    "cpu".to_string()
+}
+fn default_max_batch() -> usize {
+    32
+}
+fn default_queue_capacity() -> usize {
+    1024
+}
+fn default_top_k() -> usize {
+    10
+}
+fn default_threshold() -> f32 {
+    0.4
+}
+fn default_exact_search_max() -> usize {
+    20_000
+}
+fn default_max_input_bytes() -> usize {
+    64 * 1024
+}

@@ -1,0 +1,249 @@
+//! The sentence-transformer itself: tokenizer, candle BERT, pooling and normalisation, following the
+//! model folder's sentence-transformers metadata (`sentence_bert_config.json`, `modules.json`,
+//! `1_Pooling/config.json`) so that vectors match the reference Python implementation.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor, D};
+use candle_nn::VarBuilder;
+use candle_transformers::models::bert::{BertModel, Config as BertConfig};
+use serde::Deserialize;
+use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams, TruncationStrategy};
+
+use super::{DeviceSpec, EmbedError};
+
+/// How token vectors become one sentence vector (from `1_Pooling/config.json`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pooling {
+    /// Mean of the non-padding token vectors.
+    Mean,
+    /// The [CLS] token's vector.
+    Cls,
+    /// Element-wise max over the non-padding token vectors.
+    Max,
+}
+
+#[derive(Deserialize)]
+struct PoolingFile {
+    #[serde(default)]
+    pooling_mode_cls_token: bool,
+    #[serde(default)]
+    pooling_mode_mean_tokens: bool,
+    #[serde(default)]
+    pooling_mode_max_tokens: bool,
+}
+
+#[derive(Deserialize)]
+struct SentenceBertFile {
+    max_seq_length: Option<usize>,
+}
+
+#[derive(Deserialize)]
+struct ModuleEntry {
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+/// A loaded sentence-transformer. Not thread-safe to share across threads for concurrent forward passes
+/// by design: the service runs it on the model thread only (see [`super::Embedder`]).
+pub struct SentenceEncoder {
+    model: BertModel,
+    tokenizer: Tokenizer,
+    device: Device,
+    pooling: Pooling,
+    normalize: bool,
+    max_tokens: usize,
+    dim: usize,
+    dir: PathBuf,
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, EmbedError> {
+    let text = std::fs::read_to_string(path).map_err(|e| EmbedError::Load {
+        what: path.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    serde_json::from_str(&text).map_err(|e| EmbedError::Load {
+        what: path.display().to_string(),
+        reason: e.to_string(),
+    })
+}
+
+impl SentenceEncoder {
+    /// Loads the model in `dir` onto `device`. `max_tokens` lowers the model's own max_seq_length.
+    pub fn load(
+        dir: &Path,
+        device: DeviceSpec,
+        max_tokens: Option<usize>,
+    ) -> Result<Self, EmbedError> {
+        let device = device.open()?;
+        let bert_config: BertConfig = read_json(&dir.join("config.json"))?;
+
+        let pooling_path = dir.join("1_Pooling/config.json");
+        let pooling = if pooling_path.is_file() {
+            let p: PoolingFile = read_json(&pooling_path)?;
+            match (
+                p.pooling_mode_mean_tokens,
+                p.pooling_mode_cls_token,
+                p.pooling_mode_max_tokens,
+            ) {
+                (true, false, false) => Pooling::Mean,
+                (false, true, false) => Pooling::Cls,
+                (false, false, true) => Pooling::Max,
+                _ => {
+                    return Err(EmbedError::Load {
+                        what: pooling_path.display().to_string(),
+                        reason: "exactly one of mean / cls / max pooling must be enabled".into(),
+                    })
+                }
+            }
+        } else {
+            Pooling::Mean
+        };
+
+        let modules_path = dir.join("modules.json");
+        let normalize = if modules_path.is_file() {
+            let modules: Vec<ModuleEntry> = read_json(&modules_path)?;
+            modules.iter().any(|m| m.kind.ends_with(".Normalize"))
+        } else {
+            false
+        };
+
+        let st_path = dir.join("sentence_bert_config.json");
+        let model_max = if st_path.is_file() {
+            read_json::<SentenceBertFile>(&st_path)?.max_seq_length
+        } else {
+            None
+        }
+        .unwrap_or(bert_config.max_position_embeddings)
+        .min(bert_config.max_position_embeddings);
+        let max_tokens = max_tokens.map_or(model_max, |m| m.min(model_max));
+
+        let mut tokenizer =
+            Tokenizer::from_file(dir.join("tokenizer.json")).map_err(|e| EmbedError::Load {
+                what: dir.join("tokenizer.json").display().to_string(),
+                reason: e.to_string(),
+            })?;
+        // tokenizer.json ships fixed-length padding (128) and its own truncation; sentence-transformers
+        // pads to the longest text in the batch and truncates at max_seq_length, so we must too.
+        let pad_token = tokenizer
+            .get_padding()
+            .map(|p| p.pad_token.clone())
+            .unwrap_or_else(|| "[PAD]".to_string());
+        let pad_id = tokenizer
+            .token_to_id(&pad_token)
+            .unwrap_or(bert_config.pad_token_id as u32);
+        tokenizer.with_padding(Some(PaddingParams {
+            strategy: PaddingStrategy::BatchLongest,
+            pad_id,
+            pad_token,
+            ..Default::default()
+        }));
+        tokenizer
+            .with_truncation(Some(TruncationParams {
+                max_length: max_tokens,
+                strategy: TruncationStrategy::LongestFirst,
+                stride: 0,
+                ..Default::default()
+            }))
+            .map_err(|e| EmbedError::Load {
+                what: "tokenizer truncation".into(),
+                reason: e.to_string(),
+            })?;
+
+        let weights = dir.join("model.safetensors");
+        // SAFETY: the weights file is memory-mapped read-only; we never write to it, and a model folder being
+        // rewritten under a running process is an operator error the fetch script avoids (atomic rename).
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, &device)? };
+        let model = BertModel::load(vb, &bert_config)?;
+        tracing::info!(
+            dir = %dir.display(),
+            ?pooling,
+            normalize,
+            max_tokens,
+            device = ?device,
+            "model loaded"
+        );
+        Ok(Self {
+            model,
+            tokenizer,
+            device,
+            pooling,
+            normalize,
+            max_tokens,
+            dim: bert_config.hidden_size,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// Vector dimension.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// Tokens kept per text, [CLS] and [SEP] included.
+    pub fn max_tokens(&self) -> usize {
+        self.max_tokens
+    }
+
+    /// The folder the model was loaded from.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Number of tokens `text` becomes after truncation ([CLS]/[SEP] included).
+    pub fn token_count(&self, text: &str) -> Result<usize, EmbedError> {
+        let enc = self
+            .tokenizer
+            .encode(text, true)
+            .map_err(|e| EmbedError::Tokenize(e.to_string()))?;
+        Ok(enc.get_ids().len())
+    }
+
+    /// Embeds `texts` in one padded batch. Returns one vector per text, in order.
+    pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let encodings = self
+            .tokenizer
+            .encode_batch(texts.to_vec(), true)
+            .map_err(|e| EmbedError::Tokenize(e.to_string()))?;
+        let batch = encodings.len();
+        let seq = encodings[0].get_ids().len();
+        let mut ids = Vec::with_capacity(batch * seq);
+        let mut mask = Vec::with_capacity(batch * seq);
+        for e in &encodings {
+            ids.extend_from_slice(e.get_ids());
+            mask.extend_from_slice(e.get_attention_mask());
+        }
+        let ids = Tensor::from_vec(ids, (batch, seq), &self.device)?;
+        let mask = Tensor::from_vec(mask, (batch, seq), &self.device)?;
+        let type_ids = ids.zeros_like()?;
+        let hidden = self.model.forward(&ids, &type_ids, Some(&mask))?;
+        let mask_f = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
+        let pooled = match self.pooling {
+            Pooling::Mean => {
+                let sum = hidden.broadcast_mul(&mask_f)?.sum(1)?;
+                let count = mask_f.sum(1)?.clamp(1e-9, f32::MAX)?;
+                sum.broadcast_div(&count)?
+            }
+            Pooling::Cls => hidden.narrow(1, 0, 1)?.squeeze(1)?,
+            Pooling::Max => {
+                // Padding positions get a large negative offset so they never win the max.
+                let offset = ((mask_f - 1.0)? * 1e9)?;
+                hidden.broadcast_add(&offset)?.max(1)?
+            }
+        };
+        let pooled = if self.normalize {
+            let norm = pooled
+                .sqr()?
+                .sum_keepdim(D::Minus1)?
+                .sqrt()?
+                .clamp(1e-12, f32::MAX)?;
+            pooled.broadcast_div(&norm)?
+        } else {
+            pooled
+        };
+        Ok(pooled.to_device(&Device::Cpu)?.to_vec2::<f32>()?)
+    }
+}

@@ -1,0 +1,72 @@
+//! Embeddings: model discovery, the candle sentence-transformer, and the model thread that serves it.
+
+mod device;
+mod encoder;
+mod source;
+mod worker;
+
+pub use device::DeviceSpec;
+pub use encoder::{Pooling, SentenceEncoder};
+pub use source::{resolve_model_dir, FETCH_HINT};
+pub use worker::{Embedder, ModelInfo};
+
+use std::path::PathBuf;
+
+/// Errors of the embedding layer.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum EmbedError {
+    /// No model folder was found anywhere it was looked for.
+    #[error(
+        "model `{spec}` not found (looked in: {tried}; hugging face hub: {hub_error}). \
+         Fetch the default model with `{hint}`, or set encoder.model to a model folder"
+    )]
+    ModelNotFound {
+        /// What the config asked for.
+        spec: String,
+        /// The folders that were tried.
+        tried: String,
+        /// Why the hub could not provide it.
+        hub_error: String,
+        /// The fetch command.
+        hint: &'static str,
+    },
+    /// A model folder lacks a required file.
+    #[error("model folder {dir} is incomplete: {missing} is missing (re-run `{hint}`)")]
+    IncompleteModel {
+        /// The folder.
+        dir: PathBuf,
+        /// The missing file.
+        missing: String,
+        /// The fetch command.
+        hint: &'static str,
+    },
+    /// A model file could not be read or parsed.
+    #[error("loading {what}: {reason}")]
+    Load {
+        /// Which file or part.
+        what: String,
+        /// Why.
+        reason: String,
+    },
+    /// The tokenizer rejected the input.
+    #[error("tokenizer: {0}")]
+    Tokenize(String),
+    /// The tensor engine failed.
+    #[error("candle: {0}")]
+    Candle(String),
+    /// The queue in front of the model is full.
+    #[error("embedding queue is full ({capacity} requests waiting); retry later")]
+    Overloaded {
+        /// The queue's capacity.
+        capacity: usize,
+    },
+    /// The model thread has stopped.
+    #[error("the model thread has stopped")]
+    Stopped,
+}
+
+impl From<candle_core::Error> for EmbedError {
+    fn from(e: candle_core::Error) -> Self {
+        Self::Candle(e.to_string())
+    }
+}

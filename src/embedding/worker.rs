@@ -1,0 +1,227 @@
+//! The model thread: a bounded queue in front of one [`SentenceEncoder`], forming batches from whatever is
+//! waiting (the text-embeddings-inference design, simplified). The model never runs on the async runtime's
+//! worker threads; async callers await a oneshot reply.
+
+use std::collections::VecDeque;
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::oneshot;
+
+use super::{EmbedError, SentenceEncoder};
+
+type Reply = oneshot::Sender<Result<Vec<Vec<f32>>, EmbedError>>;
+
+struct Job {
+    texts: Vec<String>,
+    reply: Reply,
+}
+
+/// A job being worked through in chunks. Large jobs (an index build) are sorted by length so each chunk
+/// pads little, and are interleaved with small ones so live requests are not stuck behind a rebuild.
+struct Pending {
+    texts: Vec<String>,
+    /// Indices into `texts`, shortest first; `cursor` is how far we got.
+    order: Vec<usize>,
+    cursor: usize,
+    out: Vec<Vec<f32>>,
+    reply: Reply,
+}
+
+impl Pending {
+    fn new(job: Job) -> Self {
+        let mut order: Vec<usize> = (0..job.texts.len()).collect();
+        if order.len() > 1 {
+            order.sort_by_key(|&i| job.texts[i].len());
+        }
+        let n = job.texts.len();
+        Self {
+            texts: job.texts,
+            order,
+            cursor: 0,
+            out: vec![Vec::new(); n],
+            reply: job.reply,
+        }
+    }
+    fn remaining(&self) -> usize {
+        self.order.len() - self.cursor
+    }
+}
+
+/// Facts about the loaded model that callers need without touching it.
+#[derive(Debug, Clone)]
+pub struct ModelInfo {
+    /// Vector dimension.
+    pub dim: usize,
+    /// Tokens kept per text.
+    pub max_tokens: usize,
+    /// The folder the model was loaded from.
+    pub dir: std::path::PathBuf,
+}
+
+/// A cheap, cloneable handle to the model thread.
+#[derive(Clone)]
+pub struct Embedder {
+    tx: SyncSender<Job>,
+    capacity: usize,
+    info: Arc<ModelInfo>,
+}
+
+impl Embedder {
+    /// Moves `encoder` onto its own thread (and a rayon pool of `threads` for candle's kernels) and returns a
+    /// handle. At most `queue_capacity` requests wait; more are refused with [`EmbedError::Overloaded`].
+    pub fn start(
+        encoder: SentenceEncoder,
+        max_batch: usize,
+        queue_capacity: usize,
+        threads: usize,
+    ) -> Result<Self, EmbedError> {
+        let info = Arc::new(ModelInfo {
+            dim: encoder.dim(),
+            max_tokens: encoder.max_tokens(),
+            dir: encoder.dir().to_path_buf(),
+        });
+        // Running the forward pass inside the pool that candle's kernels parallelise over avoids the
+        // calling thread competing with the pool's spinning workers.
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads.max(1))
+            .thread_name(|i| format!("semroute-model-{i}"))
+            .build()
+            .map_err(|e| EmbedError::Load {
+                what: "model thread pool".into(),
+                reason: e.to_string(),
+            })?;
+        let (tx, rx) = std::sync::mpsc::sync_channel(queue_capacity);
+        std::thread::Builder::new()
+            .name("semroute-model".into())
+            .spawn(move || run(encoder, pool, rx, max_batch.max(1)))
+            .map_err(|e| EmbedError::Load {
+                what: "model thread".into(),
+                reason: e.to_string(),
+            })?;
+        Ok(Self {
+            tx,
+            capacity: queue_capacity,
+            info,
+        })
+    }
+
+    /// Facts about the loaded model.
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    fn submit(
+        &self,
+        texts: Vec<String>,
+    ) -> Result<oneshot::Receiver<Result<Vec<Vec<f32>>, EmbedError>>, EmbedError> {
+        let (reply, rx) = oneshot::channel();
+        match self.tx.try_send(Job { texts, reply }) {
+            Ok(()) => Ok(rx),
+            Err(TrySendError::Full(_)) => Err(EmbedError::Overloaded {
+                capacity: self.capacity,
+            }),
+            Err(TrySendError::Disconnected(_)) => Err(EmbedError::Stopped),
+        }
+    }
+
+    /// Embeds `texts` (any number; large sets are chunked) from async code without blocking the runtime.
+    pub async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let rx = self.submit(texts)?;
+        rx.await.map_err(|_| EmbedError::Stopped)?
+    }
+
+    /// Embeds `texts` from synchronous code. Must not be called from an async task.
+    pub fn embed_blocking(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let rx = self.submit(texts)?;
+        rx.blocking_recv().map_err(|_| EmbedError::Stopped)?
+    }
+}
+
+fn run(encoder: SentenceEncoder, pool: rayon::ThreadPool, rx: Receiver<Job>, max_batch: usize) {
+    let mut pending: VecDeque<Pending> = VecDeque::new();
+    loop {
+        // Block only when there is nothing to do; otherwise take whatever else has arrived.
+        if pending.is_empty() {
+            match rx.recv() {
+                Ok(job) => pending.push_back(Pending::new(job)),
+                Err(_) => return, // every handle dropped: shut down
+            }
+        }
+        loop {
+            match rx.try_recv() {
+                Ok(job) => pending.push_back(Pending::new(job)),
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+            }
+        }
+        // Drop jobs whose caller went away (cancelled request) before spending model time on them.
+        pending.retain(|p| !p.reply.is_closed());
+
+        // Fill one batch: whole small jobs first-come first-served, then a slice of the next large job.
+        let mut taken: Vec<(usize, usize)> = Vec::new(); // (job position, texts taken)
+        let mut room = max_batch;
+        for (pos, p) in pending.iter().enumerate() {
+            if room == 0 {
+                break;
+            }
+            let n = p.remaining().min(room);
+            taken.push((pos, n));
+            room -= n;
+        }
+        let mut texts: Vec<&str> = Vec::with_capacity(max_batch - room);
+        for &(pos, n) in &taken {
+            let p = &pending[pos];
+            texts.extend(
+                p.order[p.cursor..p.cursor + n]
+                    .iter()
+                    .map(|&i| p.texts[i].as_str()),
+            );
+        }
+        let started = Instant::now();
+        let result = pool.install(|| encoder.embed(&texts));
+        tracing::trace!(
+            batch = texts.len(),
+            micros = started.elapsed().as_micros() as u64,
+            "forward"
+        );
+        drop(texts);
+
+        match result {
+            Ok(vectors) => {
+                let mut vectors = vectors.into_iter();
+                for &(pos, n) in &taken {
+                    let p = &mut pending[pos];
+                    for k in 0..n {
+                        let i = p.order[p.cursor + k];
+                        p.out[i] = vectors.next().unwrap_or_default();
+                    }
+                    p.cursor += n;
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "embedding batch failed");
+                for &(pos, _) in taken.iter().rev() {
+                    if let Some(p) = pending.remove(pos) {
+                        let _ = p.reply.send(Err(e.clone()));
+                    }
+                }
+                continue;
+            }
+        }
+        // Reply to finished jobs; move a partly done large job behind newer arrivals (round robin).
+        let mut still = VecDeque::with_capacity(pending.len());
+        let mut rotated = Vec::new();
+        for (pos, p) in pending.into_iter().enumerate() {
+            if p.remaining() == 0 {
+                let _ = p.reply.send(Ok(p.out));
+            } else if taken.iter().any(|&(t, _)| t == pos) {
+                rotated.push(p);
+            } else {
+                still.push_back(p);
+            }
+        }
+        still.extend(rotated);
+        pending = still;
+    }
+}

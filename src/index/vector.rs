@@ -1,0 +1,55 @@
+//! Small vector kernels shared by the exact scan, the centroids and the HNSW distance.
+
+/// Dot product of two equal-length slices. Eight independent accumulators let the compiler vectorise the
+/// loop without `-ffast-math` (float addition is not associative, so one accumulator would stay scalar).
+#[inline]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    debug_assert_eq!(a.len(), b.len());
+    let mut acc = [0.0f32; 8];
+    let ca = a.chunks_exact(8);
+    let cb = b.chunks_exact(8);
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// Scales `v` to unit length in place; returns false (leaving `v` alone) when it is all zeros or not finite.
+pub fn normalize(v: &mut [f32]) -> bool {
+    let n = dot(v, v).sqrt();
+    if !n.is_finite() || n == 0.0 {
+        return false;
+    }
+    v.iter_mut().for_each(|x| *x /= n);
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dot_matches_naive() {
+        let a: Vec<f32> = (0..385).map(|i| (i as f32 * 0.37).sin()).collect();
+        let b: Vec<f32> = (0..385).map(|i| (i as f32 * 0.11).cos()).collect();
+        let naive: f64 = a.iter().zip(&b).map(|(x, y)| *x as f64 * *y as f64).sum();
+        assert!((dot(&a, &b) as f64 - naive).abs() < 1e-3);
+    }
+
+    #[test]
+    fn normalize_rejects_zero() {
+        let mut z = vec![0.0; 4];
+        assert!(!normalize(&mut z));
+        let mut v = vec![3.0, 4.0];
+        assert!(normalize(&mut v));
+        assert!((v[0] - 0.6).abs() < 1e-6);
+    }
+}

@@ -1,0 +1,12 @@
+//! semroute: a semantic LLM router.
+//!
+//! A prompt is embedded by a local sentence-transformer ([`embedding`]), compared with labelled example
+//! utterances in an index ([`index`]), and the best route that clears its threshold wins ([`router`]).
+//! [`config`] reads `routes.yaml`; [`server`] is the tonic gRPC face. The core layers know nothing of gRPC.
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod embedding;
+pub mod index;
+pub mod router;
+pub mod server;

@@ -1,0 +1,391 @@
+//! The routing decision. Holds the live snapshot (config + index) and swaps it atomically on rebuild, so a
+//! request always completes on the snapshot it started with and reports that snapshot's version.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use arc_swap::ArcSwap;
+use serde::Serialize;
+
+use crate::config::{Config, LoadedConfig};
+use crate::embedding::{resolve_model_dir, DeviceSpec, EmbedError, Embedder, SentenceEncoder};
+use crate::index::{Exemplar, IndexError, RouteIndex};
+
+/// Most neighbours a caller may ask for as evidence.
+pub const MAX_EVIDENCE: usize = 100;
+
+/// Errors of the routing layer.
+#[derive(Debug, thiserror::Error)]
+pub enum RouteError {
+    /// The request is malformed (blank text, too long, no user turn, ...).
+    #[error("{0}")]
+    InvalidInput(String),
+    /// The embedding layer failed or is overloaded.
+    #[error(transparent)]
+    Embed(#[from] EmbedError),
+    /// The index could not be built.
+    #[error(transparent)]
+    Index(#[from] IndexError),
+}
+
+/// One chat turn.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChatMessage {
+    /// `user`, `assistant`, `system`, `tool`.
+    pub role: String,
+    /// The text.
+    pub content: String,
+}
+
+/// What to route: plain text or a conversation.
+#[derive(Debug, Clone, Default)]
+pub struct RouteQuery {
+    /// The prompt; mutually exclusive with `messages`.
+    pub text: String,
+    /// A conversation; its last user turn is routed.
+    pub messages: Vec<ChatMessage>,
+    /// Neighbours to return as evidence (default: `matching.top_k`).
+    pub top_k: Option<usize>,
+}
+
+/// A route and its aggregated score.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Candidate {
+    /// Route name.
+    pub route: String,
+    /// Aggregated score.
+    pub score: f32,
+}
+
+/// An exemplar near the prompt.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Neighbour {
+    /// The exemplar's route.
+    pub route: String,
+    /// The exemplar's text.
+    pub utterance: String,
+    /// Cosine similarity to the prompt.
+    pub similarity: f32,
+}
+
+/// The decision for one prompt, with its evidence.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Decision {
+    /// The chosen route; `None` when nothing cleared its threshold and there is no default route.
+    pub route: Option<String>,
+    /// The best candidate's score.
+    pub score: f32,
+    /// Whether the best candidate cleared its threshold (false when the default route was used).
+    pub matched: bool,
+    /// Route scores, best first.
+    pub candidates: Vec<Candidate>,
+    /// Nearest exemplars, most similar first.
+    pub neighbours: Vec<Neighbour>,
+    /// The snapshot version that decided.
+    pub index_version: u64,
+    /// Microseconds spent embedding (queueing included).
+    pub embed_micros: u64,
+    /// Microseconds spent searching and aggregating.
+    pub search_micros: u64,
+}
+
+/// An immutable routing state: a validated config and the index built from it.
+pub struct Snapshot {
+    /// The configuration.
+    pub config: Arc<Config>,
+    /// The exemplar index.
+    pub index: RouteIndex,
+    /// Monotonic version, reported with every decision.
+    pub version: u64,
+    /// When the snapshot was built.
+    pub built_at: SystemTime,
+}
+
+impl Snapshot {
+    /// Decides for a prompt already embedded as `query` (a unit vector).
+    pub fn decide(&self, query: &[f32], evidence_k: usize) -> Decision {
+        let m = &self.config.matching;
+        let k = m.top_k.max(evidence_k);
+        let hits = self.index.search(query, k);
+        let agg_hits = &hits[..hits.len().min(m.top_k)];
+        let scores = self.index.route_scores(query, agg_hits, m.aggregation);
+        let names = self.index.routes();
+
+        let (best_score, matched, best_name) = match scores.first() {
+            Some(&(r, s)) => {
+                let route_cfg = &self.config.routes[r];
+                (
+                    s,
+                    s >= self.config.threshold_for(route_cfg),
+                    Some(&names[r]),
+                )
+            }
+            None => (0.0, false, None),
+        };
+        let route = if matched {
+            best_name.cloned()
+        } else {
+            self.config.default_route.clone()
+        };
+        Decision {
+            route,
+            score: best_score,
+            matched,
+            candidates: scores
+                .iter()
+                .take(evidence_k)
+                .map(|&(r, score)| Candidate {
+                    route: names[r].clone(),
+                    score,
+                })
+                .collect(),
+            neighbours: hits
+                .iter()
+                .take(evidence_k)
+                .map(|h| Neighbour {
+                    route: names[self.index.exemplar_route(h.id)].clone(),
+                    utterance: self.index.exemplar_text(h.id).to_string(),
+                    similarity: h.similarity,
+                })
+                .collect(),
+            index_version: self.version,
+            embed_micros: 0,
+            search_micros: 0,
+        }
+    }
+}
+
+/// The router: the embedder plus the live snapshot.
+pub struct Router {
+    embedder: Embedder,
+    snapshot: ArcSwap<Snapshot>,
+    next_version: AtomicU64,
+}
+
+/// Folders searched for `models/<name>`: next to the config file, then the working directory, then
+/// `$SEMROUTE_MODELS_DIR`.
+pub fn model_search_dirs(loaded: &LoadedConfig) -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    if let Ok(d) = std::env::var("SEMROUTE_MODELS_DIR") {
+        dirs.push(PathBuf::from(d));
+    }
+    dirs.push(loaded.base_dir().join("models"));
+    dirs.push(PathBuf::from("models"));
+    dirs
+}
+
+/// Loads the model named by `config.encoder` and starts its thread. Blocking: call from a blocking context.
+pub fn start_embedder(loaded: &LoadedConfig, threads: usize) -> Result<Embedder, EmbedError> {
+    let enc = &loaded.config.encoder;
+    let dir = resolve_model_dir(&enc.model, &model_search_dirs(loaded))?;
+    let device = DeviceSpec::parse(&enc.device).map_err(|reason| EmbedError::Load {
+        what: "encoder.device".into(),
+        reason,
+    })?;
+    let encoder = SentenceEncoder::load(&dir, device, enc.max_tokens)?;
+    Embedder::start(encoder, enc.max_batch, enc.queue_capacity, threads)
+}
+
+impl Router {
+    /// Builds the first snapshot from `config` (embedding every utterance) and returns a ready router.
+    /// Blocking: call from a blocking context.
+    pub fn build(embedder: Embedder, config: Config) -> Result<Self, RouteError> {
+        let snapshot = build_snapshot(&embedder, config, 1)?;
+        Ok(Self {
+            embedder,
+            snapshot: ArcSwap::from_pointee(snapshot),
+            next_version: AtomicU64::new(2),
+        })
+    }
+
+    /// The live snapshot.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    /// The embedder.
+    pub fn embedder(&self) -> &Embedder {
+        &self.embedder
+    }
+
+    /// Builds a snapshot for `config` off the request path and swaps it in atomically. On error the live
+    /// snapshot is untouched. Blocking.
+    pub fn rebuild(&self, config: Config) -> Result<u64, RouteError> {
+        let version = self.next_version.fetch_add(1, Ordering::SeqCst);
+        let snapshot = build_snapshot(&self.embedder, config, version)?;
+        self.snapshot.store(Arc::new(snapshot));
+        Ok(version)
+    }
+
+    /// Routes one prompt.
+    pub async fn route(&self, query: RouteQuery) -> Result<Decision, RouteError> {
+        // Pin the snapshot first: limits and the decision come from the same version.
+        let snapshot = self.snapshot.load_full();
+        let text = extract_text(&query, snapshot.config.limits.max_input_bytes)?;
+        let evidence_k = query
+            .top_k
+            .filter(|&k| k > 0)
+            .unwrap_or(snapshot.config.matching.top_k)
+            .min(MAX_EVIDENCE);
+
+        let t0 = Instant::now();
+        let mut vectors = self.embedder.embed(vec![text]).await?;
+        let embed_micros = t0.elapsed().as_micros() as u64;
+        let vector = vectors.pop().ok_or(EmbedError::Stopped)?;
+
+        let t1 = Instant::now();
+        let mut decision = snapshot.decide(&vector, evidence_k);
+        decision.search_micros = t1.elapsed().as_micros() as u64;
+        decision.embed_micros = embed_micros;
+        Ok(decision)
+    }
+}
+
+/// Embeds every utterance of `config` and builds its index.
+fn build_snapshot(
+    embedder: &Embedder,
+    config: Config,
+    version: u64,
+) -> Result<Snapshot, RouteError> {
+    let started = Instant::now();
+    let mut texts = Vec::new();
+    let mut owners = Vec::new();
+    for (r, route) in config.routes.iter().enumerate() {
+        for u in &route.utterances {
+            texts.push(u.clone());
+            owners.push(r);
+        }
+    }
+    let n = texts.len();
+    let vectors = embedder.embed_blocking(texts.clone())?;
+    let exemplars = owners
+        .into_iter()
+        .zip(texts)
+        .zip(vectors)
+        .map(|((route, text), vector)| Exemplar {
+            route,
+            text,
+            vector,
+        })
+        .collect();
+    let names = config.routes.iter().map(|r| r.name.clone()).collect();
+    let index = RouteIndex::build(
+        embedder.info().dim,
+        names,
+        exemplars,
+        config.matching.exact_search_max,
+    )?;
+    tracing::info!(
+        version,
+        routes = config.routes.len(),
+        exemplars = n,
+        mode = ?index.mode(),
+        millis = started.elapsed().as_millis() as u64,
+        "index built"
+    );
+    Ok(Snapshot {
+        config: Arc::new(config),
+        index,
+        version,
+        built_at: SystemTime::now(),
+    })
+}
+
+/// Picks the text to embed and enforces the input rules.
+fn extract_text(q: &RouteQuery, max_bytes: usize) -> Result<String, RouteError> {
+    let has_text = !q.text.is_empty();
+    let text = match (has_text, q.messages.is_empty()) {
+        (true, false) => {
+            return Err(RouteError::InvalidInput(
+                "set either `text` or `messages`, not both".into(),
+            ))
+        }
+        (true, true) => q.text.as_str(),
+        (false, false) => q
+            .messages
+            .iter()
+            .rev()
+            .find(|m| m.role.eq_ignore_ascii_case("user"))
+            .map(|m| m.content.as_str())
+            .ok_or_else(|| {
+                RouteError::InvalidInput("`messages` has no message with role \"user\"".into())
+            })?,
+        (false, true) => {
+            return Err(RouteError::InvalidInput(
+                "`text` is empty (set `text` or `messages`)".into(),
+            ))
+        }
+    };
+    if text.len() > max_bytes {
+        return Err(RouteError::InvalidInput(format!(
+            "prompt is {} bytes; the limit is {max_bytes} bytes (limits.max_input_bytes)",
+            text.len()
+        )));
+    }
+    if text.trim().is_empty() {
+        return Err(RouteError::InvalidInput(
+            "prompt is blank (only whitespace)".into(),
+        ));
+    }
+    Ok(text.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(role: &str, content: &str) -> ChatMessage {
+        ChatMessage {
+            role: role.into(),
+            content: content.into(),
+        }
+    }
+
+    #[test]
+    fn picks_last_user_message() {
+        let q = RouteQuery {
+            messages: vec![
+                msg("user", "first"),
+                msg("assistant", "x"),
+                msg("user", "last"),
+                msg("assistant", "y"),
+            ],
+            ..Default::default()
+        };
+        assert_eq!(extract_text(&q, 100).unwrap(), "last");
+    }
+
+    #[test]
+    fn input_rules() {
+        let blank = RouteQuery {
+            text: "  \n\t ".into(),
+            ..Default::default()
+        };
+        assert!(extract_text(&blank, 100)
+            .unwrap_err()
+            .to_string()
+            .contains("blank"));
+        let long = RouteQuery {
+            text: "x".repeat(101),
+            ..Default::default()
+        };
+        assert!(extract_text(&long, 100)
+            .unwrap_err()
+            .to_string()
+            .contains("limit is 100 bytes"));
+        let no_user = RouteQuery {
+            messages: vec![msg("system", "be nice")],
+            ..Default::default()
+        };
+        assert!(extract_text(&no_user, 100).is_err());
+        let both = RouteQuery {
+            text: "a".into(),
+            messages: vec![msg("user", "b")],
+            ..Default::default()
+        };
+        assert!(extract_text(&both, 100).is_err());
+        assert!(extract_text(&RouteQuery::default(), 100).is_err());
+    }
+}

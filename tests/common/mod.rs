@@ -1,0 +1,168 @@
+//! Shared test fixtures: the real model (loaded once per test binary) and a real server on 127.0.0.1:0.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use semroute::config::{self, LoadedConfig};
+use semroute::embedding::{DeviceSpec, Embedder, SentenceEncoder};
+use semroute::server::{self, ServeOptions};
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The default model's folder; fetched by `./models/fetch.sh` (the test command runs it first).
+pub fn model_dir() -> PathBuf {
+    let dir = repo().join("models/all-MiniLM-L6-v2");
+    assert!(
+        dir.join("model.safetensors").is_file(),
+        "model missing at {}: run ./models/fetch.sh (scripts/test.sh does it for you)",
+        dir.display()
+    );
+    dir
+}
+
+/// One embedder per test binary: loading the model once keeps the suite fast.
+pub fn embedder() -> &'static Embedder {
+    static E: OnceLock<Embedder> = OnceLock::new();
+    E.get_or_init(|| {
+        let enc = SentenceEncoder::load(&model_dir(), DeviceSpec::Cpu, None).expect("load model");
+        Embedder::start(enc, 32, 1024, 2).expect("start model thread")
+    })
+}
+
+/// The directory of shared evaluation data (`../shared` next to the repository).
+pub fn shared_dir() -> PathBuf {
+    std::env::var("SEMROUTE_SHARED_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo().join("../shared"))
+}
+
+/// A server running on its own runtime thread; dropping it triggers graceful shutdown.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<Result<(), String>>>,
+}
+
+impl TestServer {
+    /// Starts the real server for `loaded` on an ephemeral loopback port.
+    pub fn start(loaded: LoadedConfig) -> Self {
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                addr_tx.send(listener.local_addr().unwrap()).unwrap();
+                let opts = ServeOptions { model_threads: 2 };
+                server::serve(loaded, listener, opts, async {
+                    let _ = stop_rx.await;
+                })
+                .await
+                .map_err(|e| e.to_string())
+            })
+        });
+        let addr = addr_rx.recv().expect("server thread bound");
+        Self {
+            addr,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    /// Starts a server on the YAML text `yaml`, with models resolved from the repository.
+    pub fn start_yaml(yaml: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap().keep();
+        let path = dir.join("routes.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        Self::start(config::load_file(&path).unwrap())
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Waits until health reports SERVING (bounded).
+    pub async fn wait_ready(&self) {
+        use tonic_health::pb::health_client::HealthClient;
+        use tonic_health::pb::HealthCheckRequest;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if let Ok(ch) = channel(&self.endpoint()).await {
+                let mut c = HealthClient::new(ch);
+                let r = c
+                    .check(HealthCheckRequest {
+                        service: "semroute.v1.Router".into(),
+                    })
+                    .await;
+                if let Ok(r) = r {
+                    if r.into_inner().status == 1 {
+                        return;
+                    }
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server did not become ready in time"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits for `serve` to end by itself (no shutdown sent) and returns how it ended.
+    pub fn wait_exit(mut self) -> Result<(), String> {
+        self.thread.take().unwrap().join().unwrap()
+    }
+
+    /// Stops the server gracefully and returns how `serve` ended.
+    pub fn stop(mut self) -> Result<(), String> {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        self.thread.take().unwrap().join().unwrap()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Reads a JSONL file of {"text", "label"} lines.
+pub fn read_labelled(path: &std::path::Path) -> Vec<(String, Option<String>)> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (
+                v["text"].as_str().unwrap().to_string(),
+                v["label"].as_str().map(str::to_string),
+            )
+        })
+        .collect()
+}
+
+/// A tonic channel to `endpoint`.
+pub async fn channel(endpoint: &str) -> Result<tonic::transport::Channel, tonic::transport::Error> {
+    tonic::transport::Channel::from_shared(endpoint.to_string())
+        .expect("valid uri")
+        .connect()
+        .await
+}

@@ -1,0 +1,109 @@
+//! The embedder reproduces sentence-transformers' vectors for all-MiniLM-L6-v2 (cosine > 0.9999), alone and
+//! inside one padded batch, including a text truncated at 256 tokens.
+
+mod common;
+
+use semroute::index::dot;
+
+struct Item {
+    text: String,
+    token_count: usize,
+    embedding: Vec<f32>,
+}
+
+fn reference() -> Vec<Item> {
+    let path = common::shared_dir().join("reference/minilm_embeddings.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| Item {
+            text: i["text"].as_str().unwrap().to_string(),
+            token_count: i["token_count"].as_u64().unwrap() as usize,
+            embedding: i["embedding"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap() as f32)
+                .collect(),
+        })
+        .collect()
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    dot(a, b) / (dot(a, a).sqrt() * dot(b, b).sqrt())
+}
+
+#[test]
+fn matches_reference_alone_and_in_one_batch() {
+    let items = reference();
+    assert!(items.len() >= 10);
+    let e = common::embedder();
+    assert_eq!(e.info().dim, 384);
+    assert_eq!(e.info().max_tokens, 256);
+
+    let texts: Vec<String> = items.iter().map(|i| i.text.clone()).collect();
+    // One padded batch: all items together (the 256-token item forces heavy padding on the short ones).
+    // The model thread would split a large job into max_batch chunks; 12 < 32 keeps it one forward pass.
+    let batch = e.embed_blocking(texts.clone()).unwrap();
+    for (item, got) in items.iter().zip(&batch) {
+        let alone = &e.embed_blocking(vec![item.text.clone()]).unwrap()[0];
+        let c_alone = cosine(alone, &item.embedding);
+        let c_batch = cosine(got, &item.embedding);
+        assert!(c_alone > 0.9999, "{:?}: alone cosine {c_alone}", item.text);
+        assert!(
+            c_batch > 0.9999,
+            "{:?}: batched cosine {c_batch}",
+            item.text
+        );
+        let norm = dot(alone, alone).sqrt();
+        assert!((norm - 1.0).abs() < 1e-4, "not normalised: {norm}");
+    }
+}
+
+#[test]
+fn token_counts_match_reference() {
+    let enc = semroute::embedding::SentenceEncoder::load(
+        &common::model_dir(),
+        semroute::embedding::DeviceSpec::Cpu,
+        None,
+    )
+    .unwrap();
+    for item in reference() {
+        assert_eq!(
+            enc.token_count(&item.text).unwrap(),
+            item.token_count,
+            "{:?}",
+            item.text
+        );
+    }
+}
+
+#[test]
+fn max_tokens_lowers_truncation() {
+    let enc = semroute::embedding::SentenceEncoder::load(
+        &common::model_dir(),
+        semroute::embedding::DeviceSpec::Cpu,
+        Some(16),
+    )
+    .unwrap();
+    assert_eq!(enc.max_tokens(), 16);
+    let long = "word ".repeat(500);
+    assert_eq!(enc.token_count(&long).unwrap(), 16);
+    let v = enc.embed(&[&long]).unwrap();
+    assert_eq!(v[0].len(), 384);
+}
+
+#[test]
+fn missing_model_names_the_fetch_command() {
+    let err = semroute::embedding::resolve_model_dir(
+        "no-such-model-here",
+        &[common::repo().join("models")],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("./models/fetch.sh"), "{err}");
+    assert!(err.contains("no-such-model-here"), "{err}");
+}

@@ -1,0 +1,145 @@
+//! Routing quality with the real model: CLINC150 (recipe in ../shared/data/clinc150/README.md, K = 10)
+//! and a held-out set of realistic LLM prompts against the shipped routes.yaml.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use semroute::config::Aggregation;
+use semroute::index::{Exemplar, RouteIndex};
+
+struct Clinc {
+    train: Vec<(String, String)>,
+    test: Vec<(String, String)>,
+}
+
+fn clinc() -> Clinc {
+    let path = common::shared_dir().join("data/clinc150/data_full.json");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (set SEMROUTE_SHARED_DIR)", path.display()));
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let pairs = |k: &str| -> Vec<(String, String)> {
+        v[k].as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                (
+                    p[0].as_str().unwrap().to_string(),
+                    p[1].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    Clinc {
+        train: pairs("train"),
+        test: pairs("test"),
+    }
+}
+
+/// K = 10 exemplars per intent: the first 10 train utterances of each intent, in file order.
+fn first_k(train: &[(String, String)], k: usize) -> (Vec<String>, Vec<(usize, String)>) {
+    let mut routes: Vec<String> = Vec::new();
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    let mut ex = Vec::new();
+    for (text, intent) in train {
+        let c = counts.entry(intent.clone()).or_insert(0);
+        if *c >= k {
+            continue;
+        }
+        *c += 1;
+        let r = match routes.iter().position(|r| r == intent) {
+            Some(r) => r,
+            None => {
+                routes.push(intent.clone());
+                routes.len() - 1
+            }
+        };
+        ex.push((r, text.clone()));
+    }
+    (routes, ex)
+}
+
+#[test]
+fn clinc150_k10_top_route_accuracy() {
+    let data = clinc();
+    let (routes, ex) = first_k(&data.train, 10);
+    assert_eq!(routes.len(), 150);
+    assert_eq!(ex.len(), 1500);
+    let e = common::embedder();
+    let ex_vecs = e
+        .embed_blocking(ex.iter().map(|(_, t)| t.clone()).collect())
+        .unwrap();
+    let exemplars = ex
+        .into_iter()
+        .zip(ex_vecs)
+        .map(|((route, text), vector)| Exemplar {
+            route,
+            text,
+            vector,
+        })
+        .collect();
+    let index = RouteIndex::build(384, routes.clone(), exemplars, 20_000).unwrap();
+
+    let queries = e
+        .embed_blocking(data.test.iter().map(|(t, _)| t.clone()).collect())
+        .unwrap();
+    assert_eq!(queries.len(), 4500);
+    let mut acc = BTreeMap::new();
+    for agg in [Aggregation::Max, Aggregation::Mean, Aggregation::Centroid] {
+        let correct = queries
+            .iter()
+            .zip(&data.test)
+            .filter(|(q, (_, label))| {
+                let hits = index.search(q, 10);
+                let scores = index.route_scores(q, &hits, agg);
+                routes[scores[0].0] == *label
+            })
+            .count();
+        acc.insert(format!("{agg:?}"), correct as f64 / 4500.0);
+    }
+    eprintln!("CLINC150 K=10 in-scope top-route accuracy, no threshold: {acc:?}");
+    let centroid = acc["Centroid"];
+    // The default aggregation must be the best measured one, and clear the floor.
+    assert!(centroid >= acc["Max"] && centroid >= acc["Mean"], "{acc:?}");
+    assert!(centroid >= 0.80, "centroid accuracy {centroid}");
+}
+
+#[test]
+fn heldout_llm_prompts_route_correctly() {
+    let loaded = semroute::config::load_file(&common::repo().join("routes.yaml")).unwrap();
+    let router =
+        semroute::router::Router::build(common::embedder().clone(), loaded.config).unwrap();
+    let set = common::read_labelled(&common::repo().join("tests/data/heldout_prompts.jsonl"));
+    let labelled: Vec<_> = set.iter().filter(|(_, l)| l.is_some()).collect();
+    assert!(labelled.len() >= 100);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut correct = 0;
+    let mut misses = Vec::new();
+    for (text, label) in &labelled {
+        let d = rt
+            .block_on(router.route(semroute::router::RouteQuery {
+                text: text.clone(),
+                ..Default::default()
+            }))
+            .unwrap();
+        // "Right route first": the top candidate, whatever the threshold says.
+        if d.candidates[0].route == *label.as_ref().unwrap() {
+            correct += 1;
+        } else {
+            misses.push(format!(
+                "{text:?}: want {label:?}, got {}",
+                d.candidates[0].route
+            ));
+        }
+    }
+    let acc = correct as f64 / labelled.len() as f64;
+    eprintln!(
+        "held-out LLM prompts: {correct}/{} = {acc:.3}\n{}",
+        labelled.len(),
+        misses.join("\n")
+    );
+    assert!(acc >= 0.80, "held-out accuracy {acc}");
+}
