@@ -22,7 +22,7 @@ async fn shipped() -> (TestServer, RouterClient<tonic::transport::Channel>) {
     (server, client)
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routes_prompts_with_evidence() {
     let (server, mut client) = shipped().await;
     let cases = [
@@ -67,10 +67,10 @@ async fn routes_prompts_with_evidence() {
     let r = client.route(req).await.unwrap().into_inner();
     assert_eq!(r.neighbours.len(), 3);
     assert!(r.candidates.len() <= 3);
-    server.stop().unwrap();
+    server.shutdown().await.unwrap();
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_route_the_last_user_turn() {
     let (_server, mut client) = shipped().await;
     let m = |role: &str, content: &str| Message {
@@ -90,7 +90,7 @@ async fn messages_route_the_last_user_turn() {
     assert_eq!(r.route, "math", "{r:?}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_match_without_default_is_empty_and_with_default_falls_back() {
     let yaml = "matching:\n  threshold: 0.5\nroutes:\n  - name: weather\n    utterances: [what's the weather tomorrow, will it rain today, how hot is it outside]\n  - name: music\n    utterances: [play some jazz, put on my workout playlist, skip this song]\n";
     let server = TestServer::start_yaml(yaml);
@@ -113,7 +113,7 @@ async fn no_match_without_default_is_empty_and_with_default_falls_back() {
         .unwrap()
         .into_inner();
     assert_eq!(r.route, "weather");
-    drop(server);
+    server.shutdown().await.unwrap();
 
     let with_default = format!("default_route: music\n{yaml}");
     let server = TestServer::start_yaml(&with_default);
@@ -130,7 +130,7 @@ async fn no_match_without_default_is_empty_and_with_default_falls_back() {
     assert!(!r.matched, "a default-route answer is not a match");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_invalid_argument() {
     let (_server, mut client) = shipped().await;
     let code = |r: Result<tonic::Response<_>, tonic::Status>| {
@@ -186,7 +186,7 @@ async fn bad_requests_get_invalid_argument() {
     assert!(r.neighbours.len() <= 100);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_and_reflection() {
     use tonic_health::pb::health_client::HealthClient;
     use tonic_health::pb::HealthCheckRequest;
@@ -233,7 +233,7 @@ async fn health_and_reflection() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn not_serving_until_ready_then_graceful_shutdown() {
     use tonic_health::pb::health_client::HealthClient;
     use tonic_health::pb::HealthCheckRequest;
@@ -288,7 +288,7 @@ async fn not_serving_until_ready_then_graceful_shutdown() {
     stopper.join().unwrap().unwrap();
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn startup_failure_is_reported() {
     let yaml =
         "encoder:\n  model: definitely-missing-model\nroutes:\n  - name: a\n    utterances: [x]\n";

@@ -6,6 +6,7 @@ mod router_service;
 
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -49,12 +50,16 @@ pub const ROUTER_SERVICE_NAME: &str = "semroute.v1.Router";
 pub struct ServeOptions {
     /// Threads for the model's forward pass.
     pub model_threads: usize,
+    /// After a shutdown request, how long in-flight calls may take to finish before the server stops
+    /// anyway (a client that never closes its connection must not hold the process forever).
+    pub shutdown_grace: Duration,
 }
 
 impl Default for ServeOptions {
     fn default() -> Self {
         Self {
             model_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            shutdown_grace: Duration::from_secs(30),
         }
     }
 }
@@ -120,25 +125,33 @@ pub async fn serve(
 
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "listening (NOT_SERVING until the model and index are ready)");
+    // `stop` ends accepting and starts the drain; `deadline` fires `shutdown_grace` later.
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (deadline_tx, deadline_rx) = tokio::sync::oneshot::channel::<()>();
     let failure = Arc::new(OnceLock::<String>::new());
     let failure_w = failure.clone();
+    let grace = options.shutdown_grace;
     tokio::spawn(async move {
         tokio::select! {
-            _ = shutdown => tracing::info!("shutdown requested: draining in-flight calls"),
+            _ = shutdown => tracing::info!(?grace, "shutdown requested: draining in-flight calls"),
             Ok(e) = fail_rx => { let _ = failure_w.set(e); }
         }
         let _ = stop_tx.send(());
+        tokio::time::sleep(grace).await;
+        let _ = deadline_tx.send(());
     });
 
-    tonic::transport::Server::builder()
+    let server = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection)
         .add_service(pb::router_server::RouterServer::new(router_service))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
             let _ = stop_rx.await;
-        })
-        .await?;
+        });
+    tokio::select! {
+        r = server => r?,
+        _ = deadline_rx => tracing::warn!(?grace, "drain deadline passed; stopping with calls still open"),
+    }
     match failure.get() {
         Some(e) => Err(ServerError::Startup(e.clone())),
         None => {

@@ -63,7 +63,10 @@ impl TestServer {
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 addr_tx.send(listener.local_addr().unwrap()).unwrap();
-                let opts = ServeOptions { model_threads: 2 };
+                let opts = ServeOptions {
+                    model_threads: 2,
+                    shutdown_grace: Duration::from_secs(10),
+                };
                 server::serve(loaded, listener, opts, async {
                     let _ = stop_rx.await;
                 })
@@ -123,22 +126,29 @@ impl TestServer {
         self.thread.take().unwrap().join().unwrap()
     }
 
-    /// Stops the server gracefully and returns how `serve` ended.
+    /// Stops the server gracefully and returns how `serve` ended. Blocking: from async code, run it on a
+    /// blocking thread so the caller's runtime keeps driving its client connections while the server drains.
     pub fn stop(mut self) -> Result<(), String> {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }
         self.thread.take().unwrap().join().unwrap()
     }
+
+    /// [`Self::stop`] from async code.
+    pub async fn shutdown(self) -> Result<(), String> {
+        tokio::task::spawn_blocking(move || self.stop())
+            .await
+            .unwrap()
+    }
 }
 
 impl Drop for TestServer {
+    /// Asks the server to stop without waiting: joining here could block the runtime that drives the test's
+    /// own client connections, which the server's drain waits on.
     fn drop(&mut self) {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
         }
     }
 }
