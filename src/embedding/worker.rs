@@ -3,7 +3,7 @@
 //! worker threads; async callers await a oneshot reply.
 
 use std::collections::VecDeque;
-use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -11,7 +11,8 @@ use tokio::sync::oneshot;
 
 use super::{EmbedError, SentenceEncoder};
 
-type Reply = oneshot::Sender<Result<Vec<Vec<f32>>, EmbedError>>;
+type Vectors = Result<Vec<Vec<f32>>, EmbedError>;
+type Reply = oneshot::Sender<Vectors>;
 
 struct Job {
     texts: Vec<String>,
@@ -112,10 +113,7 @@ impl Embedder {
         &self.info
     }
 
-    fn submit(
-        &self,
-        texts: Vec<String>,
-    ) -> Result<oneshot::Receiver<Result<Vec<Vec<f32>>, EmbedError>>, EmbedError> {
+    fn submit(&self, texts: Vec<String>) -> Result<oneshot::Receiver<Vectors>, EmbedError> {
         let (reply, rx) = oneshot::channel();
         match self.tx.try_send(Job { texts, reply }) {
             Ok(()) => Ok(rx),
@@ -149,11 +147,8 @@ fn run(encoder: SentenceEncoder, pool: rayon::ThreadPool, rx: Receiver<Job>, max
                 Err(_) => return, // every handle dropped: shut down
             }
         }
-        loop {
-            match rx.try_recv() {
-                Ok(job) => pending.push_back(Pending::new(job)),
-                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
-            }
+        while let Ok(job) = rx.try_recv() {
+            pending.push_back(Pending::new(job));
         }
         // Drop jobs whose caller went away (cancelled request) before spending model time on them.
         pending.retain(|p| !p.reply.is_closed());
