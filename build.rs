@@ -8,7 +8,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     unsafe { std::env::set_var("PROTOC", protoc) };
 
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
-    let protos = ["proto/semroute/v1/router.proto"];
+    let protos = [
+        "proto/semroute/v1/router.proto",
+        "proto/semroute/v1/admin.proto",
+    ];
     tonic_prost_build::configure()
         .file_descriptor_set_path(out_dir.join("semroute_descriptor.bin"))
         .compile_protos(&protos, &["proto"])?;

@@ -38,6 +38,21 @@ pub enum Command {
         /// Threads for the model's forward pass (default: all cores).
         #[arg(long, env = "SEMROUTE_MODEL_THREADS")]
         model_threads: Option<usize>,
+        /// Where exemplar embeddings persist between runs (default: `.semroute/` next to the config).
+        #[arg(long, env = "SEMROUTE_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+        /// Reload routes.yaml when it changes (polled every 500 ms, debounced).
+        #[arg(long, env = "SEMROUTE_WATCH")]
+        watch: bool,
+        #[command(flatten)]
+        admin: AdminServeArgs,
+    },
+    /// Call the Admin API of a running server.
+    Admin {
+        #[command(flatten)]
+        conn: AdminConn,
+        #[command(subcommand)]
+        command: AdminCommand,
     },
     /// Route one prompt and print the decision as JSON.
     Route {
@@ -53,5 +68,83 @@ pub enum Command {
     Check {
         #[command(flatten)]
         config: ConfigArg,
+    },
+}
+
+/// How `serve` exposes the Admin API.
+#[derive(Debug, Args)]
+pub struct AdminServeArgs {
+    /// Serve Admin on its own address (recommended: keep it off the client-facing listener).
+    #[arg(long, env = "SEMROUTE_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
+    /// Serve Admin on the main listener too.
+    #[arg(long, env = "SEMROUTE_ADMIN_ON_MAIN")]
+    pub admin_on_main: bool,
+    /// The admin bearer token. Prefer the environment variable or a file over a flag (flags show in `ps`).
+    #[arg(long, env = "SEMROUTE_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Read the admin bearer token from this file (surrounding whitespace ignored).
+    #[arg(long, env = "SEMROUTE_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
+}
+
+/// Where the Admin API is and how to authenticate.
+#[derive(Debug, Args)]
+pub struct AdminConn {
+    /// Admin endpoint.
+    #[arg(
+        long,
+        env = "SEMROUTE_ADMIN_ADDR",
+        default_value = "http://127.0.0.1:50052"
+    )]
+    pub addr: String,
+    /// Bearer token.
+    #[arg(long, env = "SEMROUTE_ADMIN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Read the bearer token from this file.
+    #[arg(long, env = "SEMROUTE_ADMIN_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+}
+
+/// Admin operations.
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Re-read routes.yaml on the server and rebuild the index.
+    Rebuild,
+    /// Index version, model, sizes, last build.
+    Info,
+    /// List routes.
+    List,
+    /// Show one route.
+    Get {
+        /// Route name.
+        name: String,
+    },
+    /// Create or replace a route from a YAML file holding one route mapping (`-` for stdin).
+    Upsert {
+        /// The route file.
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+    },
+    /// Delete a route.
+    Delete {
+        /// Route name.
+        name: String,
+    },
+    /// Add utterances to a route.
+    AddUtterances {
+        /// Route name.
+        name: String,
+        /// Utterances to add.
+        #[arg(required = true)]
+        utterances: Vec<String>,
+    },
+    /// Remove utterances from a route.
+    RemoveUtterances {
+        /// Route name.
+        name: String,
+        /// Utterances to remove.
+        #[arg(required = true)]
+        utterances: Vec<String>,
     },
 }

@@ -6,7 +6,10 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod control;
 pub mod embedding;
 pub mod index;
+pub mod persist;
 pub mod router;
 pub mod server;
+pub mod store;

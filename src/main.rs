@@ -1,5 +1,6 @@
 //! The `semroute` binary.
 
+mod admin_client;
 mod cli;
 
 use std::process::ExitCode;
@@ -7,7 +8,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use semroute::config;
 use semroute::router::{start_embedder, RouteQuery, Router};
-use semroute::server::{self, ServeOptions};
+use semroute::server::{self, AdminOptions, ServeOptions};
 use tracing_subscriber::EnvFilter;
 
 use cli::{Cli, Command};
@@ -17,6 +18,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_new(&cli.log).unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
@@ -68,18 +70,65 @@ fn run(command: Command) -> anyhow::Result<()> {
             config,
             listen,
             model_threads,
+            data_dir,
+            watch,
+            admin,
         } => {
             // Validate before binding: a broken file is reported at once, with its position.
             let loaded = config::load_file(&config.config)?;
-            let mut options = ServeOptions::default();
+            let token = read_token(admin.admin_token, admin.admin_token_file.as_deref())?;
+            let enabled = admin.admin_listen.is_some() || admin.admin_on_main;
+            if enabled && token.is_none() {
+                anyhow::bail!(
+                    "the admin API needs a token: set SEMROUTE_ADMIN_TOKEN or --admin-token-file"
+                );
+            }
+            let mut options = ServeOptions {
+                data_dir: Some(data_dir.unwrap_or_else(|| loaded.base_dir().join(".semroute"))),
+                watch: watch.then(|| std::time::Duration::from_millis(500)),
+                ..ServeOptions::default()
+            };
             if let Some(t) = model_threads {
                 options.model_threads = t;
             }
             runtime()?.block_on(async move {
                 let listener = tokio::net::TcpListener::bind(listen).await?;
+                if enabled {
+                    let admin_listener = match admin.admin_listen {
+                        Some(a) => Some(tokio::net::TcpListener::bind(a).await?),
+                        None => None,
+                    };
+                    options.admin = Some(AdminOptions {
+                        token: token.unwrap_or_default(),
+                        listener: admin_listener,
+                    });
+                }
                 server::serve(loaded, listener, options, server::shutdown_signal()).await?;
                 Ok(())
             })
         }
+        Command::Admin { conn, command } => {
+            let token = read_token(conn.token, conn.token_file.as_deref())?.ok_or_else(|| {
+                anyhow::anyhow!("set --token, SEMROUTE_ADMIN_TOKEN or --token-file")
+            })?;
+            runtime()?.block_on(admin_client::run(&conn.addr, &token, command))
+        }
     }
+}
+
+/// The admin token from a flag/env value or a file.
+fn read_token(
+    value: Option<String>,
+    file: Option<&std::path::Path>,
+) -> anyhow::Result<Option<String>> {
+    if let Some(f) = file {
+        let t = std::fs::read_to_string(f)
+            .map_err(|e| anyhow::anyhow!("admin token file {}: {e}", f.display()))?;
+        let t = t.trim().to_string();
+        anyhow::ensure!(!t.is_empty(), "admin token file {} is empty", f.display());
+        return Ok(Some(t));
+    }
+    Ok(value
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty()))
 }

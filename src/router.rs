@@ -3,8 +3,8 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use serde::Serialize;
@@ -12,6 +12,7 @@ use serde::Serialize;
 use crate::config::{Config, LoadedConfig};
 use crate::embedding::{resolve_model_dir, DeviceSpec, EmbedError, Embedder, SentenceEncoder};
 use crate::index::{Exemplar, IndexError, RouteIndex};
+use crate::store::EmbeddingStore;
 
 /// Most neighbours a caller may ask for as evidence.
 pub const MAX_EVIDENCE: usize = 100;
@@ -101,6 +102,10 @@ pub struct Snapshot {
     pub version: u64,
     /// When the snapshot was built.
     pub built_at: SystemTime,
+    /// How long the build took.
+    pub build_duration: Duration,
+    /// Utterances that had to be embedded by this build (the rest came from the embedding store).
+    pub embedded: usize,
 }
 
 impl Snapshot {
@@ -162,6 +167,7 @@ pub struct Router {
     embedder: Embedder,
     snapshot: ArcSwap<Snapshot>,
     next_version: AtomicU64,
+    store: Mutex<EmbeddingStore>,
 }
 
 /// Folders searched for `models/<name>`: next to the config file, then the working directory, then
@@ -189,14 +195,26 @@ pub fn start_embedder(loaded: &LoadedConfig, threads: usize) -> Result<Embedder,
 }
 
 impl Router {
-    /// Builds the first snapshot from `config` (embedding every utterance) and returns a ready router.
-    /// Blocking: call from a blocking context.
+    /// Builds the first snapshot from `config` (embedding every utterance) and returns a ready router whose
+    /// exemplar vectors are kept in memory only. Blocking: call from a blocking context.
     pub fn build(embedder: Embedder, config: Config) -> Result<Self, RouteError> {
-        let snapshot = build_snapshot(&embedder, config, 1)?;
+        let store = EmbeddingStore::in_memory(&embedder.info().identity, embedder.info().dim);
+        Self::build_with_store(embedder, config, store)
+    }
+
+    /// Like [`Self::build`], with exemplar vectors looked up in and saved to `store`.
+    pub fn build_with_store(
+        embedder: Embedder,
+        config: Config,
+        store: EmbeddingStore,
+    ) -> Result<Self, RouteError> {
+        let store = Mutex::new(store);
+        let snapshot = build_snapshot(&embedder, &store, config, 1)?;
         Ok(Self {
             embedder,
             snapshot: ArcSwap::from_pointee(snapshot),
             next_version: AtomicU64::new(2),
+            store,
         })
     }
 
@@ -210,13 +228,27 @@ impl Router {
         &self.embedder
     }
 
-    /// Builds a snapshot for `config` off the request path and swaps it in atomically. On error the live
-    /// snapshot is untouched. Blocking.
-    pub fn rebuild(&self, config: Config) -> Result<u64, RouteError> {
+    /// Builds a snapshot for `config` off the request path without installing it. Versions are handed out
+    /// in call order, so callers that install what they prepare must serialise (the admin control plane
+    /// does). Blocking.
+    pub fn prepare(&self, config: Config) -> Result<Snapshot, RouteError> {
         let version = self.next_version.fetch_add(1, Ordering::SeqCst);
-        let snapshot = build_snapshot(&self.embedder, config, version)?;
-        self.snapshot.store(Arc::new(snapshot));
-        Ok(version)
+        build_snapshot(&self.embedder, &self.store, config, version)
+    }
+
+    /// Makes `snapshot` the live one in one atomic step. Requests already running finish on the snapshot
+    /// they started with.
+    pub fn install(&self, snapshot: Snapshot) -> Arc<Snapshot> {
+        let snapshot = Arc::new(snapshot);
+        self.snapshot.store(snapshot.clone());
+        tracing::info!(version = snapshot.version, "snapshot installed");
+        snapshot
+    }
+
+    /// [`Self::prepare`] then [`Self::install`]. On error the live snapshot is untouched. Blocking.
+    pub fn rebuild(&self, config: Config) -> Result<Arc<Snapshot>, RouteError> {
+        let snapshot = self.prepare(config)?;
+        Ok(self.install(snapshot))
     }
 
     /// Routes one prompt.
@@ -243,33 +275,72 @@ impl Router {
     }
 }
 
-/// Embeds every utterance of `config` and builds its index.
+/// Texts embedded per model job during a build: small enough to log progress and to let live requests
+/// interleave, large enough to keep batches full.
+const BUILD_CHUNK: usize = 1024;
+
+/// Builds the index for `config`, embedding only the utterances the store does not already hold.
 fn build_snapshot(
     embedder: &Embedder,
+    store: &Mutex<EmbeddingStore>,
     config: Config,
     version: u64,
 ) -> Result<Snapshot, RouteError> {
     let started = Instant::now();
-    let mut texts = Vec::new();
-    let mut owners = Vec::new();
-    for (r, route) in config.routes.iter().enumerate() {
-        for u in &route.utterances {
-            texts.push(u.clone());
-            owners.push(r);
+    let missing: Vec<String> = {
+        let store = store.lock().unwrap_or_else(|p| p.into_inner());
+        let mut seen = std::collections::HashSet::new();
+        config
+            .routes
+            .iter()
+            .flat_map(|r| r.utterances.iter())
+            .filter(|u| store.get(u).is_none() && seen.insert(u.as_str()))
+            .cloned()
+            .collect()
+    };
+    let embedded = missing.len();
+    let mut fresh = Vec::with_capacity(embedded);
+    for chunk in missing.chunks(BUILD_CHUNK) {
+        let vectors = embedder.embed_blocking(chunk.to_vec())?;
+        fresh.extend(chunk.iter().cloned().zip(vectors));
+        if embedded > BUILD_CHUNK {
+            tracing::info!(
+                version,
+                done = fresh.len(),
+                of = embedded,
+                "embedding utterances"
+            );
         }
     }
-    let n = texts.len();
-    let vectors = embedder.embed_blocking(texts.clone())?;
-    let exemplars = owners
-        .into_iter()
-        .zip(texts)
-        .zip(vectors)
-        .map(|((route, text), vector)| Exemplar {
-            route,
-            text,
-            vector,
-        })
-        .collect();
+
+    let mut exemplars = Vec::new();
+    {
+        let mut store = store.lock().unwrap_or_else(|p| p.into_inner());
+        for (text, v) in fresh {
+            store.insert(text, v);
+        }
+        for (r, route) in config.routes.iter().enumerate() {
+            for u in &route.utterances {
+                let vector = store.get(u).cloned().ok_or(EmbedError::Stopped)?;
+                exemplars.push(Exemplar {
+                    route: r,
+                    text: u.clone(),
+                    vector,
+                });
+            }
+        }
+        let in_use: std::collections::HashSet<&str> = config
+            .routes
+            .iter()
+            .flat_map(|r| r.utterances.iter().map(String::as_str))
+            .collect();
+        store.prune_unless_used(&|t| in_use.contains(t));
+        if let Err(e) = store.save() {
+            // The store is a cache: failing to persist it costs re-embedding later, nothing more.
+            tracing::warn!(error = %e, "could not save the embedding store");
+        }
+    }
+    let n = exemplars.len();
     let names = config.routes.iter().map(|r| r.name.clone()).collect();
     let index = RouteIndex::build(
         embedder.info().dim,
@@ -277,12 +348,14 @@ fn build_snapshot(
         exemplars,
         config.matching.exact_search_max,
     )?;
+    let build_duration = started.elapsed();
     tracing::info!(
         version,
         routes = config.routes.len(),
         exemplars = n,
+        embedded,
         mode = ?index.mode(),
-        millis = started.elapsed().as_millis() as u64,
+        millis = build_duration.as_millis() as u64,
         "index built"
     );
     Ok(Snapshot {
@@ -290,6 +363,8 @@ fn build_snapshot(
         index,
         version,
         built_at: SystemTime::now(),
+        build_duration,
+        embedded,
     })
 }
 

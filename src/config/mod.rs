@@ -86,10 +86,24 @@ pub fn load_file(path: &Path) -> Result<LoadedConfig, ConfigError> {
 
 /// Parses and validates YAML text; `file` names the source in error messages.
 pub fn parse_str(source: &str, file: &str) -> Result<Config, ConfigError> {
-    let config: Config = serde_yaml::from_str(source).map_err(|e| parse_error(&e, file))?;
-    let positions = PositionMap::build(source);
-    validate(&config).map_err(|v| {
-        let pos = positions.find(&v.field);
+    let config: Config = parse_fragment(source, file)?;
+    validate_config(&config, source, file)?;
+    Ok(config)
+}
+
+/// Parses a YAML fragment (e.g. one route sent to the admin API) into `T`, with positioned errors.
+pub fn parse_fragment<T: serde::de::DeserializeOwned>(
+    source: &str,
+    file: &str,
+) -> Result<T, ConfigError> {
+    serde_yaml::from_str(source).map_err(|e| parse_error(&e, file))
+}
+
+/// Validates an in-memory config (e.g. after an admin mutation). Positions refer to `source`, the YAML the
+/// config would be written as.
+pub fn validate_config(config: &Config, source: &str, file: &str) -> Result<(), ConfigError> {
+    validate(config).map_err(|v| {
+        let pos = PositionMap::build(source).find(&v.field);
         ConfigError::Invalid {
             file: file.to_string(),
             line: pos.line,
@@ -97,8 +111,13 @@ pub fn parse_str(source: &str, file: &str) -> Result<Config, ConfigError> {
             field: v.field,
             message: v.message,
         }
-    })?;
-    Ok(config)
+    })
+}
+
+/// The YAML text a config is persisted as.
+pub fn to_yaml(config: &Config) -> String {
+    // Serialising our own plain structs cannot fail (no maps with non-string keys, no untagged enums).
+    serde_yaml::to_string(config).unwrap_or_default()
 }
 
 fn parse_error(e: &serde_yaml::Error, file: &str) -> ConfigError {

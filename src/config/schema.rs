@@ -17,7 +17,7 @@ pub struct Config {
     #[serde(default)]
     pub limits: LimitsConfig,
     /// The route answered when no route clears its threshold. `None`: answer with no route.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_route: Option<String>,
     /// The routes, each declared by example utterances.
     pub routes: Vec<RouteConfig>,
@@ -34,7 +34,7 @@ pub struct EncoderConfig {
     #[serde(default = "default_device")]
     pub device: String,
     /// Truncate inputs to this many tokens (including [CLS]/[SEP]); at most the model's max_seq_length.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_tokens: Option<usize>,
     /// Most texts the model thread embeds in one forward pass.
     #[serde(default = "default_max_batch")]
@@ -113,7 +113,7 @@ pub struct RouteConfig {
     #[serde(default)]
     pub description: String,
     /// Overrides `matching.threshold` for this route.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threshold: Option<f32>,
     /// Example prompts that belong to this route.
     pub utterances: Vec<String>,

@@ -55,6 +55,34 @@ pub struct SentenceEncoder {
     max_tokens: usize,
     dim: usize,
     dir: PathBuf,
+    identity: String,
+}
+
+/// A stable identity for "this model, configured this way": the sha256 of the weights, tokenizer and config
+/// files plus the settings that change vectors (pooling, normalisation, truncation). Stored embeddings are
+/// keyed by it, so a changed model or setting never serves stale vectors.
+fn model_identity(
+    dir: &Path,
+    pooling: Pooling,
+    normalize: bool,
+    max_tokens: usize,
+) -> Result<String, EmbedError> {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for f in ["model.safetensors", "tokenizer.json", "config.json"] {
+        let path = dir.join(f);
+        let mut file = std::fs::File::open(&path).map_err(|e| EmbedError::Load {
+            what: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        std::io::copy(&mut file, &mut h).map_err(|e| EmbedError::Load {
+            what: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+    }
+    h.update(format!("{pooling:?}/{normalize}/{max_tokens}").as_bytes());
+    let digest = h.finalize();
+    Ok(digest.iter().take(12).map(|b| format!("{b:02x}")).collect())
 }
 
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, EmbedError> {
@@ -155,7 +183,9 @@ impl SentenceEncoder {
         // rewritten under a running process is an operator error the fetch script avoids (atomic rename).
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, &device)? };
         let model = BertModel::load(vb, &bert_config)?;
+        let identity = model_identity(dir, pooling, normalize, max_tokens)?;
         tracing::info!(
+            identity = %identity,
             dir = %dir.display(),
             ?pooling,
             normalize,
@@ -172,6 +202,7 @@ impl SentenceEncoder {
             max_tokens,
             dim: bert_config.hidden_size,
             dir: dir.to_path_buf(),
+            identity,
         })
     }
 
@@ -188,6 +219,11 @@ impl SentenceEncoder {
     /// The folder the model was loaded from.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// A stable identity of the model and the settings that shape its vectors (hex).
+    pub fn identity(&self) -> &str {
+        &self.identity
     }
 
     /// Number of tokens `text` becomes after truncation ([CLS]/[SEP] included).

@@ -59,6 +59,8 @@ pub struct ModelInfo {
     pub max_tokens: usize,
     /// The folder the model was loaded from.
     pub dir: std::path::PathBuf,
+    /// Identity of the model and its vector-shaping settings; keys the embedding store.
+    pub identity: String,
 }
 
 /// A cheap, cloneable handle to the model thread.
@@ -82,6 +84,7 @@ impl Embedder {
             dim: encoder.dim(),
             max_tokens: encoder.max_tokens(),
             dir: encoder.dir().to_path_buf(),
+            identity: encoder.identity().to_string(),
         });
         // Running the forward pass inside the pool that candle's kernels parallelise over avoids the
         // calling thread competing with the pool's spinning workers.

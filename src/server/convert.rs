@@ -3,6 +3,7 @@
 use tonic::Status;
 
 use super::pb;
+use crate::control::AdminError;
 use crate::embedding::EmbedError;
 use crate::router::{ChatMessage, Decision, RouteError, RouteQuery};
 
@@ -63,6 +64,19 @@ impl From<RouteError> for Status {
             RouteError::Embed(EmbedError::Stopped) => Status::unavailable(e.to_string()),
             RouteError::Embed(EmbedError::Tokenize(_)) => Status::invalid_argument(e.to_string()),
             RouteError::Embed(_) | RouteError::Index(_) => Status::internal(e.to_string()),
+        }
+    }
+}
+
+impl From<AdminError> for Status {
+    fn from(e: AdminError) -> Self {
+        match e {
+            AdminError::Invalid(_) | AdminError::BadRequest(_) => {
+                Status::invalid_argument(e.to_string())
+            }
+            AdminError::NotFound(_) => Status::not_found(e.to_string()),
+            AdminError::Persist { .. } => Status::internal(e.to_string()),
+            AdminError::Build(inner) => inner.into(),
         }
     }
 }

@@ -1,19 +1,28 @@
 //! The gRPC face: tonic services (Router, health, reflection), the translation between proto messages and
 //! domain types, domain errors mapped to `tonic::Status` in one place, and graceful shutdown.
 
+mod admin_service;
+mod auth;
 mod convert;
 mod router_service;
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+
+use tonic::service::interceptor::InterceptedService;
 
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic_health::ServingStatus;
 
 use crate::config::LoadedConfig;
+use crate::control::ControlPlane;
 use crate::router::{start_embedder, Router};
+use crate::store::EmbeddingStore;
+pub use admin_service::AdminService;
+pub use auth::BearerAuth;
 pub use router_service::RouterService;
 
 /// Generated protobuf and gRPC code for `semroute.v1`.
@@ -45,14 +54,29 @@ pub enum ServerError {
 /// The fully-qualified service name health reports on.
 pub const ROUTER_SERVICE_NAME: &str = "semroute.v1.Router";
 
+/// Where and how the Admin service is exposed.
+#[derive(Debug)]
+pub struct AdminOptions {
+    /// Bearer token every admin call must present.
+    pub token: String,
+    /// A listener of its own for Admin; `None` serves Admin on the main listener.
+    pub listener: Option<TcpListener>,
+}
+
 /// How the service starts.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ServeOptions {
     /// Threads for the model's forward pass.
     pub model_threads: usize,
     /// After a shutdown request, how long in-flight calls may take to finish before the server stops
     /// anyway (a client that never closes its connection must not hold the process forever).
     pub shutdown_grace: Duration,
+    /// Where exemplar embeddings persist between runs; `None` keeps them in memory only.
+    pub data_dir: Option<PathBuf>,
+    /// Poll routes.yaml at this interval and reload on change (`serve --watch`).
+    pub watch: Option<Duration>,
+    /// The Admin service; `None` leaves it off.
+    pub admin: Option<AdminOptions>,
 }
 
 impl Default for ServeOptions {
@@ -60,13 +84,17 @@ impl Default for ServeOptions {
         Self {
             model_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             shutdown_grace: Duration::from_secs(30),
+            data_dir: None,
+            watch: None,
+            admin: None,
         }
     }
 }
 
-/// Serves on `listener` until `shutdown` resolves, then stops accepting and lets in-flight calls finish.
+/// Serves on `listener` (and the admin listener, if any) until `shutdown` resolves, then stops accepting
+/// and lets in-flight calls finish.
 ///
-/// The listener accepts at once; health answers NOT_SERVING (and Route UNAVAILABLE) while the model loads
+/// The listeners accept at once; health answers NOT_SERVING (and Route UNAVAILABLE) while the model loads
 /// and the index builds off the runtime, then SERVING. A start-up failure ends the server with an error.
 pub async fn serve(
     loaded: LoadedConfig,
@@ -74,6 +102,11 @@ pub async fn serve(
     options: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
+    if options.admin.is_some() && loaded.path.is_none() {
+        return Err(ServerError::Startup(
+            "the admin API needs a config file to persist changes to".into(),
+        ));
+    }
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
         .set_service_status("", ServingStatus::NotServing)
@@ -89,27 +122,45 @@ pub async fn serve(
             .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
-    let reflection = reflection_builder().build_v1()?;
-    let reflection_alpha = reflection_builder().build_v1alpha()?;
 
-    let slot: Arc<OnceLock<Arc<Router>>> = Arc::new(OnceLock::new());
-    let router_service = RouterService::new(slot.clone());
+    let router_slot: Arc<OnceLock<Arc<Router>>> = Arc::new(OnceLock::new());
+    let control_slot: Arc<OnceLock<Arc<ControlPlane>>> = Arc::new(OnceLock::new());
+    let router_service = RouterService::new(router_slot.clone());
 
     let (fail_tx, fail_rx) = tokio::sync::oneshot::channel::<String>();
-    let loader_slot = slot.clone();
     let reporter = health_reporter.clone();
-    tokio::spawn(async move {
+    let (model_threads, data_dir, watch) = (
+        options.model_threads,
+        options.data_dir.clone(),
+        options.watch,
+    );
+    let config_path = loaded.path.clone();
+    let (loader_router, loader_control) = (router_slot.clone(), control_slot.clone());
+    let loader = tokio::spawn(async move {
         let started = std::time::Instant::now();
         let built = tokio::task::spawn_blocking(move || {
-            let embedder =
-                start_embedder(&loaded, options.model_threads).map_err(|e| e.to_string())?;
-            Router::build(embedder, loaded.config).map_err(|e| e.to_string())
+            let embedder = start_embedder(&loaded, model_threads).map_err(|e| e.to_string())?;
+            let info = embedder.info().clone();
+            let store = match &data_dir {
+                Some(d) => EmbeddingStore::open(d, &info.identity, info.dim),
+                None => EmbeddingStore::in_memory(&info.identity, info.dim),
+            };
+            Router::build_with_store(embedder, loaded.config, store).map_err(|e| e.to_string())
         })
         .await
         .unwrap_or_else(|e| Err(format!("loader panicked: {e}")));
         match built {
             Ok(router) => {
-                let _ = loader_slot.set(Arc::new(router));
+                let router = Arc::new(router);
+                let _ = loader_router.set(router.clone());
+                if let Some(path) = config_path {
+                    let plane = Arc::new(ControlPlane::new(router, &path));
+                    let _ = loader_control.set(plane.clone());
+                    if let Some(interval) = watch {
+                        tracing::info!(path = %path.display(), ?interval, "watching the routes file");
+                        tokio::spawn(plane.watch(interval));
+                    }
+                }
                 reporter
                     .set_service_status("", ServingStatus::Serving)
                     .await;
@@ -128,10 +179,8 @@ pub async fn serve(
         }
     });
 
-    let addr = listener.local_addr()?;
-    tracing::info!(%addr, "listening (NOT_SERVING until the model and index are ready)");
-    // `stop` ends accepting and starts the drain; `deadline` fires `shutdown_grace` later.
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    // `stop` ends accepting on every listener and starts the drain; `deadline` fires `shutdown_grace` later.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let (deadline_tx, deadline_rx) = tokio::sync::oneshot::channel::<()>();
     let failure = Arc::new(OnceLock::<String>::new());
     let failure_w = failure.clone();
@@ -141,23 +190,64 @@ pub async fn serve(
             _ = shutdown => tracing::info!(?grace, "shutdown requested: draining in-flight calls"),
             Ok(e) = fail_rx => { let _ = failure_w.set(e); }
         }
-        let _ = stop_tx.send(());
+        let _ = stop_tx.send(true);
         tokio::time::sleep(grace).await;
         let _ = deadline_tx.send(());
     });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
 
-    let server = tonic::transport::Server::builder()
+    let (admin_on_main, admin_listener) = match options.admin {
+        Some(a) => {
+            let svc = InterceptedService::new(
+                pb::admin_server::AdminServer::new(AdminService::new(control_slot.clone())),
+                BearerAuth::new(&a.token),
+            );
+            match a.listener {
+                Some(l) => (None, Some((svc, l))),
+                None => (Some(svc), None),
+            }
+        }
+        None => (None, None),
+    };
+
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, admin = admin_on_main.is_some(), "listening (NOT_SERVING until the model and index are ready)");
+    let main = tonic::transport::Server::builder()
         .add_service(health_service)
-        .add_service(reflection)
-        .add_service(reflection_alpha)
+        .add_service(reflection_builder().build_v1()?)
+        .add_service(reflection_builder().build_v1alpha()?)
         .add_service(pb::router_server::RouterServer::new(router_service))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
-            let _ = stop_rx.await;
-        });
+        .add_optional_service(admin_on_main)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stopped(stop_rx.clone()));
+    let admin = async {
+        match admin_listener {
+            Some((svc, l)) => {
+                tracing::info!(addr = %l.local_addr()?, "admin listening");
+                tonic::transport::Server::builder()
+                    .add_service(reflection_builder().build_v1()?)
+                    .add_service(svc)
+                    .serve_with_incoming_shutdown(
+                        TcpListenerStream::new(l),
+                        stopped(stop_rx.clone()),
+                    )
+                    .await?;
+                Ok::<(), ServerError>(())
+            }
+            None => Ok(()),
+        }
+    };
+    let both = async {
+        let (m, a) = tokio::join!(main, admin);
+        m?;
+        a
+    };
     tokio::select! {
-        r = server => r?,
+        r = both => r?,
         _ = deadline_rx => tracing::warn!(?grace, "drain deadline passed; stopping with calls still open"),
     }
+    loader.abort();
     match failure.get() {
         Some(e) => Err(ServerError::Startup(e.clone())),
         None => {

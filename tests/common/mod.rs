@@ -52,6 +52,14 @@ pub struct TestServer {
 impl TestServer {
     /// Starts the real server for `loaded` on an ephemeral loopback port.
     pub fn start(loaded: LoadedConfig) -> Self {
+        Self::start_with(loaded, |_| {})
+    }
+
+    /// Like [`Self::start`], letting the caller adjust the options (admin, watch, data dir).
+    pub fn start_with(
+        loaded: LoadedConfig,
+        configure: impl FnOnce(&mut ServeOptions) + Send + 'static,
+    ) -> Self {
         let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
@@ -63,10 +71,12 @@ impl TestServer {
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 addr_tx.send(listener.local_addr().unwrap()).unwrap();
-                let opts = ServeOptions {
+                let mut opts = ServeOptions {
                     model_threads: 2,
                     shutdown_grace: Duration::from_secs(10),
+                    ..ServeOptions::default()
                 };
+                configure(&mut opts);
                 server::serve(loaded, listener, opts, async {
                     let _ = stop_rx.await;
                 })
