@@ -38,9 +38,8 @@ fn set(a: bool) -> String {
     )
 }
 
-type Admin = AdminClient<
-    InterceptedService<Channel, Box<dyn FnMut(Request<()>) -> Result<Request<()>, Status> + Send>>,
->;
+type AddToken = Box<dyn FnMut(Request<()>) -> Result<Request<()>, Status> + Send>;
+type Admin = AdminClient<InterceptedService<Channel, AddToken>>;
 
 async fn admin(endpoint: &str, token: Option<&str>) -> Admin {
     let ch = common::channel(endpoint).await.unwrap();
@@ -49,13 +48,12 @@ async fn admin(endpoint: &str, token: Option<&str>) -> Admin {
             .parse::<tonic::metadata::MetadataValue<_>>()
             .unwrap()
     });
-    let f: Box<dyn FnMut(Request<()>) -> Result<Request<()>, Status> + Send> =
-        Box::new(move |mut r: Request<()>| {
-            if let Some(b) = &bearer {
-                r.metadata_mut().insert("authorization", b.clone());
-            }
-            Ok(r)
-        });
+    let f: AddToken = Box::new(move |mut r: Request<()>| {
+        if let Some(b) = &bearer {
+            r.metadata_mut().insert("authorization", b.clone());
+        }
+        Ok(r)
+    });
     AdminClient::with_interceptor(ch, f)
 }
 
