@@ -47,6 +47,35 @@ pub enum Command {
         #[command(flatten)]
         admin: AdminServeArgs,
     },
+    /// Load a running server with Route calls over gRPC and report throughput and latency percentiles.
+    Bench {
+        /// Server endpoint.
+        #[arg(
+            long,
+            env = "SEMROUTE_BENCH_ADDR",
+            default_value = "http://127.0.0.1:50051"
+        )]
+        addr: String,
+        /// Concurrent closed-loop clients (1..=1024).
+        #[arg(long, env = "SEMROUTE_BENCH_CONCURRENCY", default_value_t = 1)]
+        concurrency: usize,
+        /// Measured seconds (at most 600).
+        #[arg(long, env = "SEMROUTE_BENCH_DURATION", default_value_t = 10.0)]
+        duration: f64,
+        /// Unmeasured warm-up seconds before the measurement.
+        #[arg(long, env = "SEMROUTE_BENCH_WARMUP", default_value_t = 1.0)]
+        warmup: f64,
+        /// The prompt sent (default: the PEERS.md protocol query, 13 tokens).
+        #[arg(
+            long,
+            env = "SEMROUTE_BENCH_TEXT",
+            default_value = "can you tell me how to say fly in italian please"
+        )]
+        text: String,
+        /// Print the summary as JSON.
+        #[arg(long, env = "SEMROUTE_BENCH_JSON")]
+        json: bool,
+    },
     /// Call the Admin API of a running server.
     Admin {
         #[command(flatten)]

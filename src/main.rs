@@ -2,6 +2,7 @@
 
 mod admin_client;
 mod cli;
+mod loadgen;
 
 use std::process::ExitCode;
 
@@ -106,6 +107,27 @@ fn run(command: Command) -> anyhow::Result<()> {
                 server::serve(loaded, listener, options, server::shutdown_signal()).await?;
                 Ok(())
             })
+        }
+        Command::Bench {
+            addr,
+            concurrency,
+            duration,
+            warmup,
+            text,
+            json,
+        } => {
+            anyhow::ensure!(
+                duration > 0.0 && duration <= 600.0 && warmup >= 0.0 && warmup <= 60.0,
+                "--duration must be in (0, 600] and --warmup in [0, 60]"
+            );
+            runtime()?.block_on(loadgen::run(
+                &addr,
+                concurrency,
+                std::time::Duration::from_secs_f64(duration),
+                std::time::Duration::from_secs_f64(warmup.min(60.0)),
+                &text,
+                json,
+            ))
         }
         Command::Admin { conn, command } => {
             let token = read_token(conn.token, conn.token_file.as_deref())?.ok_or_else(|| {
