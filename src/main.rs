@@ -117,7 +117,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             json,
         } => {
             anyhow::ensure!(
-                duration > 0.0 && duration <= 600.0 && warmup >= 0.0 && warmup <= 60.0,
+                duration > 0.0 && duration <= 600.0 && (0.0..=60.0).contains(&warmup),
                 "--duration must be in (0, 600] and --warmup in [0, 60]"
             );
             runtime()?.block_on(loadgen::run(
