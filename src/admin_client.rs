@@ -64,6 +64,8 @@ pub async fn run(addr: &str, token: &str, command: AdminCommand) -> anyhow::Resu
                 "embedded_last_build": i.embedded_last_build,
                 "search_mode": i.search_mode,
                 "last_reload_error": i.last_reload_error,
+                "cache_hits": i.cache_hits,
+                "cache_misses": i.cache_misses,
             })
         }
         AdminCommand::List => {

@@ -168,6 +168,59 @@ pub struct Router {
     snapshot: ArcSwap<Snapshot>,
     next_version: AtomicU64,
     store: Mutex<EmbeddingStore>,
+    cache: PromptCache,
+}
+
+/// An LRU cache of prompt vectors: a repeated prompt skips the model. Its size is fixed at start-up
+/// (`encoder.cache_size`), like the rest of the encoder section.
+struct PromptCache {
+    entries: Option<Mutex<lru::LruCache<String, Arc<[f32]>>>>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+impl PromptCache {
+    fn new(size: usize) -> Self {
+        Self {
+            entries: std::num::NonZeroUsize::new(size).map(|n| Mutex::new(lru::LruCache::new(n))),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        }
+    }
+
+    fn get(&self, text: &str) -> Option<Arc<[f32]>> {
+        let entries = self.entries.as_ref()?;
+        let hit = entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(text)
+            .cloned();
+        let counter = if hit.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        hit
+    }
+
+    fn put(&self, text: String, v: Arc<[f32]>) {
+        if let Some(entries) = &self.entries {
+            entries
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .put(text, v);
+        }
+    }
+}
+
+/// Prompt-cache counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct CacheStats {
+    /// Prompts answered from the cache.
+    pub hits: u64,
+    /// Prompts that needed the model (with the cache on).
+    pub misses: u64,
 }
 
 /// Folders searched for `models/<name>`: next to the config file, then the working directory, then
@@ -209,12 +262,14 @@ impl Router {
         store: EmbeddingStore,
     ) -> Result<Self, RouteError> {
         let store = Mutex::new(store);
+        let cache = PromptCache::new(config.encoder.cache_size);
         let snapshot = build_snapshot(&embedder, &store, config, 1)?;
         Ok(Self {
             embedder,
             snapshot: ArcSwap::from_pointee(snapshot),
             next_version: AtomicU64::new(2),
             store,
+            cache,
         })
     }
 
@@ -226,6 +281,14 @@ impl Router {
     /// The embedder.
     pub fn embedder(&self) -> &Embedder {
         &self.embedder
+    }
+
+    /// Prompt-cache hit and miss counts since start.
+    pub fn cache_stats(&self) -> CacheStats {
+        CacheStats {
+            hits: self.cache.hits.load(Ordering::Relaxed),
+            misses: self.cache.misses.load(Ordering::Relaxed),
+        }
     }
 
     /// Builds a snapshot for `config` off the request path without installing it. Versions are handed out
@@ -263,9 +326,16 @@ impl Router {
             .min(MAX_EVIDENCE);
 
         let t0 = Instant::now();
-        let mut vectors = self.embedder.embed(vec![text]).await?;
+        let vector: Arc<[f32]> = match self.cache.get(&text) {
+            Some(v) => v,
+            None => {
+                let mut vectors = self.embedder.embed(vec![text.clone()]).await?;
+                let v: Arc<[f32]> = vectors.pop().ok_or(EmbedError::Stopped)?.into();
+                self.cache.put(text, v.clone());
+                v
+            }
+        };
         let embed_micros = t0.elapsed().as_micros() as u64;
-        let vector = vectors.pop().ok_or(EmbedError::Stopped)?;
 
         let t1 = Instant::now();
         let mut decision = snapshot.decide(&vector, evidence_k);

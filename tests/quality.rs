@@ -201,3 +201,58 @@ fn heldout_llm_prompts_route_correctly() {
     );
     assert!(acc >= 0.80, "held-out accuracy {acc}");
 }
+
+#[test]
+fn repeated_prompts_come_from_the_cache_with_the_same_decision() {
+    let mut config = semroute::config::load_file(&common::repo().join("routes.yaml"))
+        .unwrap()
+        .config;
+    config.encoder.cache_size = 2;
+    let router = semroute::router::Router::build(common::embedder().clone(), config).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let route = |t: &str| {
+        rt.block_on(router.route(semroute::router::RouteQuery {
+            text: t.into(),
+            ..Default::default()
+        }))
+        .unwrap()
+    };
+    let first = route("how do I get a refund for a double charge?");
+    let second = route("how do I get a refund for a double charge?");
+    assert_eq!(first.candidates, second.candidates);
+    assert_eq!(
+        router.cache_stats(),
+        semroute::router::CacheStats { hits: 1, misses: 1 }
+    );
+    // Capacity 2: two other prompts evict the first, which then misses again.
+    route("hello there");
+    route("what's 2 + 2");
+    route("how do I get a refund for a double charge?");
+    assert_eq!(
+        router.cache_stats(),
+        semroute::router::CacheStats { hits: 1, misses: 4 }
+    );
+
+    let mut off = semroute::config::load_file(&common::repo().join("routes.yaml"))
+        .unwrap()
+        .config;
+    off.encoder.cache_size = 0;
+    let router = semroute::router::Router::build(common::embedder().clone(), off).unwrap();
+    rt.block_on(router.route(semroute::router::RouteQuery {
+        text: "hi".into(),
+        ..Default::default()
+    }))
+    .unwrap();
+    rt.block_on(router.route(semroute::router::RouteQuery {
+        text: "hi".into(),
+        ..Default::default()
+    }))
+    .unwrap();
+    assert_eq!(
+        router.cache_stats(),
+        semroute::router::CacheStats { hits: 0, misses: 0 }
+    );
+}

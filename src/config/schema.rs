@@ -42,6 +42,9 @@ pub struct EncoderConfig {
     /// Requests that may wait for the model before new ones are refused with RESOURCE_EXHAUSTED.
     #[serde(default = "default_queue_capacity")]
     pub queue_capacity: usize,
+    /// Prompt vectors kept in an LRU cache so repeated prompts skip the model; 0 turns it off.
+    #[serde(default = "default_cache_size")]
+    pub cache_size: usize,
 }
 
 /// How per-route scores are computed from the prompt's similarity to exemplars.
@@ -127,6 +130,7 @@ impl Default for EncoderConfig {
             max_tokens: None,
             max_batch: default_max_batch(),
             queue_capacity: default_queue_capacity(),
+            cache_size: default_cache_size(),
         }
     }
 }
@@ -161,6 +165,9 @@ fn default_max_batch() -> usize {
 }
 fn default_queue_capacity() -> usize {
     1024
+}
+fn default_cache_size() -> usize {
+    4096
 }
 fn default_top_k() -> usize {
     10

@@ -184,6 +184,8 @@ impl pb::admin_server::Admin for AdminService {
                 SearchMode::Hnsw => "hnsw".into(),
             },
             last_reload_error: plane.last_error().unwrap_or_default(),
+            cache_hits: plane.router().cache_stats().hits,
+            cache_misses: plane.router().cache_stats().misses,
         }))
     }
 }
