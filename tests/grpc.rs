@@ -301,3 +301,33 @@ async fn startup_failure_is_reported() {
     assert!(err.contains("./models/fetch.sh"), "{err}");
     assert!(err.contains("definitely-missing-model"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_model_queue_is_resource_exhausted() {
+    let yaml = "encoder:\n  queue_capacity: 1\n  max_batch: 1\n  cache_size: 0\nroutes:\n  - name: a\n    utterances: [hello there, good morning]\n";
+    let server = TestServer::start_yaml(yaml);
+    server.wait_ready().await;
+    let client = RouterClient::connect(server.endpoint()).await.unwrap();
+    let mut calls = Vec::new();
+    for i in 0..48 {
+        let mut c = client.clone();
+        calls.push(tokio::spawn(async move {
+            c.route(text(&format!(
+                "a fairly long prompt number {i} so that the model takes a while on each one"
+            )))
+            .await
+        }));
+    }
+    let (mut ok, mut exhausted) = (0, 0);
+    for c in calls {
+        match c.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(s) if s.code() == Code::ResourceExhausted => {
+                assert!(s.message().contains("queue is full"), "{}", s.message());
+                exhausted += 1;
+            }
+            Err(s) => panic!("unexpected status {s:?}"),
+        }
+    }
+    assert!(ok >= 1 && exhausted >= 1, "ok {ok}, exhausted {exhausted}");
+}
