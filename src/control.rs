@@ -47,6 +47,14 @@ pub struct ChangeReport {
     pub affected: usize,
 }
 
+/// The route named `name`, or NOT_FOUND.
+fn route_mut<'a>(c: &'a mut Config, name: &str) -> Result<&'a mut RouteConfig, AdminError> {
+    c.routes
+        .iter_mut()
+        .find(|r| r.name == name)
+        .ok_or_else(|| AdminError::NotFound(name.to_string()))
+}
+
 /// Shared state of the control plane.
 struct State {
     /// The file content that the live snapshot was built from (or that we last wrote).
@@ -205,11 +213,7 @@ impl ControlPlane {
     ) -> Result<ChangeReport, AdminError> {
         let name = name.to_string();
         self.mutate(move |c| {
-            let r = c
-                .routes
-                .iter_mut()
-                .find(|r| r.name == name)
-                .ok_or_else(|| AdminError::NotFound(name.clone()))?;
+            let r = route_mut(c, &name)?;
             let mut added = 0;
             for u in utterances {
                 if !r.utterances.contains(&u) {
@@ -230,11 +234,7 @@ impl ControlPlane {
     ) -> Result<ChangeReport, AdminError> {
         let name = name.to_string();
         self.mutate(move |c| {
-            let r = c
-                .routes
-                .iter_mut()
-                .find(|r| r.name == name)
-                .ok_or_else(|| AdminError::NotFound(name.clone()))?;
+            let r = route_mut(c, &name)?;
             let before = r.utterances.len();
             r.utterances.retain(|u| !utterances.contains(u));
             Ok(before - r.utterances.len())

@@ -22,9 +22,7 @@ impl AdminService {
     }
 
     fn plane(&self) -> Result<&Arc<ControlPlane>, Status> {
-        self.slot
-            .get()
-            .ok_or_else(|| Status::unavailable("starting: the model and route index are loading"))
+        super::ready(&self.slot)
     }
 }
 

@@ -51,6 +51,13 @@ pub enum ServerError {
     Io(#[from] std::io::Error),
 }
 
+/// The value a service needs once start-up has built it; UNAVAILABLE until then.
+fn ready<T>(slot: &OnceLock<Arc<T>>) -> Result<&Arc<T>, tonic::Status> {
+    slot.get().ok_or_else(|| {
+        tonic::Status::unavailable("starting: the model and route index are loading")
+    })
+}
+
 /// The fully-qualified service name health reports on.
 pub const ROUTER_SERVICE_NAME: &str = "semroute.v1.Router";
 

@@ -20,9 +20,7 @@ impl RouterService {
     }
 
     fn router(&self) -> Result<&Arc<Router>, Status> {
-        self.slot
-            .get()
-            .ok_or_else(|| Status::unavailable("starting: the model and route index are loading"))
+        super::ready(&self.slot)
     }
 }
 
