@@ -10,3 +10,4 @@ pub mod embedding;
 pub mod index;
 pub mod router;
 pub mod server;
+pub mod upstream;
