@@ -1,6 +1,7 @@
 //! The gRPC face: tonic services (Router, health, reflection), the translation between proto messages and
 //! domain types, domain errors mapped to `tonic::Status` in one place, and graceful shutdown.
 
+mod complete;
 mod convert;
 mod router_service;
 
@@ -14,6 +15,7 @@ use tonic_health::ServingStatus;
 
 use crate::config::LoadedConfig;
 use crate::router::{start_embedder, Router};
+use crate::upstream::Forwarder;
 pub use router_service::RouterService;
 
 /// Generated protobuf and gRPC code for `semroute.v1`.
@@ -93,7 +95,10 @@ pub async fn serve(
     let reflection_alpha = reflection_builder().build_v1alpha()?;
 
     let slot: Arc<OnceLock<Arc<Router>>> = Arc::new(OnceLock::new());
-    let router_service = RouterService::new(slot.clone());
+    let forwarder = Arc::new(Forwarder::new(loaded.base_dir()));
+    // A missing key is a warning, not a start-up failure: other providers (a local model) may serve.
+    forwarder.warn_missing_keys(&loaded.config);
+    let router_service = RouterService::new(slot.clone(), forwarder);
 
     let (fail_tx, fail_rx) = tokio::sync::oneshot::channel::<String>();
     let loader_slot = slot.clone();

@@ -524,7 +524,8 @@ fn estimate_tokens(req: &CompletionRequest) -> u64 {
     (bytes as u64).div_ceil(4)
 }
 
-fn validate(config: &Config, req: &CompletionRequest) -> Result<(), UpstreamError> {
+/// Checks a request against the limits of `config` (also done by [`Forwarder::complete`]).
+pub fn validate(config: &Config, req: &CompletionRequest) -> Result<(), UpstreamError> {
     let bad = |m: String| Err(UpstreamError::InvalidRequest(m));
     if req.messages.is_empty() {
         return bad("messages is empty".into());
