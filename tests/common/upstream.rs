@@ -238,7 +238,11 @@ async fn handle(s: Arc<Inner>, format: Format, headers: HeaderMap, body: Bytes) 
             events.push("data: [DONE]\n\n".into());
         }
         Format::Anthropic => {
-            let reason = if finish == "length" { "max_tokens" } else { "end_turn" };
+            let reason = if finish == "length" {
+                "max_tokens"
+            } else {
+                "end_turn"
+            };
             events.push(event(
                 format,
                 &json!({"type": "message_delta", "delta": {"stop_reason": reason}, "usage": {"output_tokens": OUTPUT_TOKENS}}),
@@ -264,6 +268,10 @@ async fn handle(s: Arc<Inner>, format: Format, headers: HeaderMap, body: Bytes) 
     let body = stream::iter(items.into_iter().enumerate()).then(move |(i, item)| async move {
         if i == first_delta {
             tokio::time::sleep(delay).await;
+        }
+        if item.is_err() {
+            // Let the deltas before the cut reach the client first.
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
         item
     });
