@@ -647,3 +647,32 @@ fn config_errors_point_at_the_field() {
         "{e}"
     );
 }
+
+#[test]
+fn shipped_routes_yaml_forwards_every_route() {
+    use semroute::config::Strategy;
+    let c = semroute::config::load_file(&common::repo().join("routes.yaml"))
+        .unwrap()
+        .config;
+    for r in &c.routes {
+        assert!(!r.targets.is_empty(), "route {} has no targets", r.name);
+    }
+    assert!(c
+        .routes
+        .iter()
+        .any(|r| r.strategy == Strategy::Weighted && r.sticky_key.is_some()));
+    // Keys come from the environment; the private route never leaves loopback.
+    for p in &c.providers {
+        assert!(p.api_key_file.is_none(), "{}", p.name);
+    }
+    let medical = c
+        .routes
+        .iter()
+        .find(|r| r.name == "sensitive_medical")
+        .unwrap();
+    for t in &medical.targets {
+        let m = c.models.iter().find(|m| m.name == t.model).unwrap();
+        let p = c.providers.iter().find(|p| p.name == m.provider).unwrap();
+        assert!(p.base_url.starts_with("http://127.0.0.1"), "{}", p.base_url);
+    }
+}
