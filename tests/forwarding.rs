@@ -676,3 +676,40 @@ fn shipped_routes_yaml_forwards_every_route() {
         assert!(p.base_url.starts_with("http://127.0.0.1"), "{}", p.base_url);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_bodies_are_size_bounded() {
+    let a = FakeUpstream::start("short").await;
+    let b = FakeUpstream::start("fallback").await;
+    let yaml = format!(
+        "upstream:\n  max_retries: 0\n  max_body_bytes: 2048\nproviders:\n{}{}models:\n{}{}routes:\n  - name: chat\n{UTTERANCES}{}",
+        provider("pa", "openai", &a.base_url()),
+        provider("pb", "openai", &b.base_url()),
+        model("big", "pa", 0.0, 0.0),
+        model("ok", "pb", 0.0, 0.0),
+        targets(&["big", "ok"]),
+    );
+    let (_server, mut c) = serve(&yaml).await;
+    let long = "word ".repeat(1000);
+    a.push(Fault::Reply(long.clone(), "stop"));
+    let r = complete(&mut c, ask("chat", "hi")).await;
+    assert_eq!(outcomes(&r)[0].1, AttemptOutcome::Failed);
+    assert!(
+        r.attempts[0].error.contains("larger than 2048 bytes"),
+        "{:?}",
+        r.attempts
+    );
+    assert_eq!(r.content, "fallback");
+    // Streamed: the whole stream is bounded too. Deltas flow until the bound is hit, so the stream ends
+    // with an in-stream error after partial output.
+    a.push(Fault::Reply(long, "stop"));
+    let (text, done, err, _) = collect(&mut c, ask("chat", "hi")).await;
+    assert!(done.is_none());
+    assert!(text.len() < 2048, "{}", text.len());
+    let err = err.expect("in-stream error");
+    assert!(
+        err.message().contains("larger than 2048 bytes"),
+        "{}",
+        err.message()
+    );
+}
