@@ -2,7 +2,8 @@
 //!
 //! A prompt is embedded by a local sentence-transformer ([`embedding`]), compared with labelled example
 //! utterances in an index ([`index`]), and the best route that clears its threshold wins ([`router`]).
-//! [`config`] reads `routes.yaml`; [`server`] is the tonic gRPC face. The core layers know nothing of gRPC.
+//! [`upstream`] forwards prompts to the route's downstream models. [`config`] reads `routes.yaml`; [`server`] is
+//! the tonic gRPC face. The core layers know nothing of gRPC.
 #![warn(missing_docs)]
 
 pub mod config;
@@ -13,3 +14,4 @@ pub mod persist;
 pub mod router;
 pub mod server;
 pub mod store;
+pub mod upstream;

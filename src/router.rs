@@ -318,6 +318,16 @@ impl Router {
     pub async fn route(&self, query: RouteQuery) -> Result<Decision, RouteError> {
         // Pin the snapshot first: limits and the decision come from the same version.
         let snapshot = self.snapshot.load_full();
+        self.route_on(&snapshot, query).await
+    }
+
+    /// Routes one prompt on a snapshot the caller pinned, so that what it does next with the decision (the
+    /// route's targets) comes from the same version.
+    pub async fn route_on(
+        &self,
+        snapshot: &Snapshot,
+        query: RouteQuery,
+    ) -> Result<Decision, RouteError> {
         let text = extract_text(&query, snapshot.config.limits.max_input_bytes)?;
         let evidence_k = query
             .top_k

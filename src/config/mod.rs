@@ -10,7 +10,11 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 pub use locate::{Position, PositionMap};
-pub use schema::{Aggregation, Config, EncoderConfig, LimitsConfig, MatchingConfig, RouteConfig};
+pub use schema::{
+    Aggregation, CascadeConfig, Config, EncoderConfig, LimitsConfig, MatchingConfig, ModelConfig,
+    ProviderConfig, ProviderKind, RouteConfig, Strategy, TargetConfig, TimeoutsConfig,
+    UpstreamConfig,
+};
 
 /// Errors from reading or validating a configuration.
 #[derive(Debug, thiserror::Error)]
@@ -225,6 +229,10 @@ fn validate(c: &Config) -> Result<(), Violation> {
             }
         }
     }
+    let models = validate_upstream(c)?;
+    for (i, r) in c.routes.iter().enumerate() {
+        validate_targets(i, r, &models)?;
+    }
     if let Some(d) = &c.default_route {
         if !names.contains(d.as_str()) {
             let mut known: Vec<_> = names.into_iter().collect();
@@ -232,6 +240,211 @@ fn validate(c: &Config) -> Result<(), Violation> {
             return Err(violation(
                 "default_route",
                 format!("unknown route `{d}` (routes: {})", known.join(", ")),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks `upstream`, `providers` and `models`; returns the model names.
+fn validate_upstream(c: &Config) -> Result<HashSet<&str>, Violation> {
+    let u = &c.upstream;
+    if u.breaker_failures == 0 {
+        return Err(violation("upstream.breaker_failures", "must be at least 1"));
+    }
+    if u.max_body_bytes < 1024 {
+        return Err(violation(
+            "upstream.max_body_bytes",
+            "must be at least 1024",
+        ));
+    }
+    if u.backoff_ms > u.max_backoff_ms {
+        return Err(violation(
+            "upstream.backoff_ms",
+            format!(
+                "{} exceeds upstream.max_backoff_ms ({})",
+                u.backoff_ms, u.max_backoff_ms
+            ),
+        ));
+    }
+    let mut providers = HashSet::new();
+    for (i, p) in c.providers.iter().enumerate() {
+        let at = |f: &str| format!("providers[{i}].{f}");
+        if p.name.trim().is_empty() || p.name.trim() != p.name {
+            return Err(violation(
+                at("name"),
+                "must not be blank or padded with spaces",
+            ));
+        }
+        if !providers.insert(p.name.as_str()) {
+            return Err(violation(
+                at("name"),
+                format!("duplicate provider name `{}`", p.name),
+            ));
+        }
+        if !(p.base_url.starts_with("http://") || p.base_url.starts_with("https://")) {
+            return Err(violation(
+                at("base_url"),
+                format!("`{}` must start with http:// or https://", p.base_url),
+            ));
+        }
+        if p.api_key_env.is_some() && p.api_key_file.is_some() {
+            return Err(violation(
+                at("api_key_file"),
+                "set api_key_env or api_key_file, not both",
+            ));
+        }
+        if p.api_key_env
+            .as_deref()
+            .is_some_and(|v| v.trim().is_empty())
+        {
+            return Err(violation(
+                at("api_key_env"),
+                "must name an environment variable",
+            ));
+        }
+        if p.api_key_file
+            .as_deref()
+            .is_some_and(|v| v.trim().is_empty())
+        {
+            return Err(violation(at("api_key_file"), "must name a file"));
+        }
+        for name in p.headers.keys() {
+            let lower = name.to_ascii_lowercase();
+            // Secrets belong in api_key_env / api_key_file, never in the YAML.
+            if lower == "authorization" || lower == "x-api-key" {
+                return Err(violation(
+                    format!("providers[{i}].headers.{name}"),
+                    "credentials must not sit in the config: use api_key_env or api_key_file",
+                ));
+            }
+            if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                return Err(violation(
+                    format!("providers[{i}].headers.{name}"),
+                    format!("`{name}` is not a valid HTTP header name"),
+                ));
+            }
+        }
+        for (name, value) in &p.headers {
+            if reqwest::header::HeaderValue::from_str(value).is_err() {
+                return Err(violation(
+                    format!("providers[{i}].headers.{name}"),
+                    "not a valid HTTP header value",
+                ));
+            }
+        }
+        let t = &p.timeouts;
+        for (f, v) in [
+            ("connect_ms", t.connect_ms),
+            ("first_token_ms", t.first_token_ms),
+            ("total_ms", t.total_ms),
+        ] {
+            if v == 0 {
+                return Err(violation(
+                    at(&format!("timeouts.{f}")),
+                    "must be at least 1",
+                ));
+            }
+        }
+    }
+    let mut models = HashSet::new();
+    for (i, m) in c.models.iter().enumerate() {
+        let at = |f: &str| format!("models[{i}].{f}");
+        if m.name.trim().is_empty() || m.name.trim() != m.name {
+            return Err(violation(
+                at("name"),
+                "must not be blank or padded with spaces",
+            ));
+        }
+        if !models.insert(m.name.as_str()) {
+            return Err(violation(
+                at("name"),
+                format!("duplicate model name `{}`", m.name),
+            ));
+        }
+        if !providers.contains(m.provider.as_str()) {
+            return Err(violation(
+                at("provider"),
+                format!("unknown provider `{}` ({})", m.provider, known(&providers)),
+            ));
+        }
+        if m.id.trim().is_empty() {
+            return Err(violation(at("id"), "must not be blank"));
+        }
+        for (f, v) in [
+            ("input_price", m.input_price),
+            ("output_price", m.output_price),
+        ] {
+            if !v.is_finite() || v < 0.0 {
+                return Err(violation(at(f), format!("price {v} must be a number >= 0")));
+            }
+        }
+        if m.context_window == Some(0) {
+            return Err(violation(at("context_window"), "must be at least 1"));
+        }
+    }
+    Ok(models)
+}
+
+fn known(names: &HashSet<&str>) -> String {
+    if names.is_empty() {
+        return "none are declared".into();
+    }
+    let mut v: Vec<_> = names.iter().copied().collect();
+    v.sort_unstable();
+    format!("declared: {}", v.join(", "))
+}
+
+/// Checks a route's `targets`, `strategy`, `sticky_key` and `cascade`.
+fn validate_targets(i: usize, r: &RouteConfig, models: &HashSet<&str>) -> Result<(), Violation> {
+    let weighted = r.strategy == Strategy::Weighted;
+    if r.sticky_key.is_some() && !weighted {
+        return Err(violation(
+            format!("routes[{i}].sticky_key"),
+            "only applies to strategy `weighted`",
+        ));
+    }
+    let mut seen = HashSet::new();
+    for (j, t) in r.targets.iter().enumerate() {
+        if !models.contains(t.model.as_str()) {
+            return Err(violation(
+                format!("routes[{i}].targets[{j}].model"),
+                format!("unknown model `{}` ({})", t.model, known(models)),
+            ));
+        }
+        if !seen.insert(t.model.as_str()) {
+            return Err(violation(
+                format!("routes[{i}].targets[{j}].model"),
+                format!("model `{}` is listed twice", t.model),
+            ));
+        }
+        match (weighted, t.weight) {
+            (true, None) => {
+                return Err(violation(
+                    format!("routes[{i}].targets[{j}]"),
+                    "strategy `weighted` needs a weight on every target",
+                ))
+            }
+            (true, Some(w)) if !w.is_finite() || w <= 0.0 => {
+                return Err(violation(
+                    format!("routes[{i}].targets[{j}].weight"),
+                    format!("weight {w} must be > 0"),
+                ))
+            }
+            (false, Some(_)) => {
+                return Err(violation(
+                    format!("routes[{i}].targets[{j}].weight"),
+                    "weights only apply to strategy `weighted`",
+                ))
+            }
+            _ => {}
+        }
+    }
+    for (j, p) in r.cascade.refusal_patterns.iter().enumerate() {
+        if p.trim().is_empty() {
+            return Err(violation(
+                format!("routes[{i}].cascade.refusal_patterns[{j}]"),
+                "must not be blank",
             ));
         }
     }

@@ -19,6 +19,15 @@ pub struct Config {
     /// The route answered when no route clears its threshold. `None`: answer with no route.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_route: Option<String>,
+    /// How prompts are forwarded: retries, circuit breaking, body limits.
+    #[serde(default)]
+    pub upstream: UpstreamConfig,
+    /// Downstream services that serve models (OpenAI-compatible servers, Anthropic).
+    #[serde(default)]
+    pub providers: Vec<ProviderConfig>,
+    /// Downstream models by name: which provider serves them, under which id, at what price.
+    #[serde(default)]
+    pub models: Vec<ModelConfig>,
     /// The routes, each declared by example utterances.
     pub routes: Vec<RouteConfig>,
 }
@@ -120,6 +129,235 @@ pub struct RouteConfig {
     pub threshold: Option<f32>,
     /// Example prompts that belong to this route.
     pub utterances: Vec<String>,
+    /// How one of `targets` is chosen for each request.
+    #[serde(default)]
+    pub strategy: Strategy,
+    /// For `weighted`: the request metadata key whose value pins a caller to one target (e.g. `user_id`);
+    /// without it (or when a request lacks the key) each request draws at random.
+    #[serde(default)]
+    pub sticky_key: Option<String>,
+    /// For `cascade`: when an answer is not good enough and the next (more expensive) target is tried.
+    #[serde(default)]
+    pub cascade: CascadeConfig,
+    /// The models that may answer prompts of this route. Empty: `Complete` refuses this route.
+    #[serde(default)]
+    pub targets: Vec<TargetConfig>,
+}
+
+/// How a route picks among its targets. Every strategy skips targets whose circuit is open and falls back
+/// along the rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Strategy {
+    /// In the order listed.
+    #[default]
+    Fallback,
+    /// An A/B split by `weight`, sticky by `sticky_key`; the others follow in the order listed.
+    Weighted,
+    /// Lowest price first (input plus output price per million tokens).
+    Cheapest,
+    /// Lowest learned latency first (EWMA of time to first token and tokens per second).
+    Fastest,
+    /// Cheapest first; escalate to the next when the answer fails a `cascade` check.
+    Cascade,
+}
+
+/// One target of a route.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    /// A name from `models`.
+    pub model: String,
+    /// For `weighted`: the target's share (any positive number; shares are normalised).
+    #[serde(default)]
+    pub weight: Option<f64>,
+}
+
+/// The checks after which a `cascade` escalates to the next target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CascadeConfig {
+    /// Escalate when the answer is empty or only whitespace.
+    #[serde(default = "yes")]
+    pub on_empty: bool,
+    /// Escalate when the answer was cut off by the token limit (finish_reason `length`).
+    #[serde(default = "yes")]
+    pub on_length: bool,
+    /// Escalate when the answer matches one of these (case-insensitive substrings), e.g. "I can't help".
+    #[serde(default)]
+    pub refusal_patterns: Vec<String>,
+    /// Escalate when the request asked for JSON (`response_format: json`) and the answer does not parse.
+    #[serde(default = "yes")]
+    pub on_invalid_json: bool,
+}
+
+impl Default for CascadeConfig {
+    fn default() -> Self {
+        Self {
+            on_empty: true,
+            on_length: true,
+            refusal_patterns: Vec::new(),
+            on_invalid_json: true,
+        }
+    }
+}
+
+/// The wire format a provider speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    /// `POST {base_url}/chat/completions`, OpenAI's Chat Completions API (also vLLM, Ollama, llama.cpp,
+    /// LiteLLM, Together, Groq, ...).
+    Openai,
+    /// `POST {base_url}/messages`, Anthropic's Messages API.
+    Anthropic,
+}
+
+/// One provider: where it is and how to authenticate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    /// Unique name, referred to by `models[].provider`.
+    pub name: String,
+    /// The wire format.
+    pub kind: ProviderKind,
+    /// The API root, e.g. `https://api.openai.com/v1` or `http://127.0.0.1:11434/v1`.
+    pub base_url: String,
+    /// The environment variable holding the API key. Keys never sit in this file.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// A file holding the API key (relative to this file's directory), e.g. a mounted secret.
+    #[serde(default)]
+    pub api_key_file: Option<String>,
+    /// Extra HTTP headers sent with every request (not secrets: they are part of the config).
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// Per-attempt time limits.
+    #[serde(default)]
+    pub timeouts: TimeoutsConfig,
+}
+
+/// Per-attempt time limits, in milliseconds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutsConfig {
+    /// Establishing the TCP (and TLS) connection.
+    #[serde(default = "default_connect_ms")]
+    pub connect_ms: u64,
+    /// Until the first token arrives (streams). Non-streaming calls are bounded by `total_ms` alone: their
+    /// response headers arrive with the whole answer.
+    #[serde(default = "default_first_token_ms")]
+    pub first_token_ms: u64,
+    /// The whole attempt, body included.
+    #[serde(default = "default_total_ms")]
+    pub total_ms: u64,
+}
+
+impl Default for TimeoutsConfig {
+    fn default() -> Self {
+        Self {
+            connect_ms: default_connect_ms(),
+            first_token_ms: default_first_token_ms(),
+            total_ms: default_total_ms(),
+        }
+    }
+}
+
+/// One downstream model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Unique name, referred to by `routes[].targets[].model`.
+    pub name: String,
+    /// A name from `providers`.
+    pub provider: String,
+    /// The provider's id for the model (`gpt-4o-mini`, `claude-sonnet-4-5`, `llama3.1:8b`).
+    pub id: String,
+    /// USD per million input tokens.
+    #[serde(default)]
+    pub input_price: f64,
+    /// USD per million output tokens.
+    #[serde(default)]
+    pub output_price: f64,
+    /// The model's context window in tokens (documentation and `max_tokens` defaulting for Anthropic).
+    #[serde(default)]
+    pub context_window: Option<u32>,
+}
+
+/// `upstream:` — how forwarding behaves when downstream models fail.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// Retries on the same target after a retryable failure (connect error, timeout, 408, 429, 5xx),
+    /// before moving to the next target.
+    #[serde(default = "default_max_retries")]
+    pub max_retries: u32,
+    /// First backoff; doubles with each retry, with full jitter.
+    #[serde(default = "default_backoff_ms")]
+    pub backoff_ms: u64,
+    /// Longest single backoff.
+    #[serde(default = "default_max_backoff_ms")]
+    pub max_backoff_ms: u64,
+    /// A `Retry-After` longer than this is not waited for: the next target is tried instead.
+    #[serde(default = "default_retry_after_max_ms")]
+    pub retry_after_max_ms: u64,
+    /// Consecutive failures that open a target's circuit.
+    #[serde(default = "default_breaker_failures")]
+    pub breaker_failures: u32,
+    /// How long an open circuit stays open before one probe request is let through.
+    #[serde(default = "default_breaker_cool_down_ms")]
+    pub breaker_cool_down_ms: u64,
+    /// Largest upstream response body read (JSON bodies, and each SSE event), in bytes.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        Self {
+            max_retries: default_max_retries(),
+            backoff_ms: default_backoff_ms(),
+            max_backoff_ms: default_max_backoff_ms(),
+            retry_after_max_ms: default_retry_after_max_ms(),
+            breaker_failures: default_breaker_failures(),
+            breaker_cool_down_ms: default_breaker_cool_down_ms(),
+            max_body_bytes: default_max_body_bytes(),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_connect_ms() -> u64 {
+    2_000
+}
+fn default_first_token_ms() -> u64 {
+    30_000
+}
+fn default_total_ms() -> u64 {
+    120_000
+}
+fn default_max_retries() -> u32 {
+    2
+}
+fn default_backoff_ms() -> u64 {
+    100
+}
+fn default_max_backoff_ms() -> u64 {
+    2_000
+}
+fn default_retry_after_max_ms() -> u64 {
+    5_000
+}
+fn default_breaker_failures() -> u32 {
+    5
+}
+fn default_breaker_cool_down_ms() -> u64 {
+    30_000
+}
+fn default_max_body_bytes() -> usize {
+    4 * 1024 * 1024
 }
 
 impl Default for EncoderConfig {

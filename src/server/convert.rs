@@ -6,19 +6,93 @@ use super::pb;
 use crate::control::AdminError;
 use crate::embedding::EmbedError;
 use crate::router::{ChatMessage, Decision, RouteError, RouteQuery};
+use crate::upstream::{Attempt, Completion, CompletionRequest, Outcome, UpstreamError};
+
+fn messages(ms: Vec<pb::Message>) -> Vec<ChatMessage> {
+    ms.into_iter()
+        .map(|m| ChatMessage {
+            role: m.role,
+            content: m.content,
+        })
+        .collect()
+}
+
+impl From<pb::CompleteRequest> for CompletionRequest {
+    fn from(r: pb::CompleteRequest) -> Self {
+        CompletionRequest {
+            messages: messages(r.messages),
+            max_tokens: r.max_tokens,
+            temperature: r.temperature,
+            top_p: r.top_p,
+            stop: r.stop,
+            json: r.json,
+            metadata: r.metadata.into_iter().collect(),
+        }
+    }
+}
+
+impl From<Attempt> for pb::Attempt {
+    fn from(a: Attempt) -> Self {
+        let outcome = match a.outcome {
+            Outcome::Ok => pb::AttemptOutcome::Ok,
+            Outcome::Failed => pb::AttemptOutcome::Failed,
+            Outcome::Timeout => pb::AttemptOutcome::Timeout,
+            Outcome::CircuitOpen => pb::AttemptOutcome::CircuitOpen,
+            Outcome::Escalated => pb::AttemptOutcome::Escalated,
+        };
+        pb::Attempt {
+            target: a.target,
+            provider: a.provider,
+            outcome: outcome as i32,
+            latency_ms: a.latency_ms,
+            error: a.error,
+            circuit: a.breaker.as_str().to_string(),
+        }
+    }
+}
+
+impl From<Completion> for pb::CompleteResponse {
+    fn from(c: Completion) -> Self {
+        pb::CompleteResponse {
+            content: c.content,
+            finish_reason: c.finish_reason,
+            usage: Some(pb::Usage {
+                input_tokens: c.usage.input_tokens,
+                output_tokens: c.usage.output_tokens,
+            }),
+            cost_usd: c.cost_usd,
+            served_by: Some(pb::ServedBy {
+                model: c.served_by.model,
+                provider: c.served_by.provider,
+                upstream_model: c.served_by.upstream_model,
+            }),
+            attempts: c.attempts.into_iter().map(Into::into).collect(),
+            decision: None,
+        }
+    }
+}
+
+impl From<UpstreamError> for Status {
+    fn from(e: UpstreamError) -> Self {
+        match e {
+            UpstreamError::InvalidRequest(m) => Status::invalid_argument(m),
+            UpstreamError::UnknownRoute(_) | UpstreamError::UnknownModel(_) => {
+                Status::not_found(e.to_string())
+            }
+            UpstreamError::NoTargets(m) => Status::failed_precondition(m),
+            UpstreamError::AllFailed { .. } | UpstreamError::Interrupted { .. } => {
+                Status::unavailable(e.to_string())
+            }
+            UpstreamError::Cancelled => Status::cancelled(e.to_string()),
+        }
+    }
+}
 
 impl From<pb::RouteRequest> for RouteQuery {
     fn from(r: pb::RouteRequest) -> Self {
         RouteQuery {
             text: r.text,
-            messages: r
-                .messages
-                .into_iter()
-                .map(|m| ChatMessage {
-                    role: m.role,
-                    content: m.content,
-                })
-                .collect(),
+            messages: messages(r.messages),
             top_k: r.top_k.map(|k| k as usize),
         }
     }

@@ -3,6 +3,7 @@
 
 mod admin_service;
 mod auth;
+mod complete;
 mod convert;
 mod router_service;
 
@@ -23,6 +24,7 @@ use crate::router::{start_embedder, Router};
 use crate::store::EmbeddingStore;
 pub use admin_service::AdminService;
 pub use auth::BearerAuth;
+use crate::upstream::Forwarder;
 pub use router_service::RouterService;
 
 /// Generated protobuf and gRPC code for `semroute.v1`.
@@ -132,7 +134,10 @@ pub async fn serve(
 
     let router_slot: Arc<OnceLock<Arc<Router>>> = Arc::new(OnceLock::new());
     let control_slot: Arc<OnceLock<Arc<ControlPlane>>> = Arc::new(OnceLock::new());
-    let router_service = RouterService::new(router_slot.clone());
+    let forwarder = Arc::new(Forwarder::new(loaded.base_dir()));
+    // A missing key is a warning, not a start-up failure: other providers (a local model) may serve.
+    forwarder.warn_missing_keys(&loaded.config);
+    let router_service = RouterService::new(router_slot.clone(), forwarder);
 
     let (fail_tx, fail_rx) = tokio::sync::oneshot::channel::<String>();
     let reporter = health_reporter.clone();

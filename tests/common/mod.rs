@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+pub mod upstream;
+
 use semroute::config::{self, LoadedConfig};
 use semroute::embedding::{DeviceSpec, Embedder, SentenceEncoder};
 use semroute::server::{self, ServeOptions};

@@ -1,0 +1,144 @@
+//! Gateway overhead: `Complete` with `route` given (no classification) against a local upstream that
+//! answers at once, versus calling that upstream directly, one request at a time at a fixed rate.
+//!
+//! ```sh
+//! cargo run --release --example overhead -- [RATE_PER_S] [REQUESTS]     # default 200 req/s, 3000 requests
+//! ```
+//!
+//! Prints p50/p90/p99 for both and the difference. Needs the model in `models/` (the server loads it even
+//! though these requests skip classification).
+
+use std::time::{Duration, Instant};
+
+use axum::routing::post;
+use semroute::config::{self, LoadedConfig};
+use semroute::server::pb::router_client::RouterClient;
+use semroute::server::pb::{CompleteRequest, Message};
+use semroute::server::{self, ServeOptions};
+
+const ANSWER: &str = r#"{"choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1}}"#;
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+fn summary(name: &str, mut v: Vec<Duration>) -> [Duration; 3] {
+    v.sort_unstable();
+    let ps = [
+        percentile(&v, 0.5),
+        percentile(&v, 0.9),
+        percentile(&v, 0.99),
+    ];
+    println!(
+        "{name:<10} n={} p50={:>7.1} µs  p90={:>7.1} µs  p99={:>7.1} µs",
+        v.len(),
+        ps[0].as_secs_f64() * 1e6,
+        ps[1].as_secs_f64() * 1e6,
+        ps[2].as_secs_f64() * 1e6
+    );
+    ps
+}
+
+/// Runs `n` calls of `f` at `rate` per second (a call that overruns its slot delays the next one).
+async fn paced<F, Fut>(rate: u64, n: usize, mut f: F) -> Vec<Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate.max(1)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        tick.tick().await;
+        let t0 = Instant::now();
+        f().await;
+        out.push(t0.elapsed());
+    }
+    out
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().collect();
+    let rate: u64 = args.get(1).map_or(Ok(200), |s| s.parse())?;
+    let n: usize = args.get(2).map_or(Ok(3000), |s| s.parse())?;
+
+    // The upstream: an OpenAI-compatible endpoint that answers at once.
+    let app = axum::Router::new().route(
+        "/v1/chat/completions",
+        post(|| async { ([("content-type", "application/json")], ANSWER) }),
+    );
+    let up = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let up_addr = up.local_addr()?;
+    tokio::spawn(async move { axum::serve(up, app).await });
+
+    let yaml = format!(
+        "providers:\n  - name: local\n    kind: openai\n    base_url: http://{up_addr}/v1\nmodels:\n  - name: m\n    provider: local\n    id: m\nroutes:\n  - name: chat\n    utterances: [hello]\n    targets:\n      - model: m\n"
+    );
+    let loaded = LoadedConfig {
+        config: config::parse_str(&yaml, "<overhead>")?,
+        path: None,
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(server::serve(
+        loaded,
+        listener,
+        ServeOptions::default(),
+        std::future::pending(),
+    ));
+    let mut client = loop {
+        if let Ok(c) = RouterClient::connect(format!("http://{addr}")).await {
+            break c;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let request = CompleteRequest {
+        messages: vec![Message {
+            role: "user".into(),
+            content: "hello".into(),
+        }],
+        route: Some("chat".into()),
+        ..Default::default()
+    };
+    // Wait for the model and index (Complete answers UNAVAILABLE until then).
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while client.complete(request.clone()).await.is_err() {
+        assert!(Instant::now() < deadline, "server did not become ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let http = reqwest::Client::builder().tcp_nodelay(true).build()?;
+    let url = format!("http://{up_addr}/v1/chat/completions");
+    let body = serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "hello"}], "stream": false});
+    let direct = || {
+        let req = http.post(&url).json(&body);
+        async move {
+            let r = req.send().await.expect("upstream");
+            let _ = r.bytes().await.expect("body");
+        }
+    };
+    let gateway = || {
+        let mut c = client.clone();
+        let req = request.clone();
+        async move {
+            c.complete(req).await.expect("complete");
+        }
+    };
+    // Warm both paths (connections, allocator, branch predictors).
+    paced(rate, n / 10, direct).await;
+    paced(rate, n / 10, gateway).await;
+
+    println!("{n} requests at {rate}/s, one at a time");
+    let d = summary("direct", paced(rate, n, direct).await);
+    let g = summary("gateway", paced(rate, n, gateway).await);
+    let us = |a: Duration, b: Duration| (a.as_secs_f64() - b.as_secs_f64()) * 1e6;
+    println!(
+        "added      p50={:>7.1} µs  p90={:>7.1} µs  p99={:>7.1} µs",
+        us(g[0], d[0]),
+        us(g[1], d[1]),
+        us(g[2], d[2])
+    );
+    Ok(())
+}

@@ -1,0 +1,564 @@
+//! Forwarding prompts to downstream models: provider clients (OpenAI-compatible, Anthropic), target choice
+//! (fallback, weighted, cheapest, fastest, cascade), per-target health (circuit breaker, learned latency),
+//! retries with backoff, and the fallback chain. Knows nothing of gRPC.
+
+mod anthropic;
+pub mod breaker;
+mod call;
+pub mod health;
+pub mod keys;
+mod openai;
+pub mod policy;
+pub mod sse;
+pub mod strategy;
+pub mod wire;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+use crate::config::{Config, ModelConfig, ProviderConfig, RouteConfig, Strategy};
+use crate::router::ChatMessage;
+use breaker::{Admission, BreakerState};
+use call::{AttemptError, DeltaSink, Target};
+use health::{HealthBook, TargetHealth};
+use strategy::RequestShape;
+
+/// Output tokens assumed for price estimates when the caller sets no `max_tokens`.
+const TYPICAL_OUTPUT_TOKENS: u64 = 256;
+
+/// Errors of the forwarding layer.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// The request is malformed (no messages, too long, parameters out of range).
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// The route named by the caller does not exist.
+    #[error("unknown route `{0}`")]
+    UnknownRoute(String),
+    /// The model named by the caller does not exist.
+    #[error("unknown model `{0}`")]
+    UnknownModel(String),
+    /// No route was decided (nothing matched and there is no default route), or the route has no targets.
+    #[error("{0}")]
+    NoTargets(String),
+    /// Every target failed or was skipped.
+    #[error("all targets failed for route `{route}`: {}", describe(.attempts))]
+    AllFailed {
+        /// The route.
+        route: String,
+        /// Every attempt, in order.
+        attempts: Vec<Attempt>,
+    },
+    /// A stream broke after part of the answer reached the caller, so it could not fail over.
+    #[error("the answer broke off after it had started: {}", describe(.attempts))]
+    Interrupted {
+        /// Every attempt, in order.
+        attempts: Vec<Attempt>,
+    },
+    /// The caller went away.
+    #[error("cancelled by the caller")]
+    Cancelled,
+}
+
+fn describe(attempts: &[Attempt]) -> String {
+    if attempts.is_empty() {
+        return "no target was tried".into();
+    }
+    attempts
+        .iter()
+        .map(|a| {
+            format!(
+                "{} ({}): {} after {} ms{} [circuit {}]",
+                a.target,
+                a.provider,
+                a.outcome.as_str(),
+                a.latency_ms,
+                if a.error.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {}", a.error)
+                },
+                a.breaker.as_str()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// A completion request in domain terms.
+#[derive(Debug, Clone, Default)]
+pub struct CompletionRequest {
+    /// The conversation.
+    pub messages: Vec<ChatMessage>,
+    /// Most tokens to generate.
+    pub max_tokens: Option<u32>,
+    /// Sampling temperature.
+    pub temperature: Option<f32>,
+    /// Nucleus sampling.
+    pub top_p: Option<f32>,
+    /// Stop sequences.
+    pub stop: Vec<String>,
+    /// Ask for a JSON object (OpenAI `response_format`; also checked by cascades).
+    pub json: bool,
+    /// Caller metadata (sticky keys for A/B splits).
+    pub metadata: HashMap<String, String>,
+}
+
+/// Token counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Prompt tokens.
+    pub input_tokens: u64,
+    /// Generated tokens.
+    pub output_tokens: u64,
+}
+
+/// How one attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// It served the answer.
+    Ok,
+    /// It failed (connect error, HTTP error, malformed or broken answer, missing key).
+    Failed,
+    /// A deadline passed.
+    Timeout,
+    /// Not sent: the target's circuit is open.
+    CircuitOpen,
+    /// It answered, but the cascade check failed, so the next target was asked.
+    Escalated,
+}
+
+impl Outcome {
+    /// Lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Failed => "failed",
+            Self::Timeout => "timeout",
+            Self::CircuitOpen => "circuit_open",
+            Self::Escalated => "escalated",
+        }
+    }
+}
+
+/// One attempt on one target.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attempt {
+    /// The model name (from `models`).
+    pub target: String,
+    /// The provider name.
+    pub provider: String,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Wall time of the attempt.
+    pub latency_ms: u64,
+    /// What went wrong (empty on success).
+    pub error: String,
+    /// The target's circuit after the attempt.
+    pub breaker: BreakerState,
+}
+
+/// Who served an answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServedBy {
+    /// The model name (from `models`).
+    pub model: String,
+    /// The provider name.
+    pub provider: String,
+    /// The provider's id for the model.
+    pub upstream_model: String,
+}
+
+/// A served completion.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completion {
+    /// The answer.
+    pub content: String,
+    /// `stop`, `length`, ...
+    pub finish_reason: String,
+    /// Token counts reported by the provider.
+    pub usage: Usage,
+    /// Estimated cost in USD from the serving model's prices.
+    pub cost_usd: f64,
+    /// Who served it.
+    pub served_by: ServedBy,
+    /// Every attempt, in order, the serving one last.
+    pub attempts: Vec<Attempt>,
+}
+
+/// Which route and, optionally, which model.
+#[derive(Debug, Clone, Copy)]
+pub struct Destination<'a> {
+    /// The route whose targets are used.
+    pub route: &'a str,
+    /// A model that skips target choice.
+    pub model: Option<&'a str>,
+}
+
+/// Sends completions to targets; holds the HTTP clients and every target's health.
+pub struct Forwarder {
+    base_dir: PathBuf,
+    health: HealthBook,
+    clients: Mutex<HashMap<String, (ProviderConfig, reqwest::Client)>>,
+}
+
+impl Forwarder {
+    /// A forwarder resolving `api_key_file` paths against `base_dir` (the config file's directory).
+    pub fn new(base_dir: PathBuf) -> Self {
+        Self {
+            base_dir,
+            health: HealthBook::default(),
+            clients: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Logs a warning for every provider whose key is missing: the server still starts, and calls to that
+    /// provider fail with a clear message. Returns the messages.
+    pub fn warn_missing_keys(&self, config: &Config) -> Vec<String> {
+        let missing = keys::missing(config, &self.base_dir);
+        for m in &missing {
+            tracing::warn!("{m}: its targets will fail until it is set");
+        }
+        missing
+    }
+
+    /// The health of target `model`.
+    pub fn health(&self, model: &str) -> Arc<TargetHealth> {
+        self.health.get(model)
+    }
+
+    fn client(&self, p: &ProviderConfig) -> Result<reqwest::Client, String> {
+        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((cfg, c)) = clients.get(&p.name) {
+            if cfg == p {
+                return Ok(c.clone());
+            }
+        }
+        let mut headers = reqwest::header::HeaderMap::new();
+        for (k, v) in &p.headers {
+            // Validation checked both; a failure here would be a bug, reported as the attempt's error.
+            let name = reqwest::header::HeaderName::from_bytes(k.as_bytes())
+                .map_err(|e| format!("header {k}: {e}"))?;
+            let value = reqwest::header::HeaderValue::from_str(v)
+                .map_err(|e| format!("header {k}: {e}"))?;
+            headers.insert(name, value);
+        }
+        let c = reqwest::Client::builder()
+            .connect_timeout(Duration::from_millis(p.timeouts.connect_ms))
+            .default_headers(headers)
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| format!("HTTP client for provider `{}`: {e}", p.name))?;
+        clients.insert(p.name.clone(), (p.clone(), c.clone()));
+        Ok(c)
+    }
+
+    /// Forwards `req` to the targets of `dest` under `config`. With `deltas`, the answer is streamed: each
+    /// delta is sent as it arrives, and the request fails over to the next target only while nothing has
+    /// been sent. Dropping the returned future cancels the upstream request.
+    pub async fn complete(
+        &self,
+        config: &Config,
+        dest: Destination<'_>,
+        req: &CompletionRequest,
+        deltas: Option<&mpsc::Sender<String>>,
+    ) -> Result<Completion, UpstreamError> {
+        validate(config, req)?;
+        let route = config
+            .routes
+            .iter()
+            .find(|r| r.name == dest.route)
+            .ok_or_else(|| UpstreamError::UnknownRoute(dest.route.to_string()))?;
+        let order = self.order(config, route, dest.model, req)?;
+        let cascade = dest.model.is_none() && route.strategy == Strategy::Cascade;
+        let u = &config.upstream;
+        let mut attempts = Vec::new();
+        let mut delivered = false;
+
+        for (i, name) in order.iter().enumerate() {
+            let (model, provider) = lookup(config, name)?;
+            let health = self.health.get(name);
+            let record = |outcome, started: Instant, error: String, breaker| Attempt {
+                target: name.clone(),
+                provider: provider.name.clone(),
+                outcome,
+                latency_ms: started.elapsed().as_millis() as u64,
+                error,
+                breaker,
+            };
+            let key = match keys::resolve(provider, &self.base_dir) {
+                Ok(k) => k,
+                Err(m) => {
+                    attempts.push(record(Outcome::Failed, Instant::now(), m, health.state()));
+                    continue;
+                }
+            };
+            let client = match self.client(provider) {
+                Ok(c) => c,
+                Err(m) => {
+                    attempts.push(record(Outcome::Failed, Instant::now(), m, health.state()));
+                    continue;
+                }
+            };
+            let target = Target {
+                client: &client,
+                provider,
+                model,
+                key: key.as_ref(),
+                max_body_bytes: u.max_body_bytes,
+            };
+            // A cascade checks an answer before the caller sees any of it, except the last one's.
+            let hold = cascade && i + 1 < order.len();
+            let mut retry = 0u32;
+            loop {
+                let admission = health.admit();
+                if admission == Admission::Refused {
+                    tracing::debug!(target = %name, "circuit open: skipped");
+                    attempts.push(record(
+                        Outcome::CircuitOpen,
+                        Instant::now(),
+                        String::new(),
+                        BreakerState::Open,
+                    ));
+                    break;
+                }
+                if admission == Admission::Probe {
+                    tracing::info!(target = %name, "circuit half-open: sending a probe");
+                }
+                let probe = ProbeGuard {
+                    health: &health,
+                    armed: admission == Admission::Probe,
+                };
+                let started = Instant::now();
+                let result = match (deltas, hold) {
+                    (Some(tx), false) => {
+                        let sink = DeltaSink {
+                            tx,
+                            delivered: &mut delivered,
+                        };
+                        call::stream(&target, req, Some(sink)).await
+                    }
+                    (Some(_), true) => call::stream(&target, req, None).await,
+                    (None, _) => call::complete(&target, req).await,
+                };
+                let elapsed = started.elapsed();
+                let served = match result {
+                    Ok(s) => s,
+                    Err(AttemptError::Cancelled) => return Err(UpstreamError::Cancelled),
+                    Err(e) => {
+                        let state = if e.unhealthy() {
+                            let before = health.state();
+                            let after = health.failure(
+                                u.breaker_failures,
+                                Duration::from_millis(u.breaker_cool_down_ms),
+                            );
+                            if after == BreakerState::Open && before != BreakerState::Open {
+                                tracing::warn!(target = %name, error = %e, "circuit opened");
+                            }
+                            after
+                        } else {
+                            health.release_probe();
+                            health.state()
+                        };
+                        probe.disarm();
+                        let outcome = if e.is_timeout() {
+                            Outcome::Timeout
+                        } else {
+                            Outcome::Failed
+                        };
+                        tracing::info!(target = %name, error = %e, circuit = state.as_str(), "attempt failed");
+                        attempts.push(record(outcome, started, e.to_string(), state));
+                        if delivered {
+                            return Err(UpstreamError::Interrupted { attempts });
+                        }
+                        if e.retryable() && retry < u.max_retries && state != BreakerState::Open {
+                            let mut wait = policy::backoff(u, retry);
+                            if let Some(ra) = e.retry_after() {
+                                if ra > Duration::from_millis(u.retry_after_max_ms) {
+                                    // Waiting that long would hold the caller: another target may answer now.
+                                    break;
+                                }
+                                wait = wait.max(ra);
+                            }
+                            tokio::time::sleep(wait).await;
+                            retry += 1;
+                            continue;
+                        }
+                        break;
+                    }
+                };
+                let before = health.success();
+                probe.disarm();
+                if before != BreakerState::Closed {
+                    tracing::info!(target = %name, "circuit closed");
+                }
+                health.observe(served.ttft, elapsed, served.answer.usage.output_tokens);
+                if hold {
+                    if let Some(reason) =
+                        policy::cascade_check(&route.cascade, req.json, &served.answer)
+                    {
+                        tracing::debug!(target = %name, %reason, "cascade escalates");
+                        attempts.push(record(
+                            Outcome::Escalated,
+                            started,
+                            reason,
+                            BreakerState::Closed,
+                        ));
+                        break;
+                    }
+                    if let Some(tx) = deltas {
+                        if !served.answer.content.is_empty()
+                            && tx.send(served.answer.content.clone()).await.is_err()
+                        {
+                            return Err(UpstreamError::Cancelled);
+                        }
+                    }
+                }
+                attempts.push(record(
+                    Outcome::Ok,
+                    started,
+                    String::new(),
+                    BreakerState::Closed,
+                ));
+                let usage = served.answer.usage;
+                return Ok(Completion {
+                    content: served.answer.content,
+                    finish_reason: served.answer.finish_reason,
+                    usage,
+                    cost_usd: strategy::estimated_cost(
+                        config,
+                        name,
+                        usage.input_tokens,
+                        usage.output_tokens,
+                    ),
+                    served_by: ServedBy {
+                        model: name.clone(),
+                        provider: provider.name.clone(),
+                        upstream_model: model.id.clone(),
+                    },
+                    attempts,
+                });
+            }
+        }
+        tracing::warn!(route = %route.name, attempts = attempts.len(), "all targets failed");
+        Err(UpstreamError::AllFailed {
+            route: route.name.clone(),
+            attempts,
+        })
+    }
+
+    /// The targets to try, in order.
+    fn order(
+        &self,
+        config: &Config,
+        route: &RouteConfig,
+        model: Option<&str>,
+        req: &CompletionRequest,
+    ) -> Result<Vec<String>, UpstreamError> {
+        if let Some(m) = model {
+            if !config.models.iter().any(|x| x.name == m) {
+                return Err(UpstreamError::UnknownModel(m.to_string()));
+            }
+            return Ok(vec![m.to_string()]);
+        }
+        if route.targets.is_empty() {
+            return Err(UpstreamError::NoTargets(format!(
+                "route `{}` has no targets: add `targets` to it in the config",
+                route.name
+            )));
+        }
+        let shape = RequestShape {
+            metadata: &req.metadata,
+            input_tokens: estimate_tokens(req),
+            output_tokens: req.max_tokens.map_or(TYPICAL_OUTPUT_TOKENS, u64::from),
+        };
+        let latency = |m: &str| self.health.get(m).latency().expected_ms();
+        Ok(strategy::order(config, route, shape, &latency))
+    }
+}
+
+/// Releases a half-open probe slot when an attempt ends without a verdict (its future was dropped).
+struct ProbeGuard<'a> {
+    health: &'a TargetHealth,
+    armed: bool,
+}
+
+impl ProbeGuard<'_> {
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for ProbeGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.health.release_probe();
+        }
+    }
+}
+
+fn lookup<'c>(
+    config: &'c Config,
+    name: &str,
+) -> Result<(&'c ModelConfig, &'c ProviderConfig), UpstreamError> {
+    let model = config
+        .models
+        .iter()
+        .find(|m| m.name == name)
+        .ok_or_else(|| UpstreamError::UnknownModel(name.to_string()))?;
+    let provider = config
+        .providers
+        .iter()
+        .find(|p| p.name == model.provider)
+        .ok_or_else(|| UpstreamError::UnknownModel(name.to_string()))?;
+    Ok((model, provider))
+}
+
+/// A rough token count (four bytes a token) for price estimates before the provider counts.
+fn estimate_tokens(req: &CompletionRequest) -> u64 {
+    let bytes: usize = req.messages.iter().map(|m| m.content.len()).sum();
+    (bytes as u64).div_ceil(4)
+}
+
+/// Checks a request against the limits of `config` (also done by [`Forwarder::complete`]).
+pub fn validate(config: &Config, req: &CompletionRequest) -> Result<(), UpstreamError> {
+    let bad = |m: String| Err(UpstreamError::InvalidRequest(m));
+    if req.messages.is_empty() {
+        return bad("messages is empty".into());
+    }
+    for (i, m) in req.messages.iter().enumerate() {
+        if !matches!(m.role.as_str(), "system" | "user" | "assistant" | "tool") {
+            return bad(format!(
+                "messages[{i}].role `{}` is not system, user, assistant or tool",
+                m.role
+            ));
+        }
+    }
+    let bytes: usize = req.messages.iter().map(|m| m.content.len()).sum();
+    let max = config.limits.max_input_bytes;
+    if bytes > max {
+        return bad(format!(
+            "messages hold {bytes} bytes; the limit is {max} bytes (limits.max_input_bytes)"
+        ));
+    }
+    if req.max_tokens == Some(0) {
+        return bad("max_tokens must be at least 1".into());
+    }
+    if req
+        .temperature
+        .is_some_and(|t| !t.is_finite() || !(0.0..=2.0).contains(&t))
+    {
+        return bad("temperature must be in [0, 2]".into());
+    }
+    if req
+        .top_p
+        .is_some_and(|p| !p.is_finite() || p <= 0.0 || p > 1.0)
+    {
+        return bad("top_p must be in (0, 1]".into());
+    }
+    Ok(())
+}
