@@ -165,3 +165,13 @@ fn check_command_reports_position_and_fails() {
         .unwrap();
     assert!(!out.status.success());
 }
+
+#[test]
+fn shipped_routes_yaml_round_trips_through_admin_serialisation() {
+    // Admin changes persist the config by serialising it; what they write must load back unchanged.
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("routes.yaml");
+    let original = semroute::config::load_file(&path).unwrap().config;
+    let written = semroute::config::to_yaml(&original);
+    let reloaded = parse_str(&written, "written.yaml").unwrap();
+    assert_eq!(reloaded, original);
+}

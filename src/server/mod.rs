@@ -22,9 +22,9 @@ use crate::config::LoadedConfig;
 use crate::control::ControlPlane;
 use crate::router::{start_embedder, Router};
 use crate::store::EmbeddingStore;
+use crate::upstream::Forwarder;
 pub use admin_service::AdminService;
 pub use auth::BearerAuth;
-use crate::upstream::Forwarder;
 pub use router_service::RouterService;
 
 /// Generated protobuf and gRPC code for `semroute.v1`.
