@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod embedding;
+pub mod eval;
 pub mod index;
 pub mod router;
 pub mod server;
