@@ -141,3 +141,101 @@ mod tests {
             .contains("t.jsonl:1: label `zz`"));
     }
 }
+
+/// Evidence for calibration: each vector's similarity to every route prototype and its `k` nearest
+/// exemplars.
+pub fn collect_evidence(
+    index: &crate::index::RouteIndex,
+    k: usize,
+    vectors: &[Vec<f32>],
+    labels: &[Option<usize>],
+) -> Vec<calibrate::Evidence> {
+    vectors
+        .iter()
+        .zip(labels)
+        .map(|(v, &label)| calibrate::Evidence {
+            label,
+            centroid: index.centroid_scores(v),
+            hits: index
+                .search(v, k)
+                .into_iter()
+                .map(|h| (index.exemplar_route(h.id), h.similarity))
+                .collect(),
+        })
+        .collect()
+}
+
+/// A wrong decision with what the router saw, so an operator knows which utterances to add.
+#[derive(Debug, Clone, Serialize)]
+pub struct ErrorCase {
+    /// The query.
+    pub text: String,
+    /// The right route (`None`: out of scope).
+    pub expected: Option<String>,
+    /// The matched route (`None`: unrouted).
+    pub predicted: Option<String>,
+    /// The best candidate's score.
+    pub score: f32,
+    /// The nearest exemplars.
+    pub neighbours: Vec<crate::router::Neighbour>,
+}
+
+/// The result of evaluating a snapshot on a labelled set.
+#[derive(Debug, Clone, Serialize)]
+pub struct Evaluation {
+    /// The figures.
+    #[serde(flatten)]
+    pub report: metrics::Report,
+    /// Every wrong decision, in data order.
+    pub errors: Vec<ErrorCase>,
+    /// Per-query decision time (search + aggregation), microseconds.
+    #[serde(skip)]
+    pub decide_micros: Vec<f64>,
+}
+
+/// Decides every embedded query with `snapshot` (exactly as the server does) and scores the decisions.
+pub fn evaluate(
+    snapshot: &crate::router::Snapshot,
+    samples: &[Sample],
+    labels: &[Option<usize>],
+    vectors: &[Vec<f32>],
+    evidence_k: usize,
+) -> Evaluation {
+    let names = snapshot.index.routes();
+    let by_name: std::collections::HashMap<&str, usize> = names
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.as_str(), i))
+        .collect();
+    let mut outcomes = Vec::with_capacity(samples.len());
+    let mut errors = Vec::new();
+    let mut decide_micros = Vec::with_capacity(samples.len());
+    for ((s, &label), v) in samples.iter().zip(labels).zip(vectors) {
+        let t0 = std::time::Instant::now();
+        let d = snapshot.decide(v, evidence_k);
+        decide_micros.push(t0.elapsed().as_secs_f64() * 1e6);
+        let predicted = if d.matched {
+            d.route.as_deref().and_then(|r| by_name.get(r).copied())
+        } else {
+            None
+        };
+        outcomes.push(metrics::Outcome {
+            expected: label,
+            predicted,
+        });
+        if predicted != label {
+            errors.push(ErrorCase {
+                text: s.text.clone(),
+                expected: s.label.clone(),
+                predicted: predicted.map(|p| names[p].clone()),
+                score: d.score,
+                neighbours: d.neighbours,
+            });
+        }
+    }
+    Evaluation {
+        report: metrics::report(names, &outcomes),
+        errors,
+        decide_micros,
+    }
+}

@@ -147,6 +147,11 @@ impl RouteIndex {
         self.exemplar_route[id]
     }
 
+    /// The (unit) vector of exemplar `id`.
+    pub fn exemplar_vector(&self, id: usize) -> &[f32] {
+        &self.vectors[id * self.dim..(id + 1) * self.dim]
+    }
+
     /// The text of exemplar `id`.
     pub fn exemplar_text(&self, id: usize) -> &str {
         &self.exemplar_text[id]
