@@ -176,18 +176,16 @@ pub fn per_route(
         if !scored.iter().any(|s| s.top == r) {
             continue;
         }
-        let keep = t[r];
+        let mut best = t[r];
         for d in &grid {
             t[r] = (global + d).clamp(-1.0, 1.0);
             let v = figures(scored, |x| t[x]).value(objective);
             if v.is_some() && (current.is_none() || v > current.map(|c| c + 1e-12)) {
                 current = v;
-            } else {
-                t[r] = keep;
+                best = t[r];
             }
-            let _ = keep;
         }
-        let _ = t[r];
+        t[r] = best;
     }
     t
 }
