@@ -31,11 +31,11 @@ pub struct CalibrateArgs {
     pub dry_run: bool,
 }
 
+/// A router with labelled data embedded once: samples, their route ids, their vectors.
+type Loaded = (Router, Vec<eval::Sample>, Vec<Option<usize>>, Vec<Vec<f32>>);
+
 /// Loads the config, builds the router and embeds the labelled data once.
-fn load(
-    config: &Path,
-    data: &Path,
-) -> anyhow::Result<(Router, Vec<eval::Sample>, Vec<Option<usize>>, Vec<Vec<f32>>)> {
+fn load(config: &Path, data: &Path) -> anyhow::Result<Loaded> {
     let loaded = config::load_file(config)?;
     let samples = eval::read_jsonl(data)?;
     let names: Vec<String> = loaded

@@ -281,7 +281,7 @@ mod tests {
             let e = parse_str(&format!("matching:\n  {bad}\n{base}"), "t.yaml")
                 .unwrap_err()
                 .to_string();
-            assert!(e.starts_with(&format!("t.yaml:2:")), "{e}");
+            assert!(e.starts_with("t.yaml:2:"), "{e}");
             assert!(e.contains(&format!("{field}: ")), "{e}");
         }
     }

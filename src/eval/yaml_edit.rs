@@ -96,7 +96,7 @@ pub fn apply(source: &str, changes: &[Change], want: &Config) -> Option<String> 
             }
         }
     }
-    splices.sort_by(|a, b| b.0.cmp(&a.0));
+    splices.sort_by_key(|s| std::cmp::Reverse(s.0));
     if splices.windows(2).any(|w| w[1].1 > w[0].0) {
         return None; // overlapping edits
     }
