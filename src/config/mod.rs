@@ -260,7 +260,7 @@ mod tests {
     fn defaults_apply() {
         let c = parse_str(GOOD, "t.yaml").unwrap();
         assert_eq!(c.matching.top_k, 10);
-        assert_eq!(c.matching.aggregation, Aggregation::Centroid);
+        assert_eq!(c.matching.aggregation, Aggregation::Hybrid);
         assert_eq!(c.limits.max_input_bytes, 65536);
         assert_eq!(c.encoder.device, "cpu");
     }

@@ -53,12 +53,14 @@ pub enum Aggregation {
     /// The mean similarity of the route's exemplars among the top-k neighbours.
     Mean,
     /// Similarity to the route's prototype: the normalised mean of all its exemplar vectors.
-    /// Best on CLINC150 by a wide margin (see README), hence the default.
-    #[default]
+    /// Beats `max` and `mean` on CLINC150 by 7 points or more (see README).
     Centroid,
     /// `hybrid_weight` x centroid similarity + (1 - `hybrid_weight`) x the mean similarity of the route's
     /// best `hybrid_neighbours` exemplars among the top-k (a route with none there gets the k-th similarity,
-    /// an upper bound). Prototype and neighbour evidence together; on CLINC150 it ties with `centroid`.
+    /// an upper bound). Prototype and neighbour evidence together: ties with `centroid` on CLINC150 with 10
+    /// exemplars per route and beats it by 2 points with 100 (calibrated on val; see README), hence the
+    /// default.
+    #[default]
     Hybrid,
 }
 
