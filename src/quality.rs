@@ -345,3 +345,21 @@ pub fn dataset(name: DatasetName, data: &Path, k: &str, out: &Path) -> anyhow::R
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::fmt_f32;
+
+    #[test]
+    fn thresholds_print_short_and_round_trip() {
+        assert_eq!(fmt_f32(0.43), "0.43");
+        assert_eq!(fmt_f32(0.3416), "0.3416");
+        assert_eq!(fmt_f32(1.0), "1");
+        assert_eq!(fmt_f32(0.0), "0");
+        assert_eq!(fmt_f32(-0.25), "-0.25");
+        for x in [0.12345f32, 0.5, 0.99999] {
+            let y: f32 = fmt_f32(x).parse().unwrap();
+            assert!((x - y).abs() < 1e-4);
+        }
+    }
+}
