@@ -9,6 +9,7 @@
 pub mod config;
 pub mod control;
 pub mod embedding;
+pub mod eval;
 pub mod index;
 pub mod persist;
 pub mod router;

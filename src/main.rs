@@ -3,6 +3,7 @@
 mod admin_client;
 mod cli;
 mod loadgen;
+mod quality;
 
 use std::process::ExitCode;
 
@@ -67,6 +68,37 @@ fn run(command: Command) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&decision)?);
             Ok(())
         }
+        Command::Eval {
+            config,
+            data,
+            json,
+            min_accuracy,
+            errors,
+            latency_samples,
+        } => quality::eval(quality::EvalArgs {
+            config: config.config,
+            data,
+            json,
+            min_accuracy,
+            errors,
+            latency_samples,
+        }),
+        Command::Calibrate {
+            config,
+            data,
+            objective,
+            tune_rule,
+            per_route,
+            dry_run,
+        } => quality::calibrate(quality::CalibrateArgs {
+            config: config.config,
+            data,
+            objective: objective.parse().map_err(anyhow::Error::msg)?,
+            tune_rule,
+            per_route,
+            dry_run,
+        }),
+        Command::Dataset { name, data, k, out } => quality::dataset(name, &data, &k, &out),
         Command::Serve {
             config,
             listen,

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::config::{Config, LoadedConfig};
 use crate::embedding::{resolve_model_dir, DeviceSpec, EmbedError, Embedder, SentenceEncoder};
-use crate::index::{Exemplar, IndexError, RouteIndex};
+use crate::index::{decision_score, Exemplar, IndexError, RouteIndex, Scoring};
 use crate::store::EmbeddingStore;
 
 /// Most neighbours a caller may ask for as evidence.
@@ -115,15 +115,18 @@ impl Snapshot {
         let k = m.top_k.max(evidence_k);
         let hits = self.index.search(query, k);
         let agg_hits = &hits[..hits.len().min(m.top_k)];
-        let scores = self.index.route_scores(query, agg_hits, m.aggregation);
+        let scores = self
+            .index
+            .route_scores(query, agg_hits, Scoring::from_config(m));
         let names = self.index.routes();
 
         let (best_score, matched, best_name) = match scores.first() {
             Some(&(r, s)) => {
                 let route_cfg = &self.config.routes[r];
+                let d = decision_score(&scores, m.margin_weight).unwrap_or(s);
                 (
                     s,
-                    s >= self.config.threshold_for(route_cfg),
+                    d >= self.config.threshold_for(route_cfg),
                     Some(&names[r]),
                 )
             }

@@ -3,162 +3,167 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
+use std::time::SystemTime;
 
-use semroute::config::Aggregation;
-use semroute::index::{Exemplar, RouteIndex};
+use semroute::config::{Aggregation, MatchingConfig};
+use semroute::eval::calibrate::{self as cal, Objective, Rule};
+use semroute::eval::dataset::{self, Clinc150};
+use semroute::eval::{self, Sample};
+use semroute::index::{Exemplar, RouteIndex, Scoring};
+use semroute::router::Snapshot;
 
+/// CLINC150 K = 10 with every sentence embedded once per test binary (about 10,000 sentences).
 struct Clinc {
-    train: Vec<(String, String)>,
-    val: Vec<(String, String)>,
-    oos_val: Vec<(String, String)>,
-    test: Vec<(String, String)>,
-    oos_test: Vec<(String, String)>,
+    data: Clinc150,
+    names: Vec<String>,
+    index: RouteIndex,
+    val: Vec<Vec<f32>>,
+    val_labels: Vec<Option<usize>>,
+    test: Vec<Vec<f32>>,
+    test_labels: Vec<Option<usize>>,
 }
 
-fn clinc() -> Clinc {
-    let path = common::shared_dir().join("data/clinc150/data_full.json");
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (set SEMROUTE_SHARED_DIR)", path.display()));
-    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let pairs = |k: &str| -> Vec<(String, String)> {
-        v[k].as_array()
-            .unwrap()
-            .iter()
-            .map(|p| {
-                (
-                    p[0].as_str().unwrap().to_string(),
-                    p[1].as_str().unwrap().to_string(),
-                )
-            })
-            .collect()
-    };
-    Clinc {
-        train: pairs("train"),
-        val: pairs("val"),
-        oos_val: pairs("oos_val"),
-        test: pairs("test"),
-        oos_test: pairs("oos_test"),
-    }
-}
-
-/// K = 10 exemplars per intent: the first 10 train utterances of each intent, in file order.
-fn first_k(train: &[(String, String)], k: usize) -> (Vec<String>, Vec<(usize, String)>) {
-    let mut routes: Vec<String> = Vec::new();
-    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-    let mut ex = Vec::new();
-    for (text, intent) in train {
-        let c = counts.entry(intent.clone()).or_insert(0);
-        if *c >= k {
-            continue;
-        }
-        *c += 1;
-        let r = match routes.iter().position(|r| r == intent) {
-            Some(r) => r,
-            None => {
-                routes.push(intent.clone());
-                routes.len() - 1
+fn clinc() -> &'static Clinc {
+    static C: OnceLock<Clinc> = OnceLock::new();
+    C.get_or_init(|| {
+        let path = common::shared_dir().join("data/clinc150/data_full.json");
+        let data = dataset::clinc150(&path, Some(10), MatchingConfig::default())
+            .unwrap_or_else(|e| panic!("{e} (set SEMROUTE_SHARED_DIR)"));
+        let names: Vec<String> = data.config.routes.iter().map(|r| r.name.clone()).collect();
+        assert_eq!(names.len(), 150);
+        let e = common::embedder();
+        let mut texts = Vec::new();
+        let mut owners = Vec::new();
+        for (r, route) in data.config.routes.iter().enumerate() {
+            for u in &route.utterances {
+                texts.push(u.clone());
+                owners.push(r);
             }
+        }
+        assert_eq!(texts.len(), 1500);
+        let vecs = e.embed_blocking(texts.clone()).unwrap();
+        let exemplars = owners
+            .into_iter()
+            .zip(texts)
+            .zip(vecs)
+            .map(|((route, text), vector)| Exemplar {
+                route,
+                text,
+                vector,
+            })
+            .collect();
+        let index = RouteIndex::build(384, names.clone(), exemplars, 20_000).unwrap();
+        let embed = |s: &[Sample]| {
+            e.embed_blocking(s.iter().map(|x| x.text.clone()).collect())
+                .unwrap()
         };
-        ex.push((r, text.clone()));
-    }
-    (routes, ex)
+        let (val, test) = (embed(&data.val), embed(&data.test));
+        let val_labels = eval::label_ids(&data.val, &names, "val").unwrap();
+        let test_labels = eval::label_ids(&data.test, &names, "test").unwrap();
+        Clinc {
+            data,
+            names,
+            index,
+            val,
+            val_labels,
+            test,
+            test_labels,
+        }
+    })
 }
 
 #[test]
 fn clinc150_k10_top_route_accuracy() {
-    let data = clinc();
-    let (routes, ex) = first_k(&data.train, 10);
-    assert_eq!(routes.len(), 150);
-    assert_eq!(ex.len(), 1500);
-    let e = common::embedder();
-    let ex_vecs = e
-        .embed_blocking(ex.iter().map(|(_, t)| t.clone()).collect())
-        .unwrap();
-    let exemplars = ex
-        .into_iter()
-        .zip(ex_vecs)
-        .map(|((route, text), vector)| Exemplar {
-            route,
-            text,
-            vector,
-        })
-        .collect();
-    let index = RouteIndex::build(384, routes.clone(), exemplars, 20_000).unwrap();
-
-    let queries = e
-        .embed_blocking(data.test.iter().map(|(t, _)| t.clone()).collect())
-        .unwrap();
-    assert_eq!(queries.len(), 4500);
-    let mut acc = BTreeMap::new();
-    for agg in [Aggregation::Max, Aggregation::Mean, Aggregation::Centroid] {
-        let correct = queries
-            .iter()
-            .zip(&data.test)
-            .filter(|(q, (_, label))| {
-                let hits = index.search(q, 10);
-                let scores = index.route_scores(q, &hits, agg);
-                routes[scores[0].0] == *label
-            })
-            .count();
-        acc.insert(format!("{agg:?}"), correct as f64 / 4500.0);
+    let c = clinc();
+    let mut acc = std::collections::BTreeMap::new();
+    for agg in [
+        Aggregation::Max,
+        Aggregation::Mean,
+        Aggregation::Centroid,
+        Aggregation::Hybrid,
+    ] {
+        let (mut right, mut n) = (0, 0);
+        for (q, l) in c.test.iter().zip(&c.test_labels) {
+            let Some(l) = l else { continue };
+            let hits = c.index.search(q, 10);
+            let scores = c.index.route_scores(q, &hits, Scoring::from(agg));
+            right += usize::from(scores[0].0 == *l);
+            n += 1;
+        }
+        assert_eq!(n, 4500);
+        acc.insert(format!("{agg:?}"), right as f64 / n as f64);
     }
     eprintln!("CLINC150 K=10 in-scope top-route accuracy, no threshold: {acc:?}");
-    let centroid = acc["Centroid"];
-    // The default aggregation must be the best measured one, and clear the floor.
-    assert!(centroid >= acc["Max"] && centroid >= acc["Mean"], "{acc:?}");
-    assert!(centroid >= 0.80, "centroid accuracy {centroid}");
+    // Prototype evidence (centroid, hybrid) beats neighbour-only aggregation by several points.
+    for proto in ["Centroid", "Hybrid"] {
+        assert!(
+            acc[proto] >= acc["Max"] && acc[proto] >= acc["Mean"],
+            "{acc:?}"
+        );
+        assert!(acc[proto] >= 0.83, "{proto} accuracy {}", acc[proto]);
+    }
+}
 
-    // A global threshold chosen on val + oos_val only (balanced: mean of in-scope accuracy and OOS
-    // recall), then reported on test + oos_test: the evidence behind the default `matching.threshold`.
-    let top = |texts: &[(String, String)]| -> Vec<(String, f32)> {
-        let v = e
-            .embed_blocking(texts.iter().map(|(t, _)| t.clone()).collect())
-            .unwrap();
-        v.iter()
-            .map(|q| {
-                let s = index.route_scores(q, &[], Aggregation::Centroid);
-                (routes[s[0].0].clone(), s[0].1)
+/// The CI floor: the default rule, its global threshold calibrated on val + oos_val only (balanced), decided
+/// on test + oos_test exactly as the server decides.
+#[test]
+fn clinc150_k10_calibrated_floor() {
+    let c = clinc();
+    let m = MatchingConfig::default();
+    let evidence = eval::collect_evidence(&c.index, m.top_k, &c.val, &c.val_labels);
+    let cal = cal::calibrate(
+        c.names.len(),
+        &evidence,
+        &m,
+        &[Rule::of(&m)],
+        Objective::Balanced,
+        None,
+    )
+    .unwrap();
+    let mut config = c.data.config.clone();
+    config.matching.threshold = cal.threshold;
+    let index = RouteIndex::build(
+        384,
+        c.names.clone(),
+        (0..c.index.len())
+            .map(|i| Exemplar {
+                route: c.index.exemplar_route(i),
+                text: c.index.exemplar_text(i).to_string(),
+                vector: c.index.exemplar_vector(i).to_vec(),
             })
-            .collect()
+            .collect(),
+        20_000,
+    )
+    .unwrap();
+    let snapshot = Snapshot {
+        config: Arc::new(config),
+        index,
+        version: 1,
+        built_at: SystemTime::now(),
+        build_duration: std::time::Duration::ZERO,
+        embedded: 0,
     };
-    let score_at =
-        |t: f32, ins: &[(String, f32)], ins_labels: &[(String, String)], oos: &[(String, f32)]| {
-            let acc = ins
-                .iter()
-                .zip(ins_labels)
-                .filter(|((r, s), (_, l))| *s >= t && r == l)
-                .count() as f64
-                / ins.len() as f64;
-            let rec = oos.iter().filter(|(_, s)| *s < t).count() as f64 / oos.len() as f64;
-            (acc, rec)
-        };
-    let (val_in, val_oos) = (top(&data.val), top(&data.oos_val));
-    let best_t = (0..=100)
-        .map(|i| i as f32 / 100.0)
-        .max_by(|a, b| {
-            let f = |t: f32| {
-                let (a, r) = score_at(t, &val_in, &data.val, &val_oos);
-                a + r
-            };
-            f(*a).total_cmp(&f(*b))
-        })
-        .unwrap();
-    let test_in: Vec<(String, f32)> = queries
-        .iter()
-        .map(|q| {
-            let s = index.route_scores(q, &[], Aggregation::Centroid);
-            (routes[s[0].0].clone(), s[0].1)
-        })
-        .collect();
-    let (t_acc, t_rec) = score_at(best_t, &test_in, &data.test, &top(&data.oos_test));
+    let ev = eval::evaluate(&snapshot, &c.data.test, &c.test_labels, &c.test, 3);
+    let r = &ev.report;
     eprintln!(
-        "CLINC150 K=10 centroid, threshold {best_t:.2} chosen on val: test in-scope accuracy {t_acc:.3}, \
-         OOS recall {t_rec:.3}"
+        "CLINC150 K=10 {:?}, threshold {:.3} chosen on val (val {:.3}/{:.3}): test in-scope accuracy {:.3}, \
+         OOS recall {:.3}, OOS precision {:.3}, macro-F1 {:.3}",
+        m.aggregation,
+        cal.threshold,
+        cal.figures.in_scope_accuracy,
+        cal.figures.oos_recall,
+        r.in_scope_accuracy,
+        r.oos_recall.unwrap(),
+        r.oos_precision.unwrap(),
+        r.macro_f1
     );
+    assert_eq!((r.in_scope, r.out_of_scope), (4500, 1000));
     assert!(
-        t_acc >= 0.75 && t_rec >= 0.75,
-        "calibrated: accuracy {t_acc}, OOS recall {t_rec}"
+        r.in_scope_accuracy >= 0.80 && r.oos_recall.unwrap() >= 0.80,
+        "calibrated floor: accuracy {}, OOS recall {:?}",
+        r.in_scope_accuracy,
+        r.oos_recall
     );
 }
 

@@ -39,6 +39,11 @@ impl PositionMap {
         }
     }
 
+    /// The position of the node at `path` exactly (a mapping's is that of its first key), if recorded.
+    pub fn get(&self, path: &str) -> Option<Position> {
+        self.positions.get(path).copied()
+    }
+
     /// The position of the node at `path`, or of its nearest recorded ancestor (a missing field is reported
     /// where its parent mapping starts), or line 1 column 1.
     pub fn find(&self, path: &str) -> Position {

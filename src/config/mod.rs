@@ -188,6 +188,29 @@ fn validate(c: &Config) -> Result<(), Violation> {
         return Err(violation("matching.top_k", "must be between 1 and 1000"));
     }
     check_threshold("matching.threshold".into(), c.matching.threshold)?;
+    let w = c.matching.hybrid_weight;
+    if !w.is_finite() || !(0.0..=1.0).contains(&w) {
+        return Err(violation(
+            "matching.hybrid_weight",
+            format!("{w} is outside [0, 1] (the weight of the centroid term)"),
+        ));
+    }
+    if c.matching.hybrid_neighbours == 0 || c.matching.hybrid_neighbours > c.matching.top_k {
+        return Err(violation(
+            "matching.hybrid_neighbours",
+            format!(
+                "{} must be between 1 and matching.top_k ({})",
+                c.matching.hybrid_neighbours, c.matching.top_k
+            ),
+        ));
+    }
+    let m = c.matching.margin_weight;
+    if !m.is_finite() || !(0.0..=1.0).contains(&m) {
+        return Err(violation(
+            "matching.margin_weight",
+            format!("{m} is outside [0, 1]"),
+        ));
+    }
     if c.limits.max_input_bytes == 0 {
         return Err(violation("limits.max_input_bytes", "must be at least 1"));
     }
@@ -469,9 +492,30 @@ mod tests {
     fn defaults_apply() {
         let c = parse_str(GOOD, "t.yaml").unwrap();
         assert_eq!(c.matching.top_k, 10);
-        assert_eq!(c.matching.aggregation, Aggregation::Centroid);
+        assert_eq!(c.matching.aggregation, Aggregation::Hybrid);
         assert_eq!(c.limits.max_input_bytes, 65536);
         assert_eq!(c.encoder.device, "cpu");
+    }
+
+    #[test]
+    fn hybrid_fields_validated_by_path() {
+        let base = "routes:\n  - name: a\n    utterances: [x]\n";
+        let ok = format!("matching:\n  aggregation: hybrid\n  hybrid_weight: 0.5\n  hybrid_neighbours: 3\n  margin_weight: 0.25\n{base}");
+        let c = parse_str(&ok, "t.yaml").unwrap();
+        assert_eq!(c.matching.aggregation, Aggregation::Hybrid);
+        assert_eq!(c.matching.hybrid_neighbours, 3);
+        for (field, bad) in [
+            ("matching.hybrid_weight", "hybrid_weight: 1.5"),
+            ("matching.hybrid_neighbours", "hybrid_neighbours: 0"),
+            ("matching.hybrid_neighbours", "hybrid_neighbours: 11"),
+            ("matching.margin_weight", "margin_weight: -0.1"),
+        ] {
+            let e = parse_str(&format!("matching:\n  {bad}\n{base}"), "t.yaml")
+                .unwrap_err()
+                .to_string();
+            assert!(e.starts_with("t.yaml:2:"), "{e}");
+            assert!(e.contains(&format!("{field}: ")), "{e}");
+        }
     }
 
     #[test]

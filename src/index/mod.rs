@@ -147,6 +147,11 @@ impl RouteIndex {
         self.exemplar_route[id]
     }
 
+    /// The (unit) vector of exemplar `id`.
+    pub fn exemplar_vector(&self, id: usize) -> &[f32] {
+        &self.vectors[id * self.dim..(id + 1) * self.dim]
+    }
+
     /// The text of exemplar `id`.
     pub fn exemplar_text(&self, id: usize) -> &str {
         &self.exemplar_text[id]
@@ -197,46 +202,138 @@ impl RouteIndex {
         all
     }
 
-    /// Per-route scores, best first. `Centroid` scores every route; `Max` and `Mean` score the routes that
-    /// appear among `hits`.
+    /// Similarity of `query` to every route's prototype, in route order.
+    pub fn centroid_scores(&self, query: &[f32]) -> Vec<f32> {
+        self.centroids
+            .chunks_exact(self.dim)
+            .map(|c| dot(query, c))
+            .collect()
+    }
+
+    /// Per-route scores, best first. `Centroid` and `Hybrid` score every route; `Max` and `Mean` score the
+    /// routes that appear among `hits`. Pass an [`Aggregation`] (with default hybrid parameters) or a
+    /// [`Scoring`].
     pub fn route_scores(
         &self,
         query: &[f32],
         hits: &[Hit],
-        aggregation: Aggregation,
+        scoring: impl Into<Scoring>,
     ) -> Vec<(usize, f32)> {
-        let mut scores: Vec<(usize, f32)> = match aggregation {
-            Aggregation::Centroid => self
-                .centroids
-                .chunks_exact(self.dim)
-                .enumerate()
-                .map(|(r, c)| (r, dot(query, c)))
-                .collect(),
-            Aggregation::Max | Aggregation::Mean => {
-                let mut acc: Vec<(f32, f32, usize)> =
-                    vec![(f32::NEG_INFINITY, 0.0, 0); self.routes.len()];
-                for h in hits {
-                    let a = &mut acc[self.exemplar_route[h.id]];
-                    a.0 = a.0.max(h.similarity);
-                    a.1 += h.similarity;
-                    a.2 += 1;
+        let scoring = scoring.into();
+        let centroid = matches!(
+            scoring.aggregation,
+            Aggregation::Centroid | Aggregation::Hybrid
+        )
+        .then(|| self.centroid_scores(query));
+        let hits: Vec<(usize, f32)> = hits
+            .iter()
+            .map(|h| (self.exemplar_route[h.id], h.similarity))
+            .collect();
+        aggregate(self.routes.len(), centroid.as_deref(), &hits, scoring)
+    }
+}
+
+/// The parameters of the scoring rule (`matching.aggregation` and its `hybrid_*` fields).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Scoring {
+    /// How similarities become route scores.
+    pub aggregation: Aggregation,
+    /// `Hybrid`: weight of the centroid term.
+    pub hybrid_weight: f32,
+    /// `Hybrid`: nearest exemplars of a route averaged for the neighbour term.
+    pub hybrid_neighbours: usize,
+}
+
+impl Scoring {
+    /// The rule configured in `matching:`.
+    pub fn from_config(m: &crate::config::MatchingConfig) -> Self {
+        Self {
+            aggregation: m.aggregation,
+            hybrid_weight: m.hybrid_weight,
+            hybrid_neighbours: m.hybrid_neighbours,
+        }
+    }
+}
+
+impl From<Aggregation> for Scoring {
+    fn from(aggregation: Aggregation) -> Self {
+        let d = crate::config::MatchingConfig::default();
+        Self {
+            aggregation,
+            ..Self::from_config(&d)
+        }
+    }
+}
+
+/// Route scores, best first, from precomputed evidence: `centroid[r]` (the query's similarity to route `r`'s
+/// prototype; needed by `Centroid` and `Hybrid`) and `hits` as `(route, similarity)`, most similar first.
+/// Kept apart from the index so that calibration can score many rules on cached evidence.
+pub fn aggregate(
+    n_routes: usize,
+    centroid: Option<&[f32]>,
+    hits: &[(usize, f32)],
+    scoring: Scoring,
+) -> Vec<(usize, f32)> {
+    let mut scores: Vec<(usize, f32)> = match (scoring.aggregation, centroid) {
+        (Aggregation::Centroid, Some(c)) => c.iter().copied().enumerate().collect(),
+        (Aggregation::Hybrid, Some(c)) if !hits.is_empty() => {
+            let n = scoring.hybrid_neighbours.max(1);
+            // Routes without n neighbours among the hits are padded with the last hit's similarity: an upper
+            // bound on what their unseen exemplars score.
+            let floor = hits[hits.len() - 1].1;
+            let mut taken = vec![(0usize, 0.0f32); n_routes];
+            for &(r, s) in hits {
+                let t = &mut taken[r];
+                if t.0 < n {
+                    t.0 += 1;
+                    t.1 += s;
                 }
-                acc.into_iter()
-                    .enumerate()
-                    .filter(|(_, a)| a.2 > 0)
-                    .map(|(r, (max, sum, n))| {
-                        let s = if aggregation == Aggregation::Max {
-                            max
-                        } else {
-                            sum / n as f32
-                        };
-                        (r, s)
-                    })
-                    .collect()
             }
-        };
-        scores.sort_by(|a, b| b.1.total_cmp(&a.1));
-        scores
+            let w = scoring.hybrid_weight;
+            c.iter()
+                .zip(taken)
+                .enumerate()
+                .map(|(r, (&cs, (cnt, sum)))| {
+                    let nb = (sum + (n - cnt) as f32 * floor) / n as f32;
+                    (r, w * cs + (1.0 - w) * nb)
+                })
+                .collect()
+        }
+        (Aggregation::Hybrid, Some(c)) => c.iter().copied().enumerate().collect(),
+        (Aggregation::Centroid | Aggregation::Hybrid, None) => Vec::new(),
+        (Aggregation::Max | Aggregation::Mean, _) => {
+            let mut acc: Vec<(f32, f32, usize)> = vec![(f32::NEG_INFINITY, 0.0, 0); n_routes];
+            for &(r, s) in hits {
+                let a = &mut acc[r];
+                a.0 = a.0.max(s);
+                a.1 += s;
+                a.2 += 1;
+            }
+            acc.into_iter()
+                .enumerate()
+                .filter(|(_, a)| a.2 > 0)
+                .map(|(r, (max, sum, n))| {
+                    let s = if scoring.aggregation == Aggregation::Max {
+                        max
+                    } else {
+                        sum / n as f32
+                    };
+                    (r, s)
+                })
+                .collect()
+        }
+    };
+    scores.sort_by(|a, b| b.1.total_cmp(&a.1));
+    scores
+}
+
+/// The score a decision compares with the threshold: the best score minus `margin_weight` times the second
+/// best (`scores` best first). `None` when there is no score.
+pub fn decision_score(scores: &[(usize, f32)], margin_weight: f32) -> Option<f32> {
+    let best = scores.first()?.1;
+    match scores.get(1) {
+        Some(&(_, second)) if margin_weight > 0.0 => Some(best - margin_weight * second),
+        _ => Some(best),
     }
 }
 
@@ -292,11 +389,59 @@ mod tests {
         let idx = small();
         let q = unit(&[0.05, 1.0, 0.1]);
         let hits = idx.search(&q, 4);
-        for agg in [Aggregation::Max, Aggregation::Mean, Aggregation::Centroid] {
+        for agg in [
+            Aggregation::Max,
+            Aggregation::Mean,
+            Aggregation::Centroid,
+            Aggregation::Hybrid,
+        ] {
             let s = idx.route_scores(&q, &hits, agg);
             assert_eq!(s[0].0, 1, "{agg:?}");
             assert!(s[0].1 > s[1].1);
         }
+    }
+
+    #[test]
+    fn hybrid_combines_centroid_and_neighbours() {
+        // Route 0 has prototype similarity .5 and neighbours .9, .7; route 1 .6 and one neighbour .8.
+        let c = [0.5, 0.6];
+        let hits = [(0, 0.9), (1, 0.8), (0, 0.7), (1, 0.1)];
+        let s = Scoring {
+            aggregation: Aggregation::Hybrid,
+            hybrid_weight: 0.5,
+            hybrid_neighbours: 2,
+        };
+        let out = aggregate(2, Some(&c), &hits, s);
+        assert_eq!(out[0].0, 0);
+        assert!((out[0].1 - (0.25 + 0.4)).abs() < 1e-6);
+        assert!((out[1].1 - (0.3 + 0.225)).abs() < 1e-6);
+        // A route missing from the hits is padded with the last hit's similarity.
+        let out = aggregate(3, Some(&[0.5, 0.6, 0.7]), &hits[..2], s);
+        let r2 = out.iter().find(|x| x.0 == 2).unwrap().1;
+        assert!((r2 - (0.35 + 0.4)).abs() < 1e-6, "{out:?}");
+        // Weight 1 is the centroid rule.
+        let cen = aggregate(
+            2,
+            Some(&c),
+            &hits,
+            Scoring {
+                hybrid_weight: 1.0,
+                ..s
+            },
+        );
+        assert_eq!(
+            cen,
+            aggregate(2, Some(&c), &hits, Aggregation::Centroid.into())
+        );
+    }
+
+    #[test]
+    fn margin_lowers_ambiguous_scores() {
+        let s = [(3, 0.8), (1, 0.6)];
+        assert_eq!(decision_score(&s, 0.0), Some(0.8));
+        assert!((decision_score(&s, 0.5).unwrap() - 0.5).abs() < 1e-6);
+        assert_eq!(decision_score(&s[..1], 0.5), Some(0.8));
+        assert_eq!(decision_score(&[], 0.5), None);
     }
 
     #[test]

@@ -1,0 +1,365 @@
+//! Glue for `eval`, `calibrate` and `dataset`: load, embed, call the library (`semroute::eval`), print.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use semroute::config::{self, Config};
+use semroute::eval::calibrate::{self as cal, Objective, Rule};
+use semroute::eval::yaml_edit::{self, Change};
+use semroute::eval::{self, dataset, metrics};
+use semroute::router::{start_embedder, RouteQuery, Router};
+use semroute::server::ServeOptions;
+
+use crate::cli::DatasetName;
+
+pub struct EvalArgs {
+    pub config: PathBuf,
+    pub data: PathBuf,
+    pub json: bool,
+    pub min_accuracy: Option<f64>,
+    pub errors: usize,
+    pub latency_samples: usize,
+}
+
+pub struct CalibrateArgs {
+    pub config: PathBuf,
+    pub data: PathBuf,
+    pub objective: Objective,
+    pub tune_rule: bool,
+    pub per_route: Option<f32>,
+    pub dry_run: bool,
+}
+
+/// A router with labelled data embedded once: samples, their route ids, their vectors.
+type Loaded = (Router, Vec<eval::Sample>, Vec<Option<usize>>, Vec<Vec<f32>>);
+
+/// Loads the config, builds the router and embeds the labelled data once.
+fn load(config: &Path, data: &Path) -> anyhow::Result<Loaded> {
+    let loaded = config::load_file(config)?;
+    let samples = eval::read_jsonl(data)?;
+    let names: Vec<String> = loaded
+        .config
+        .routes
+        .iter()
+        .map(|r| r.name.clone())
+        .collect();
+    let labels = eval::label_ids(&samples, &names, &data.display().to_string())?;
+    let embedder = start_embedder(&loaded, ServeOptions::default().model_threads)?;
+    let t0 = Instant::now();
+    let router = Router::build(embedder, loaded.config)?;
+    let t1 = Instant::now();
+    let vectors = router
+        .embedder()
+        .embed_blocking(samples.iter().map(|s| s.text.clone()).collect())?;
+    eprintln!(
+        "embedded {} exemplars in {:.1} s and {} queries in {:.1} s",
+        router.snapshot().index.len(),
+        (t1 - t0).as_secs_f64(),
+        samples.len(),
+        t1.elapsed().as_secs_f64()
+    );
+    Ok((router, samples, labels, vectors))
+}
+
+fn pct(x: Option<f64>) -> String {
+    x.map_or_else(|| "-".to_string(), |v| format!("{v:.3}"))
+}
+
+pub fn eval(a: EvalArgs) -> anyhow::Result<()> {
+    let (router, samples, labels, vectors) = load(&a.config, &a.data)?;
+    let snapshot = router.snapshot();
+    let ev = eval::evaluate(&snapshot, &samples, &labels, &vectors, 5);
+    // End-to-end latency (embed + decide, one prompt at a time) on the first queries.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let mut e2e = Vec::new();
+    for s in samples.iter().take(a.latency_samples) {
+        let t0 = Instant::now();
+        rt.block_on(router.route(RouteQuery {
+            text: s.text.clone(),
+            ..Default::default()
+        }))?;
+        e2e.push(t0.elapsed().as_secs_f64() * 1e3);
+    }
+    let r = &ev.report;
+    let latency = serde_json::json!({
+        "route_ms_p50": metrics::percentile(&e2e, 0.5),
+        "route_ms_p99": metrics::percentile(&e2e, 0.99),
+        "route_samples": e2e.len(),
+        "decide_us_p50": metrics::percentile(&ev.decide_micros, 0.5),
+        "decide_us_p99": metrics::percentile(&ev.decide_micros, 0.99),
+    });
+    if a.json {
+        let mut v = serde_json::to_value(&ev)?;
+        v["latency"] = latency;
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        let m = &snapshot.config.matching;
+        println!(
+            "{}: {} queries ({} in scope, {} out of scope) against {} ({} routes, {} exemplars; {:?}, threshold {})",
+            a.data.display(),
+            samples.len(),
+            r.in_scope,
+            r.out_of_scope,
+            a.config.display(),
+            snapshot.index.routes().len(),
+            snapshot.index.len(),
+            m.aggregation,
+            m.threshold
+        );
+        println!("in-scope accuracy  {:.3}", r.in_scope_accuracy);
+        println!("OOS recall         {}", pct(r.oos_recall));
+        println!("OOS precision      {}", pct(r.oos_precision));
+        println!("overall accuracy   {:.3}", r.overall_accuracy);
+        println!("macro-F1           {:.3}", r.macro_f1);
+        println!(
+            "latency            route (embed + decide) p50 {} ms, p99 {} ms over {} prompts; decide alone p50 {} µs, p99 {} µs",
+            pct(latency["route_ms_p50"].as_f64()),
+            pct(latency["route_ms_p99"].as_f64()),
+            e2e.len(),
+            pct(latency["decide_us_p50"].as_f64()),
+            pct(latency["decide_us_p99"].as_f64()),
+        );
+        let mut worst: Vec<_> = r.routes.iter().collect();
+        worst.sort_by(|x, y| x.f1.total_cmp(&y.f1));
+        println!("\nper route (worst F1 first; --json for all):");
+        println!(
+            "  {:<32} {:>7} {:>7} {:>7} {:>7}",
+            "route", "support", "prec", "recall", "F1"
+        );
+        for s in worst.iter().take(15) {
+            println!(
+                "  {:<32} {:>7} {:>7.3} {:>7.3} {:>7.3}",
+                s.route, s.support, s.precision, s.recall, s.f1
+            );
+        }
+        let name = |x: &Option<String>| x.clone().unwrap_or_else(|| "(none)".into());
+        println!("\nmost confused (expected -> got):");
+        for c in r.confusions.iter().take(10) {
+            println!(
+                "  {:>4}  {} -> {}",
+                c.count,
+                name(&c.expected),
+                name(&c.predicted)
+            );
+        }
+        println!(
+            "\nerrors ({} of {}; add utterances like these to the expected route):",
+            a.errors.min(ev.errors.len()),
+            ev.errors.len()
+        );
+        for e in ev.errors.iter().take(a.errors) {
+            println!(
+                "  {:?}: expected {}, got {} ({:.3})",
+                e.text,
+                name(&e.expected),
+                name(&e.predicted),
+                e.score
+            );
+            for n in e.neighbours.iter().take(3) {
+                println!(
+                    "      {:.3} {:<24} {:?}",
+                    n.similarity, n.route, n.utterance
+                );
+            }
+        }
+    }
+    if let Some(min) = a.min_accuracy {
+        if r.in_scope_accuracy < min {
+            bail!(
+                "in-scope accuracy {:.4} is below --min-accuracy {min}",
+                r.in_scope_accuracy
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A threshold as short YAML text that parses back to the same f32.
+fn fmt_f32(x: f32) -> String {
+    let s = format!("{x:.4}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s.is_empty() || s == "-" {
+        "0".into()
+    } else {
+        s.to_string()
+    }
+}
+
+pub fn calibrate(a: CalibrateArgs) -> anyhow::Result<()> {
+    let source = std::fs::read_to_string(&a.config)
+        .with_context(|| format!("reading {}", a.config.display()))?;
+    let (router, _samples, labels, vectors) = load(&a.config, &a.data)?;
+    let snapshot = router.snapshot();
+    let cfg: &Config = &snapshot.config;
+    let n = cfg.routes.len();
+    let m = &cfg.matching;
+    let k = m.top_k.max(3);
+    let evidence = eval::collect_evidence(&snapshot.index, k, &vectors, &labels);
+
+    let before_scored = cal::score_all(n, &evidence, m);
+    let before = cal::figures(&before_scored, |r| cfg.threshold_for(&cfg.routes[r]));
+    let rules = if a.tune_rule {
+        cal::rule_grid(m)
+    } else {
+        vec![Rule::of(m)]
+    };
+    let c = cal::calibrate(n, &evidence, m, &rules, a.objective, a.per_route)
+        .context("no setting satisfies the objective on this data")?;
+
+    // The wanted config, with every value exactly as its YAML text parses.
+    let mut want = cfg.clone();
+    let mut changes = Vec::new();
+    let t_text = fmt_f32(c.threshold);
+    want.matching.threshold = t_text.parse()?;
+    changes.push(Change::Set("matching.threshold".into(), t_text));
+    let new_m = c.rule.apply(m);
+    if a.tune_rule {
+        let agg = format!("{:?}", new_m.aggregation).to_lowercase();
+        want.matching.aggregation = new_m.aggregation;
+        changes.push(Change::Set("matching.aggregation".into(), agg));
+        let w = fmt_f32(new_m.hybrid_weight);
+        want.matching.hybrid_weight = w.parse()?;
+        changes.push(Change::Set("matching.hybrid_weight".into(), w));
+        want.matching.hybrid_neighbours = new_m.hybrid_neighbours;
+        changes.push(Change::Set(
+            "matching.hybrid_neighbours".into(),
+            new_m.hybrid_neighbours.to_string(),
+        ));
+        let mw = fmt_f32(new_m.margin_weight);
+        want.matching.margin_weight = mw.parse()?;
+        changes.push(Change::Set("matching.margin_weight".into(), mw));
+    }
+    for (i, r) in want.routes.iter_mut().enumerate() {
+        let path = format!("routes[{i}].threshold");
+        match &c.per_route {
+            Some(t) if (t[i] - c.threshold).abs() > 1e-6 => {
+                let text = fmt_f32(t[i]);
+                r.threshold = Some(text.parse()?);
+                changes.push(Change::Set(path, text));
+            }
+            _ => {
+                if r.threshold.is_some() {
+                    r.threshold = None;
+                    changes.push(Change::Remove(path));
+                }
+            }
+        }
+    }
+    let show = |label: &str, f: &cal::Figures| {
+        println!(
+            "{label}: in-scope accuracy {:.3}, OOS recall {:.3}, overall accuracy {:.3}",
+            f.in_scope_accuracy, f.oos_recall, f.overall_accuracy
+        )
+    };
+    println!(
+        "{} on {} ({} queries), objective {:?}",
+        a.config.display(),
+        a.data.display(),
+        labels.len(),
+        a.objective
+    );
+    println!(
+        "before: {:?} weight {} neighbours {} margin {}, threshold {}",
+        m.aggregation, m.hybrid_weight, m.hybrid_neighbours, m.margin_weight, m.threshold
+    );
+    show("before", &before);
+    println!(
+        "after:  {:?} weight {} neighbours {} margin {}, threshold {}{}",
+        want.matching.aggregation,
+        want.matching.hybrid_weight,
+        want.matching.hybrid_neighbours,
+        want.matching.margin_weight,
+        want.matching.threshold,
+        match &c.per_route {
+            Some(_) => format!(
+                ", {} per-route thresholds",
+                want.routes.iter().filter(|r| r.threshold.is_some()).count()
+            ),
+            None => String::new(),
+        }
+    );
+    show("after ", &c.figures);
+    if a.dry_run {
+        println!("dry run: {} left unchanged", a.config.display());
+        return Ok(());
+    }
+    let text = match yaml_edit::apply(&source, &changes, &want) {
+        Some(t) => t,
+        None => {
+            eprintln!(
+                "note: could not edit {} in place; re-serialising it (comments are lost, see {}.bak)",
+                a.config.display(),
+                a.config.display()
+            );
+            serde_yaml::to_string(&want)?
+        }
+    };
+    config::parse_str(&text, &a.config.display().to_string())?;
+    let bak = yaml_edit::write_atomically(&a.config, &text)
+        .with_context(|| format!("writing {}", a.config.display()))?;
+    println!(
+        "wrote {} (previous version: {})",
+        a.config.display(),
+        bak.display()
+    );
+    Ok(())
+}
+
+pub fn dataset(name: DatasetName, data: &Path, k: &str, out: &Path) -> anyhow::Result<()> {
+    let k = match k {
+        "all" => None,
+        n => Some(
+            n.parse::<usize>()
+                .ok()
+                .filter(|&n| n > 0)
+                .with_context(|| format!("--k `{n}`: expected a positive number or `all`"))?,
+        ),
+    };
+    match name {
+        DatasetName::Clinc150 => {
+            let d = dataset::clinc150(data, k, Default::default())?;
+            let header = format!(
+                "CLINC150 (Larson et al., 2019; CC BY 3.0), {} exemplars per intent: the first train utterances of\n\
+                 each intent in file order. Written by `semroute dataset clinc150 --k {}`. Calibrate on val.jsonl,\n\
+                 report on test.jsonl:\n  semroute calibrate --config routes.yaml --data val.jsonl\n  semroute eval --config routes.yaml --data test.jsonl",
+                k.map_or("all".to_string(), |k| k.to_string()),
+                k.map_or("all".to_string(), |k| k.to_string()),
+            );
+            dataset::write(&d, out, &header)?;
+            println!(
+                "wrote {}/routes.yaml ({} routes, {} exemplars), val.jsonl ({}), test.jsonl ({})",
+                out.display(),
+                d.config.routes.len(),
+                d.config
+                    .routes
+                    .iter()
+                    .map(|r| r.utterances.len())
+                    .sum::<usize>(),
+                d.val.len(),
+                d.test.len()
+            );
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fmt_f32;
+
+    #[test]
+    fn thresholds_print_short_and_round_trip() {
+        assert_eq!(fmt_f32(0.43), "0.43");
+        assert_eq!(fmt_f32(0.3416), "0.3416");
+        assert_eq!(fmt_f32(1.0), "1");
+        assert_eq!(fmt_f32(0.0), "0");
+        assert_eq!(fmt_f32(-0.25), "-0.25");
+        for x in [0.12345f32, 0.5, 0.99999] {
+            let y: f32 = fmt_f32(x).parse().unwrap();
+            assert!((x - y).abs() < 1e-4);
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! `semroute eval`, `calibrate` and `dataset` end to end through the binary, on a tiny route set (real model).
+
+mod common;
+
+use std::process::Command;
+
+const ROUTES: &str = "# tiny route set\nencoder:\n  model: all-MiniLM-L6-v2\nmatching:\n  threshold: 0.9   # far too strict: calibration must lower it\nroutes:\n  - name: weather\n    utterances: [what's the weather tomorrow, will it rain today, how hot is it outside]\n  - name: music\n    threshold: 0.8\n    utterances: [play some jazz, put on my workout playlist, skip this song]\n";
+
+const DEV: &str = r#"{"text": "is it going to snow this weekend", "label": "weather"}
+{"text": "what's the temperature right now", "label": "weather"}
+{"text": "play something by the beatles", "label": "music"}
+{"text": "next track please", "label": "music"}
+{"text": "how do I file my taxes", "label": null}
+{"text": "explain the theory of relativity", "label": null}
+"#;
+
+fn semroute(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    common::model_dir(); // fetched
+    Command::new(env!("CARGO_BIN_EXE_semroute"))
+        .args(args)
+        .current_dir(dir)
+        .env("SEMROUTE_MODELS_DIR", common::repo().join("models"))
+        .env("SEMROUTE_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn calibrate_then_eval() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("routes.yaml"), ROUTES).unwrap();
+    std::fs::write(d.join("dev.jsonl"), DEV).unwrap();
+
+    // Before calibration nothing clears 0.9: the gate fails with a non-zero exit.
+    let out = semroute(
+        d,
+        &[
+            "eval",
+            "--config",
+            "routes.yaml",
+            "--data",
+            "dev.jsonl",
+            "--min-accuracy",
+            "0.5",
+        ],
+    );
+    assert!(
+        !out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    let out = semroute(
+        d,
+        &[
+            "calibrate",
+            "--config",
+            "routes.yaml",
+            "--data",
+            "dev.jsonl",
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("before:") && stdout.contains("after"),
+        "{stdout}"
+    );
+    let edited = std::fs::read_to_string(d.join("routes.yaml")).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(d.join("routes.yaml.bak")).unwrap(),
+        ROUTES
+    );
+    // Edited in place: comments kept, the route override removed, the global threshold lowered.
+    assert!(edited.starts_with("# tiny route set\n"), "{edited}");
+    assert!(edited.contains("# far too strict"), "{edited}");
+    let c = semroute::config::parse_str(&edited, "edited").unwrap();
+    assert!(c.matching.threshold < 0.9);
+    assert_eq!(c.routes[1].threshold, None);
+
+    let out = semroute(
+        d,
+        &[
+            "eval",
+            "--config",
+            "routes.yaml",
+            "--data",
+            "dev.jsonl",
+            "--json",
+            "--min-accuracy",
+            "0.75",
+            "--latency-samples",
+            "2",
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["in_scope"], 4);
+    assert_eq!(v["out_of_scope"], 2);
+    assert!(v["in_scope_accuracy"].as_f64().unwrap() >= 0.75);
+    assert!(v["routes"].as_array().unwrap().len() == 2);
+    assert!(v["latency"]["route_ms_p50"].as_f64().is_some());
+}
+
+#[test]
+fn dataset_writes_the_recipe() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("data_full.json");
+    std::fs::write(
+        &src,
+        r#"{"train": [["a1","A"],["b1","B"],["a2","A"]], "val": [["av","A"]], "oos_val": [["ov","oos"]],
+            "test": [["bt","B"]], "oos_test": [["ot","oos"]]}"#,
+    )
+    .unwrap();
+    let out = semroute(
+        dir.path(),
+        &[
+            "dataset",
+            "clinc150",
+            "--data",
+            "data_full.json",
+            "--k",
+            "1",
+            "--out",
+            "out",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let c = semroute::config::load_file(&dir.path().join("out/routes.yaml")).unwrap();
+    assert_eq!(c.config.routes.len(), 2);
+    assert_eq!(c.config.routes[0].utterances, vec!["a1"]);
+    let test = std::fs::read_to_string(dir.path().join("out/test.jsonl")).unwrap();
+    assert_eq!(
+        test,
+        "{\"text\":\"bt\",\"label\":\"B\"}\n{\"text\":\"ot\",\"label\":null}\n"
+    );
+    let bad = semroute(
+        dir.path(),
+        &[
+            "dataset",
+            "clinc150",
+            "--data",
+            "data_full.json",
+            "--k",
+            "zero",
+            "--out",
+            "o2",
+        ],
+    );
+    assert!(!bad.status.success());
+}
