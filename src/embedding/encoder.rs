@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor, D};
 use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config as BertConfig};
+use candle_transformers::models::bert::Config as BertConfig;
+
+use super::bert::Bert;
 use serde::Deserialize;
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams, TruncationStrategy};
 
@@ -47,7 +49,7 @@ struct ModuleEntry {
 /// A loaded sentence-transformer. Not thread-safe to share across threads for concurrent forward passes
 /// by design: the service runs it on the model thread only (see [`super::Embedder`]).
 pub struct SentenceEncoder {
-    model: BertModel,
+    model: Bert,
     tokenizer: Tokenizer,
     device: Device,
     pooling: Pooling,
@@ -182,7 +184,7 @@ impl SentenceEncoder {
         // SAFETY: the weights file is memory-mapped read-only; we never write to it, and a model folder being
         // rewritten under a running process is an operator error the fetch script avoids (atomic rename).
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, &device)? };
-        let model = BertModel::load(vb, &bert_config)?;
+        let model = Bert::load(vb, &bert_config)?;
         let identity = model_identity(dir, pooling, normalize, max_tokens)?;
         tracing::info!(
             identity = %identity,
@@ -255,7 +257,7 @@ impl SentenceEncoder {
         let ids = Tensor::from_vec(ids, (batch, seq), &self.device)?;
         let mask = Tensor::from_vec(mask, (batch, seq), &self.device)?;
         let type_ids = ids.zeros_like()?;
-        let hidden = self.model.forward(&ids, &type_ids, Some(&mask))?;
+        let hidden = self.model.forward(&ids, &type_ids, &mask)?;
         let mask_f = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
         let pooled = match self.pooling {
             Pooling::Mean => {

@@ -1,5 +1,6 @@
 //! Embeddings: model discovery, the candle sentence-transformer, and the model thread that serves it.
 
+mod bert;
 mod device;
 mod encoder;
 mod source;
