@@ -13,20 +13,28 @@ fn route_one(c: &mut Criterion) {
     let loaded = semroute::config::load_file(&path).unwrap();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let embedder = start_embedder(&loaded, threads).expect("run ./models/fetch.sh first");
-    let router = Router::build(embedder, loaded.config).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    c.bench_function("route/one_prompt_in_process", |b| {
-        b.iter(|| {
-            rt.block_on(router.route(RouteQuery {
-                text: "can you tell me how to say fly in italian please".into(),
-                ..Default::default()
-            }))
-            .unwrap()
-        })
-    });
+    // The model path (prompt cache off: every call embeds) and the cached path (a repeated prompt).
+    for (name, cache_size) in [
+        ("route/one_prompt_in_process", 0),
+        ("route/one_prompt_cached", 4096),
+    ] {
+        let mut config = loaded.config.clone();
+        config.encoder.cache_size = cache_size;
+        let router = Router::build(embedder.clone(), config).unwrap();
+        c.bench_function(name, |b| {
+            b.iter(|| {
+                rt.block_on(router.route(RouteQuery {
+                    text: "can you tell me how to say fly in italian please".into(),
+                    ..Default::default()
+                }))
+                .unwrap()
+            })
+        });
+    }
 }
 
 /// Deterministic clustered unit vectors (sentence embeddings cluster by topic).
