@@ -11,6 +11,7 @@ pub mod control;
 pub mod embedding;
 pub mod eval;
 pub mod index;
+pub mod kernels;
 pub mod persist;
 pub mod router;
 pub mod server;

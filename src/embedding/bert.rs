@@ -1,35 +1,21 @@
 //! Our BERT encoder forward pass on candle tensors.
 //!
-//! Why not candle-transformers' `BertModel`: its GELU is candle's `gelu_erf`, which evaluates `erf` in f64
-//! one element at a time through a general-purpose series (15-27 % of a short query's forward pass), and it
-//! runs three separate Q/K/V matmuls. Here Q, K and V are one fused matmul, and GELU is a custom op with an
-//! f32 `erf` accurate to 1.5e-7 that the compiler can keep in registers. Weight names follow Hugging Face
-//! BERT checkpoints (with or without a `bert.` prefix).
+//! On CPU the layers run our kernels (`crate::kernels`) through candle custom ops: linear layers against
+//! weights packed once at load (F32, or int8 for the fast path) with bias and GELU fused into the product,
+//! attention straight from the fused QKV projection, and residual + layer norm in one pass. On CUDA, or on
+//! CPU with `SEMROUTE_KERNELS=candle` (the baseline our benchmarks compare with), candle's own ops run, with
+//! Q/K/V fused into one matmul and GELU as a vectorisable custom op instead of candle's scalar f64 `erf`.
+//! Weight names follow Hugging Face BERT checkpoints (with or without a `bert.` prefix).
 
-use candle_core::{CpuStorage, CustomOp1, DType, Layout, Module, Result, Shape, Tensor, D};
+use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Module, Result, Shape, Tensor, D};
 use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder};
 use candle_transformers::models::bert::Config;
 
+use super::ops::{AddNormOp, AttentionOp, LinearOp};
+use crate::kernels::{self, Activation, Isa, Precision};
+
 /// GELU, exact form `x/2 * (1 + erf(x / sqrt 2))`, as a candle custom op.
 struct Gelu;
-
-/// erf for f32 via Abramowitz & Stegun 7.1.26 (max absolute error 1.5e-7, below f32 resolution of the
-/// activations that matter here).
-#[inline(always)]
-fn erf(x: f32) -> f32 {
-    let s = x.signum();
-    let a = x.abs();
-    let t = 1.0 / (1.0 + 0.327_591_1 * a);
-    let poly = t
-        * (0.254_829_6
-            + t * (-0.284_496_74 + t * (1.421_413_7 + t * (-1.453_152_1 + t * 1.061_405_4))));
-    s * (1.0 - poly * (-a * a).exp())
-}
-
-#[inline(always)]
-fn gelu(x: f32) -> f32 {
-    0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
-}
 
 impl CustomOp1 for Gelu {
     fn name(&self) -> &'static str {
@@ -43,7 +29,10 @@ impl CustomOp1 for Gelu {
         let Some((start, end)) = layout.contiguous_offsets() else {
             candle_core::bail!("semroute-gelu: input must be contiguous");
         };
-        let out: Vec<f32> = data[start..end].iter().map(|&x| gelu(x)).collect();
+        let out: Vec<f32> = data[start..end]
+            .iter()
+            .map(|&x| kernels::math::gelu(x))
+            .collect();
         Ok((CpuStorage::F32(out), layout.shape().clone()))
     }
 }
@@ -57,7 +46,8 @@ fn gelu_tensor(x: &Tensor) -> Result<Tensor> {
     }
 }
 
-struct Layer {
+/// One encoder layer on candle's own ops (CUDA, and CPU when asked for as the baseline).
+struct CandleLayer {
     qkv: Linear,
     attn_out: Linear,
     attn_norm: LayerNorm,
@@ -66,15 +56,68 @@ struct Layer {
     out_norm: LayerNorm,
 }
 
+/// Scale and shift of a layer norm, as plain slices for our fused residual + norm op.
+struct Norm {
+    gamma: Vec<f32>,
+    beta: Vec<f32>,
+    eps: f32,
+}
+
+/// One encoder layer on our CPU kernels, weights packed at load.
+struct KernelLayer {
+    qkv: kernels::Linear,
+    attn_out: kernels::Linear,
+    attn_norm: Norm,
+    up: kernels::Linear,
+    down: kernels::Linear,
+    out_norm: Norm,
+}
+
+/// Which code runs the encoder layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// candle's kernels, F32 (always on CUDA; on CPU the baseline we measure ours against).
+    Candle,
+    /// Our kernels (CPU only) at a precision.
+    Kernels(Isa, Precision),
+}
+
+impl Backend {
+    /// The backend for `device` at `precision`: our kernels on CPU unless `SEMROUTE_KERNELS=candle`.
+    pub fn choose(device: &Device, precision: Precision) -> Self {
+        let forced_candle = std::env::var("SEMROUTE_KERNELS").is_ok_and(|v| v == "candle");
+        if device.is_cpu() && !forced_candle {
+            Backend::Kernels(Isa::detect(), precision)
+        } else {
+            Backend::Candle
+        }
+    }
+
+    /// Short description for logs and benchmark labels.
+    pub fn describe(&self) -> String {
+        match self {
+            Backend::Candle => "candle-f32".into(),
+            Backend::Kernels(isa, Precision::F32) => format!("{}-f32", isa.name()),
+            Backend::Kernels(isa, Precision::Int8) => format!("{}-int8", isa.name()),
+        }
+    }
+}
+
+enum Layers {
+    Candle(Vec<CandleLayer>),
+    Kernels(Vec<KernelLayer>, Isa),
+}
+
 /// A BERT encoder.
 pub struct Bert {
     word: Embedding,
     position: Embedding,
     token_type: Embedding,
     norm: LayerNorm,
-    layers: Vec<Layer>,
+    layers: Layers,
     heads: usize,
     head_dim: usize,
+    backend: Backend,
 }
 
 fn linear(vb: &VarBuilder, inp: usize, out: usize) -> Result<Linear> {
@@ -92,9 +135,28 @@ fn layer_norm(vb: &VarBuilder, size: usize, eps: f64) -> Result<LayerNorm> {
     ))
 }
 
+fn packed(l: &Linear, precision: Precision, isa: Isa) -> Result<kernels::Linear> {
+    let (n, k) = l.weight().dims2()?;
+    let w = l.weight().flatten_all()?.to_vec1::<f32>()?;
+    let b = l.bias().map(|b| b.to_vec1::<f32>()).transpose()?;
+    Ok(kernels::Linear::new(&w, n, k, b, precision, isa))
+}
+
+fn norm(l: &LayerNorm, eps: f64) -> Result<Norm> {
+    Ok(Norm {
+        gamma: l.weight().to_vec1()?,
+        beta: l
+            .bias()
+            .map(|b| b.to_vec1())
+            .transpose()?
+            .unwrap_or_default(),
+        eps: eps as f32,
+    })
+}
+
 impl Bert {
-    /// Loads the weights named like a Hugging Face BERT checkpoint.
-    pub fn load(vb: VarBuilder, c: &Config) -> Result<Self> {
+    /// Loads the weights named like a Hugging Face BERT checkpoint, for `backend`.
+    pub fn load(vb: VarBuilder, c: &Config, backend: Backend) -> Result<Self> {
         let vb = if vb.contains_tensor("bert.embeddings.word_embeddings.weight") {
             vb.pp("bert")
         } else {
@@ -127,7 +189,7 @@ impl Bert {
                 ],
                 0,
             )?;
-            layers.push(Layer {
+            layers.push(CandleLayer {
                 qkv: Linear::new(w, Some(b)),
                 attn_out: linear(&a.pp("output.dense"), h, h)?,
                 attn_norm: layer_norm(&a.pp("output.LayerNorm"), h, c.layer_norm_eps)?,
@@ -136,6 +198,26 @@ impl Bert {
                 out_norm: layer_norm(&l.pp("output.LayerNorm"), h, c.layer_norm_eps)?,
             });
         }
+        let layers = match backend {
+            Backend::Candle => Layers::Candle(layers),
+            // Pack once; the candle copies of the weights are dropped here, so only one copy is resident.
+            Backend::Kernels(isa, precision) => Layers::Kernels(
+                layers
+                    .iter()
+                    .map(|l| {
+                        Ok(KernelLayer {
+                            qkv: packed(&l.qkv, precision, isa)?,
+                            attn_out: packed(&l.attn_out, precision, isa)?,
+                            attn_norm: norm(&l.attn_norm, c.layer_norm_eps)?,
+                            up: packed(&l.up, precision, isa)?,
+                            down: packed(&l.down, precision, isa)?,
+                            out_norm: norm(&l.out_norm, c.layer_norm_eps)?,
+                        })
+                    })
+                    .collect::<Result<_>>()?,
+                isa,
+            ),
+        };
         Ok(Self {
             word: emb("word_embeddings", c.vocab_size)?,
             position: emb("position_embeddings", c.max_position_embeddings)?,
@@ -144,24 +226,81 @@ impl Bert {
             layers,
             heads: c.num_attention_heads,
             head_dim: h / c.num_attention_heads,
+            backend,
         })
+    }
+
+    /// Which code runs the layers.
+    pub fn backend(&self) -> Backend {
+        self.backend
     }
 
     /// Token vectors `(batch, seq, hidden)` for `ids` and `mask` (both `(batch, seq)` u32; mask 1 = token).
     pub fn forward(&self, ids: &Tensor, type_ids: &Tensor, mask: &Tensor) -> Result<Tensor> {
-        let (b, s) = ids.dims2()?;
+        let (_, s) = ids.dims2()?;
         let positions = Tensor::arange(0u32, s as u32, ids.device())?;
         let x = self
             .word
             .forward(ids)?
             .broadcast_add(&self.position.forward(&positions)?)?
             .add(&self.token_type.forward(type_ids)?)?;
-        let mut x = self.norm.forward(&x)?;
+        let x = self.norm.forward(&x)?;
+        match &self.layers {
+            Layers::Candle(layers) => self.candle_layers(layers, x, mask),
+            Layers::Kernels(layers, isa) => self.kernel_layers(layers, *isa, x, mask),
+        }
+    }
+
+    fn kernel_layers(
+        &self,
+        layers: &[KernelLayer],
+        isa: Isa,
+        mut x: Tensor,
+        mask: &Tensor,
+    ) -> Result<Tensor> {
+        let mask = mask.to_dtype(DType::F32)?;
+        let attention = AttentionOp {
+            heads: self.heads,
+            head_dim: self.head_dim,
+            isa,
+        };
+        let lin = |l: &kernels::Linear, act: Activation, x: &Tensor| {
+            x.apply_op1_no_bwd(&LinearOp { linear: l, act })
+        };
+        let add_norm = |n: &Norm, x: &Tensor, residual: &Tensor| {
+            x.apply_op2_no_bwd(
+                residual,
+                &AddNormOp {
+                    gamma: &n.gamma,
+                    beta: &n.beta,
+                    eps: n.eps,
+                    isa,
+                },
+            )
+        };
+        x = x.contiguous()?;
+        for l in layers {
+            let qkv = lin(&l.qkv, Activation::None, &x)?;
+            let ctx = qkv.apply_op2_no_bwd(&mask, &attention)?;
+            x = add_norm(&l.attn_norm, &lin(&l.attn_out, Activation::None, &ctx)?, &x)?;
+            let up = lin(&l.up, Activation::Gelu, &x)?;
+            x = add_norm(&l.out_norm, &lin(&l.down, Activation::None, &up)?, &x)?;
+        }
+        Ok(x)
+    }
+
+    fn candle_layers(
+        &self,
+        layers: &[CandleLayer],
+        mut x: Tensor,
+        mask: &Tensor,
+    ) -> Result<Tensor> {
+        let (b, s) = mask.dims2()?;
         // Padding keys get a large negative score so softmax gives them no weight.
         let bias = ((mask.to_dtype(DType::F32)? - 1.0)? * 1e9)?.reshape((b, 1, 1, s))?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
         let hidden = self.heads * self.head_dim;
-        for l in &self.layers {
+        for l in layers {
             let qkv = l.qkv.forward(&x)?;
             let split = |i: usize| -> Result<Tensor> {
                 qkv.narrow(D::Minus1, i * hidden, hidden)?

@@ -8,7 +8,8 @@ use candle_core::{DType, Device, Tensor, D};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::Config as BertConfig;
 
-use super::bert::Bert;
+use super::bert::{Backend, Bert};
+use crate::kernels::Precision;
 use serde::Deserialize;
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams, TruncationStrategy};
 
@@ -68,6 +69,7 @@ fn model_identity(
     pooling: Pooling,
     normalize: bool,
     max_tokens: usize,
+    precision: Precision,
 ) -> Result<String, EmbedError> {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
@@ -83,6 +85,10 @@ fn model_identity(
         })?;
     }
     h.update(format!("{pooling:?}/{normalize}/{max_tokens}").as_bytes());
+    // Int8 vectors differ slightly from F32 ones; F32 keeps the identity it always had.
+    if precision == Precision::Int8 {
+        h.update(b"/int8");
+    }
     let digest = h.finalize();
     Ok(digest.iter().take(12).map(|b| format!("{b:02x}")).collect())
 }
@@ -99,13 +105,35 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, EmbedError>
 }
 
 impl SentenceEncoder {
-    /// Loads the model in `dir` onto `device`. `max_tokens` lowers the model's own max_seq_length.
+    /// Loads the model in `dir` onto `device` at F32 (the reference vectors). `max_tokens` lowers the
+    /// model's own max_seq_length.
     pub fn load(
         dir: &Path,
         device: DeviceSpec,
         max_tokens: Option<usize>,
     ) -> Result<Self, EmbedError> {
+        Self::load_with_precision(dir, device, max_tokens, Precision::F32)
+    }
+
+    /// Loads the model with its linear layers at `precision` (int8 is a CPU fast path; on CUDA the model
+    /// runs F32 and a warning is logged).
+    pub fn load_with_precision(
+        dir: &Path,
+        device: DeviceSpec,
+        max_tokens: Option<usize>,
+        precision: Precision,
+    ) -> Result<Self, EmbedError> {
         let device = device.open()?;
+        let backend = Backend::choose(&device, precision);
+        let precision = match backend {
+            Backend::Kernels(_, p) => p,
+            Backend::Candle => {
+                if precision != Precision::F32 {
+                    tracing::warn!(?precision, "only F32 runs off our CPU kernels; using F32");
+                }
+                Precision::F32
+            }
+        };
         let bert_config: BertConfig = read_json(&dir.join("config.json"))?;
 
         let pooling_path = dir.join("1_Pooling/config.json");
@@ -184,8 +212,8 @@ impl SentenceEncoder {
         // SAFETY: the weights file is memory-mapped read-only; we never write to it, and a model folder being
         // rewritten under a running process is an operator error the fetch script avoids (atomic rename).
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, &device)? };
-        let model = Bert::load(vb, &bert_config)?;
-        let identity = model_identity(dir, pooling, normalize, max_tokens)?;
+        let model = Bert::load(vb, &bert_config, backend)?;
+        let identity = model_identity(dir, pooling, normalize, max_tokens, precision)?;
         tracing::info!(
             identity = %identity,
             dir = %dir.display(),
@@ -193,6 +221,7 @@ impl SentenceEncoder {
             normalize,
             max_tokens,
             device = ?device,
+            backend = %backend.describe(),
             "model loaded"
         );
         Ok(Self {
@@ -206,6 +235,11 @@ impl SentenceEncoder {
             dir: dir.to_path_buf(),
             identity,
         })
+    }
+
+    /// Which code runs the forward pass (e.g. `avx2-int8`, `candle-f32`).
+    pub fn backend(&self) -> String {
+        self.model.backend().describe()
     }
 
     /// Vector dimension.

@@ -3,6 +3,7 @@
 mod bert;
 mod device;
 mod encoder;
+mod ops;
 mod source;
 mod worker;
 

@@ -1,0 +1,158 @@
+//! candle custom ops over our kernels (`crate::kernels`): the encoder keeps candle tensors end to end, and
+//! on CPU the hot ops run our code instead of candle's generic kernels.
+
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape};
+
+use crate::kernels::{self, attention::Dims, Activation, Isa};
+
+/// The contiguous f32 data behind a CPU tensor.
+fn f32_data<'a>(op: &str, storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
+    let CpuStorage::F32(data) = storage else {
+        candle_core::bail!("{op}: only f32 tensors are supported");
+    };
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        candle_core::bail!("{op}: input must be contiguous");
+    };
+    Ok(&data[start..end])
+}
+
+/// `act(x W^T + b)` over the last dimension with packed weights.
+pub struct LinearOp<'a> {
+    /// The layer.
+    pub linear: &'a kernels::Linear,
+    /// Applied to the output before it is stored.
+    pub act: Activation,
+}
+
+impl CustomOp1 for LinearOp<'_> {
+    fn name(&self) -> &'static str {
+        "semroute-linear"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = f32_data(self.name(), storage, layout)?;
+        let k = self.linear.in_features();
+        let dims = layout.shape().dims();
+        if dims.last() != Some(&k) {
+            candle_core::bail!("semroute-linear: input {dims:?} does not end in {k}");
+        }
+        let m = x.len() / k;
+        let n = self.linear.out_features();
+        let mut out = vec![0f32; m * n];
+        self.linear.forward(x, m, self.act, &mut out);
+        let mut shape = dims.to_vec();
+        *shape.last_mut().expect("non-empty") = n;
+        Ok((CpuStorage::F32(out), Shape::from(shape)))
+    }
+}
+
+/// `LayerNorm(x + residual)` over the last dimension.
+pub struct AddNormOp<'a> {
+    /// Scale.
+    pub gamma: &'a [f32],
+    /// Shift.
+    pub beta: &'a [f32],
+    /// Variance epsilon.
+    pub eps: f32,
+    /// Kernel instruction set.
+    pub isa: Isa,
+}
+
+impl CustomOp2 for AddNormOp<'_> {
+    fn name(&self) -> &'static str {
+        "semroute-add-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = f32_data(self.name(), s1, l1)?;
+        let r = f32_data(self.name(), s2, l2)?;
+        let h = self.gamma.len();
+        if l1.shape() != l2.shape() || l1.shape().dims().last() != Some(&h) {
+            candle_core::bail!(
+                "semroute-add-norm: shapes {:?} and {:?} (width {h})",
+                l1.shape(),
+                l2.shape()
+            );
+        }
+        let mut out = vec![0f32; x.len()];
+        match self.isa {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `Isa::Avx2` is only chosen when the CPU has AVX2 and FMA.
+            Isa::Avx2 => unsafe { add_norm_avx2(x, r, self, &mut out) },
+            _ => add_norm(x, r, self, &mut out),
+        }
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+}
+
+#[inline(always)]
+fn add_norm(x: &[f32], r: &[f32], op: &AddNormOp, out: &mut [f32]) {
+    let h = op.gamma.len();
+    for ((x, r), o) in x
+        .chunks_exact(h)
+        .zip(r.chunks_exact(h))
+        .zip(out.chunks_exact_mut(h))
+    {
+        kernels::math::add_layer_norm(x, r, op.gamma, op.beta, op.eps, o);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn add_norm_avx2(x: &[f32], r: &[f32], op: &AddNormOp, out: &mut [f32]) {
+    add_norm(x, r, op, out)
+}
+
+/// Self-attention from the fused QKV projection `(batch, seq, 3 hidden)` and the mask `(batch, seq)` (f32,
+/// 1 = token) to the context `(batch, seq, hidden)`.
+pub struct AttentionOp {
+    /// Heads.
+    pub heads: usize,
+    /// Width of one head.
+    pub head_dim: usize,
+    /// Kernel instruction set.
+    pub isa: Isa,
+}
+
+impl CustomOp2 for AttentionOp {
+    fn name(&self) -> &'static str {
+        "semroute-attention"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let qkv = f32_data(self.name(), s1, l1)?;
+        let mask = f32_data(self.name(), s2, l2)?;
+        let hidden = self.heads * self.head_dim;
+        let (batch, seq, width) = l1.shape().dims3()?;
+        if width != 3 * hidden || l2.shape().dims2()? != (batch, seq) {
+            candle_core::bail!(
+                "semroute-attention: qkv {:?} and mask {:?} for {} heads of {}",
+                l1.shape(),
+                l2.shape(),
+                self.heads,
+                self.head_dim
+            );
+        }
+        let mut out = vec![0f32; batch * seq * hidden];
+        let dims = Dims {
+            batch,
+            seq,
+            heads: self.heads,
+            head_dim: self.head_dim,
+        };
+        kernels::attention::attention(self.isa, qkv, mask, dims, &mut out);
+        Ok((CpuStorage::F32(out), Shape::from((batch, seq, hidden))))
+    }
+}

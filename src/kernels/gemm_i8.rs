@@ -1,0 +1,310 @@
+//! Int8-weight `y = x W^T + b`: the fast path.
+//!
+//! Weights: int8, one scale per output channel (`max |w| / 127`), packed once at load. Activations: each
+//! row quantised on the fly to signed 12-bit integers with its own scale (`max |x| / 2047`). Products are
+//! summed exactly in i32 (`2047 * 127 * 2` per pair and `k <= 4096` pairs stay far below 2^31), so the only
+//! errors are the two roundings, and the 12-bit activations make the weights' rounding the dominant one.
+//!
+//! Why 12-bit activations rather than 8: the AVX2 instruction that multiplies u8 by i8 (`vpmaddubsw`)
+//! saturates its i16 pair sums, which forces 7-bit activations; `vpmaddwd` multiplies i16 pairs into i32
+//! without saturation at the same throughput, so the extra activation bits cost nothing. Weights stay int8
+//! in memory (a quarter of F32), which is what matters at the few-row activations of a query: the F32
+//! weights of MiniLM (42 MB) do not fit in L3, the int8 ones (11 MB) do.
+//!
+//! Layout: panels of [`NR`] output columns; within a panel, for each pair of input positions, 16 columns x 2
+//! bytes. Sign-extending 16 bytes gives one ymm of 8 columns x 2 inputs, exactly what `vpmaddwd` pairs up.
+
+use super::{Activation, Isa, SendPtr};
+
+/// Output columns per panel.
+pub const NR: usize = 16;
+const MR_AVX2: usize = 6;
+const MR_PORTABLE: usize = 4;
+const MC: usize = 96;
+/// Largest activation magnitude after quantisation (12 bits signed).
+const QMAX: f32 = 2047.0;
+
+/// Int8 weights of one linear layer, packed for [`matmul`].
+#[derive(Debug, Clone)]
+pub struct PackedI8 {
+    n: usize,
+    k: usize,
+    /// `k` rounded up to even: positions go in pairs.
+    kp: usize,
+    data: Vec<i8>,
+    /// Per output column: the weight scale (zero-padded past `n`).
+    scales: Vec<f32>,
+}
+
+impl PackedI8 {
+    /// Quantises and packs `w`, an `n x k` row-major matrix.
+    pub fn pack(w: &[f32], n: usize, k: usize) -> Self {
+        assert_eq!(w.len(), n * k, "weight size");
+        let kp = k.next_multiple_of(2);
+        let panels = n.div_ceil(NR);
+        let mut data = vec![0i8; panels * kp * NR];
+        let mut scales = vec![0f32; panels * NR];
+        for col in 0..n {
+            let row = &w[col * k..(col + 1) * k];
+            let amax = row.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let scale = if amax > 0.0 { amax / 127.0 } else { 1.0 };
+            scales[col] = scale;
+            let (p, j) = (col / NR, col % NR);
+            let panel = &mut data[p * kp * NR..(p + 1) * kp * NR];
+            for (kk, &v) in row.iter().enumerate() {
+                let q = (v / scale).round().clamp(-127.0, 127.0) as i8;
+                panel[(kk / 2) * NR * 2 + j * 2 + kk % 2] = q;
+            }
+        }
+        Self {
+            n,
+            k,
+            kp,
+            data,
+            scales,
+        }
+    }
+
+    /// Output width.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// Input width.
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// The weights as the kernel sees them (dequantised), `n x k` row-major; for accuracy checks.
+    pub fn dequantised(&self) -> Vec<f32> {
+        let mut w = vec![0f32; self.n * self.k];
+        for col in 0..self.n {
+            let (p, j) = (col / NR, col % NR);
+            let panel = &self.data[p * self.kp * NR..];
+            for kk in 0..self.k {
+                w[col * self.k + kk] =
+                    panel[(kk / 2) * NR * 2 + j * 2 + kk % 2] as f32 * self.scales[col];
+            }
+        }
+        w
+    }
+
+    fn panels(&self) -> usize {
+        self.n.div_ceil(NR)
+    }
+}
+
+/// Activations quantised per row: `kp` i16 per row (zero-padded) and one scale per row.
+struct Quantised {
+    q: Vec<i16>,
+    scales: Vec<f32>,
+}
+
+#[inline(always)]
+fn quantise_rows(a: &[f32], m: usize, k: usize, kp: usize) -> Quantised {
+    let mut q = vec![0i16; m * kp];
+    let mut scales = vec![0f32; m];
+    for r in 0..m {
+        let row = &a[r * k..(r + 1) * k];
+        let amax = row.iter().fold(0f32, |acc, v| acc.max(v.abs()));
+        let scale = if amax > 0.0 { amax / QMAX } else { 1.0 };
+        scales[r] = scale;
+        let inv = 1.0 / scale;
+        // Adding 1.5 * 2^23 rounds to nearest without a libm call, so this loop vectorises.
+        const ROUND: f32 = 12_582_912.0;
+        for (d, &v) in q[r * kp..r * kp + k].iter_mut().zip(row) {
+            *d = ((v * inv + ROUND) - ROUND) as i16;
+        }
+    }
+    Quantised { q, scales }
+}
+
+/// `out (m x n) = a (m x k) * W^T + bias`, then `act`, with the int8 weights.
+pub fn matmul(
+    isa: Isa,
+    a: &[f32],
+    m: usize,
+    w: &PackedI8,
+    bias: Option<&[f32]>,
+    act: Activation,
+    out: &mut [f32],
+) {
+    let (n, k) = (w.n, w.k);
+    assert_eq!(a.len(), m * k, "activation size");
+    assert_eq!(out.len(), m * n, "output size");
+    if let Some(b) = bias {
+        assert_eq!(b.len(), n, "bias size");
+    }
+    let aq = match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Isa::Avx2` is only chosen when the CPU has AVX2 and FMA.
+        Isa::Avx2 => unsafe { avx2::quantise(a, m, k, w.kp) },
+        _ => quantise_rows(a, m, k, w.kp),
+    };
+    let out_ptr = SendPtr(out.as_mut_ptr());
+    let run = |panels: std::ops::Range<usize>| {
+        // SAFETY: every task writes only the columns of its own panels, rows 0..m, inside `out`.
+        unsafe { run_panels(isa, &aq, m, w, bias, act, out_ptr, panels) }
+    };
+    super::split_panels(w.panels(), m * n * k / 2, run);
+}
+
+#[allow(clippy::too_many_arguments)]
+unsafe fn run_panels(
+    isa: Isa,
+    aq: &Quantised,
+    m: usize,
+    w: &PackedI8,
+    bias: Option<&[f32]>,
+    act: Activation,
+    out: SendPtr<f32>,
+    panels: std::ops::Range<usize>,
+) {
+    let (n, kp) = (w.n, w.kp);
+    for rows in (0..m).step_by(MC) {
+        let rows_end = (rows + MC).min(m);
+        for p in panels.clone() {
+            let cols = NR.min(n - p * NR);
+            let mut bias_p = [0f32; NR];
+            if let Some(bias) = bias {
+                bias_p[..cols].copy_from_slice(&bias[p * NR..p * NR + cols]);
+            }
+            let mut wscale = [0f32; NR];
+            wscale.copy_from_slice(&w.scales[p * NR..(p + 1) * NR]);
+            let mr = match isa {
+                Isa::Avx2 => MR_AVX2,
+                Isa::Portable => MR_PORTABLE,
+            };
+            let mut r = rows;
+            while r < rows_end {
+                let h = mr.min(rows_end - r);
+                let tile = Tile {
+                    a: aq.q.as_ptr().add(r * kp),
+                    ascale: &aq.scales[r..r + h],
+                    lda: kp,
+                    b: w.data.as_ptr().add(p * kp * NR),
+                    pairs: kp / 2,
+                    c: out.0.add(r * n + p * NR),
+                    ldc: n,
+                    cols,
+                    bias: &bias_p,
+                    wscale: &wscale,
+                    act,
+                };
+                match isa {
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx2 => avx2::tile(h, &tile),
+                    #[cfg(not(target_arch = "x86_64"))]
+                    Isa::Avx2 => unreachable!("AVX2 is only detected on x86-64"),
+                    Isa::Portable => portable_tile(h, &tile),
+                }
+                r += h;
+            }
+        }
+    }
+}
+
+struct Tile<'a> {
+    a: *const i16,
+    ascale: &'a [f32],
+    lda: usize,
+    b: *const i8,
+    pairs: usize,
+    c: *mut f32,
+    ldc: usize,
+    cols: usize,
+    bias: &'a [f32; NR],
+    wscale: &'a [f32; NR],
+    act: Activation,
+}
+
+/// Scales the exact integer sums back to floats, adds the bias, applies the activation, stores.
+#[inline(always)]
+unsafe fn finish<const MR: usize>(t: &Tile, acc: &[[i32; NR]; MR]) {
+    let mut row = [0f32; NR];
+    for (r, acc_r) in acc.iter().enumerate() {
+        let s = t.ascale[r];
+        for j in 0..NR {
+            row[j] = acc_r[j] as f32 * (s * t.wscale[j]) + t.bias[j];
+        }
+        if t.act == Activation::Gelu {
+            super::math::gelu_slice(&mut row);
+        }
+        std::ptr::copy_nonoverlapping(row.as_ptr(), t.c.add(r * t.ldc), t.cols);
+    }
+}
+
+#[inline(always)]
+unsafe fn portable_block<const MR: usize>(t: &Tile) {
+    let mut acc = [[0i32; NR]; MR];
+    for q in 0..t.pairs {
+        let b = std::slice::from_raw_parts(t.b.add(q * NR * 2), NR * 2);
+        for (r, acc_r) in acc.iter_mut().enumerate() {
+            let a0 = *t.a.add(r * t.lda + 2 * q) as i32;
+            let a1 = *t.a.add(r * t.lda + 2 * q + 1) as i32;
+            for j in 0..NR {
+                acc_r[j] += a0 * b[2 * j] as i32 + a1 * b[2 * j + 1] as i32;
+            }
+        }
+    }
+    finish(t, &acc);
+}
+
+unsafe fn portable_tile(rows: usize, t: &Tile) {
+    match rows {
+        1 => portable_block::<1>(t),
+        2 => portable_block::<2>(t),
+        3 => portable_block::<3>(t),
+        _ => portable_block::<4>(t),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{finish, quantise_rows, Quantised, Tile, NR};
+    use std::arch::x86_64::*;
+
+    /// Row quantisation compiled with AVX2 so the rounding and conversion loops vectorise.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn quantise(a: &[f32], m: usize, k: usize, kp: usize) -> Quantised {
+        quantise_rows(a, m, k, kp)
+    }
+
+    /// `MR` rows x 16 columns: per input pair, two sign-extended weight vectors and one broadcast pair of
+    /// activations per row feed `vpmaddwd` into i32 accumulators.
+    #[inline(always)]
+    unsafe fn block<const MR: usize>(t: &Tile) {
+        let mut lo = [_mm256_setzero_si256(); MR];
+        let mut hi = [_mm256_setzero_si256(); MR];
+        let mut b = t.b;
+        for q in 0..t.pairs {
+            let b0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(b as *const __m128i));
+            let b1 = _mm256_cvtepi8_epi16(_mm_loadu_si128(b.add(16) as *const __m128i));
+            for r in 0..MR {
+                let pair = (t.a.add(r * t.lda + 2 * q) as *const i32).read_unaligned();
+                let av = _mm256_set1_epi32(pair);
+                lo[r] = _mm256_add_epi32(lo[r], _mm256_madd_epi16(av, b0));
+                hi[r] = _mm256_add_epi32(hi[r], _mm256_madd_epi16(av, b1));
+            }
+            b = b.add(NR * 2);
+        }
+        let mut acc = [[0i32; NR]; MR];
+        for r in 0..MR {
+            _mm256_storeu_si256(acc[r].as_mut_ptr() as *mut __m256i, lo[r]);
+            _mm256_storeu_si256(acc[r].as_mut_ptr().add(8) as *mut __m256i, hi[r]);
+        }
+        finish(t, &acc);
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn tile(rows: usize, t: &Tile) {
+        match rows {
+            1 => block::<1>(t),
+            2 => block::<2>(t),
+            3 => block::<3>(t),
+            4 => block::<4>(t),
+            5 => block::<5>(t),
+            _ => block::<6>(t),
+        }
+    }
+}

@@ -1,0 +1,342 @@
+//! Our CPU kernels for the encoder's hot loops: matrix products against weights packed once at load (F32
+//! and an int8-weight fast path), attention over the fused QKV projection, and the element-wise maths
+//! (GELU, softmax, residual + layer norm) written to vectorise.
+//!
+//! Dispatch is at run time ([`Isa::detect`]): AVX2 + FMA intrinsics on x86-64 CPUs that have them, and a
+//! portable version of the same algorithms everywhere else (any x86-64, ARM), so one binary runs anywhere.
+//! The encoder uses them through candle custom ops; on CUDA candle's own kernels run instead.
+
+pub mod attention;
+pub mod gemm_f32;
+pub mod gemm_i8;
+pub mod math;
+
+pub use gemm_f32::PackedF32;
+pub use gemm_i8::PackedI8;
+
+/// The instruction set a kernel call uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isa {
+    /// x86-64 with AVX2 and FMA: hand-written 6x16 microkernels.
+    Avx2,
+    /// Plain Rust the compiler vectorises for the build target; runs on any CPU.
+    Portable,
+}
+
+impl Isa {
+    /// The best instruction set this CPU supports. `SEMROUTE_KERNELS=portable` forces the portable kernels
+    /// (to compare, or to rule ours out when chasing a problem).
+    pub fn detect() -> Self {
+        if std::env::var("SEMROUTE_KERNELS").is_ok_and(|v| v == "portable") {
+            return Isa::Portable;
+        }
+        Self::available()
+            .into_iter()
+            .next()
+            .unwrap_or(Isa::Portable)
+    }
+
+    /// Every instruction set usable on this CPU, best first (tests run each of them).
+    pub fn available() -> Vec<Self> {
+        let mut out = Vec::new();
+        #[cfg(target_arch = "x86_64")]
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            out.push(Isa::Avx2);
+        }
+        out.push(Isa::Portable);
+        out
+    }
+
+    /// Short name for logs and benchmark labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Avx2 => "avx2",
+            Isa::Portable => "portable",
+        }
+    }
+}
+
+/// What runs on a linear layer's output before it is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// Nothing (bias only).
+    None,
+    /// GELU, erf form.
+    Gelu,
+}
+
+/// Number precision of the linear layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Precision {
+    /// F32 weights and activations: the reference result.
+    #[default]
+    F32,
+    /// Int8 weights with per-channel scales, activations quantised per row on the fly.
+    Int8,
+}
+
+/// Weights of one linear layer in the form its kernel wants.
+#[derive(Debug, Clone)]
+pub enum PackedWeights {
+    /// F32 panels.
+    F32(PackedF32),
+    /// Int8 panels with per-channel scales.
+    Int8(PackedI8),
+}
+
+/// A linear layer `y = x W^T + b` (optionally followed by GELU) backed by our kernels.
+#[derive(Debug, Clone)]
+pub struct Linear {
+    weights: PackedWeights,
+    bias: Option<Vec<f32>>,
+    isa: Isa,
+}
+
+impl Linear {
+    /// Packs `w` (`n x k`, row-major, as checkpoints store it) at `precision`.
+    pub fn new(
+        w: &[f32],
+        n: usize,
+        k: usize,
+        bias: Option<Vec<f32>>,
+        precision: Precision,
+        isa: Isa,
+    ) -> Self {
+        if let Some(b) = &bias {
+            assert_eq!(b.len(), n, "bias size");
+        }
+        let weights = match precision {
+            Precision::F32 => PackedWeights::F32(PackedF32::pack(w, n, k)),
+            Precision::Int8 => PackedWeights::Int8(PackedI8::pack(w, n, k)),
+        };
+        Self { weights, bias, isa }
+    }
+
+    /// Output width.
+    pub fn out_features(&self) -> usize {
+        match &self.weights {
+            PackedWeights::F32(w) => w.n(),
+            PackedWeights::Int8(w) => w.n(),
+        }
+    }
+
+    /// Input width.
+    pub fn in_features(&self) -> usize {
+        match &self.weights {
+            PackedWeights::F32(w) => w.k(),
+            PackedWeights::Int8(w) => w.k(),
+        }
+    }
+
+    /// `out (m x n) = act(x (m x k) W^T + b)`.
+    pub fn forward(&self, x: &[f32], m: usize, act: Activation, out: &mut [f32]) {
+        let bias = self.bias.as_deref();
+        match &self.weights {
+            PackedWeights::F32(w) => gemm_f32::matmul(self.isa, x, m, w, bias, act, out),
+            PackedWeights::Int8(w) => gemm_i8::matmul(self.isa, x, m, w, bias, act, out),
+        }
+    }
+
+    /// Bytes held by the packed weights.
+    pub fn weight_bytes(&self) -> usize {
+        match &self.weights {
+            PackedWeights::F32(w) => w.n().next_multiple_of(gemm_f32::NR) * w.k() * 4,
+            PackedWeights::Int8(w) => w.n().next_multiple_of(gemm_i8::NR) * (w.k() + 4),
+        }
+    }
+}
+
+/// A raw output pointer that parallel tasks write disjoint parts of.
+#[derive(Clone, Copy)]
+struct SendPtr<T>(*mut T);
+// SAFETY: only used to hand disjoint output regions to rayon tasks that all finish before the owner of
+// the buffer regains it (the scope of one kernel call).
+unsafe impl<T> Send for SendPtr<T> {}
+unsafe impl<T> Sync for SendPtr<T> {}
+
+/// Below this many multiply-adds a product runs on the calling thread: splitting costs a few microseconds.
+const PARALLEL_MIN_WORK: usize = 1 << 18;
+
+/// Runs `f` over `0..panels`, split into one contiguous range per thread of the current rayon pool when
+/// `work` (multiply-adds) is large enough.
+fn split_panels(panels: usize, work: usize, f: impl Fn(std::ops::Range<usize>) + Sync) {
+    let threads = rayon::current_num_threads().min(panels);
+    if threads <= 1 || work < PARALLEL_MIN_WORK {
+        f(0..panels);
+        return;
+    }
+    rayon::scope(|s| {
+        let f = &f;
+        for t in 1..threads {
+            s.spawn(move |_| f(t * panels / threads..(t + 1) * panels / threads));
+        }
+        f(0..panels / threads);
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Tensor};
+
+    /// Deterministic pseudo-random numbers in [-1, 1) (xorshift), so failures reproduce.
+    fn noise(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+            })
+            .collect()
+    }
+
+    /// candle's matmul: the reference every kernel is compared with.
+    fn candle_linear(x: &[f32], m: usize, w: &[f32], n: usize, k: usize, b: &[f32]) -> Vec<f32> {
+        let x = Tensor::from_slice(x, (m, k), &Device::Cpu).unwrap();
+        let w = Tensor::from_slice(w, (n, k), &Device::Cpu).unwrap();
+        let b = Tensor::from_slice(b, n, &Device::Cpu).unwrap();
+        x.matmul(&w.t().unwrap())
+            .unwrap()
+            .broadcast_add(&b)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap()
+    }
+
+    /// Shapes: the encoder's own (few rows and a batch; 384 / 1152 / 1536 wide) and awkward ones that
+    /// exercise partial panels, partial row blocks and odd widths.
+    const SHAPES: &[(usize, usize, usize)] = &[
+        (1, 384, 384),
+        (13, 1152, 384),
+        (13, 1536, 384),
+        (14, 384, 1536),
+        (200, 384, 384),
+        (7, 33, 7),
+        (5, 17, 130),
+        (97, 40, 64),
+    ];
+
+    #[test]
+    fn f32_kernels_match_candle() {
+        for isa in Isa::available() {
+            for (i, &(m, n, k)) in SHAPES.iter().enumerate() {
+                let (x, w, b) = (
+                    noise(m * k, i as u64),
+                    noise(n * k, 100 + i as u64),
+                    noise(n, 200 + i as u64),
+                );
+                let expect = candle_linear(&x, m, &w, n, k, &b);
+                let lin = Linear::new(&w, n, k, Some(b.clone()), Precision::F32, isa);
+                let mut got = vec![0f32; m * n];
+                lin.forward(&x, m, Activation::None, &mut got);
+                let worst = expect
+                    .iter()
+                    .zip(&got)
+                    .map(|(e, g)| (e - g).abs())
+                    .fold(0f32, f32::max);
+                // Sums of k products of magnitude <= 1 in a different order: a few ulps of sqrt(k).
+                assert!(
+                    worst < 1e-4,
+                    "{} {m}x{n}x{k}: max error {worst}",
+                    isa.name()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn int8_kernels_match_candle_on_dequantised_weights() {
+        for isa in Isa::available() {
+            for (i, &(m, n, k)) in SHAPES.iter().enumerate() {
+                let (x, w, b) = (
+                    noise(m * k, i as u64),
+                    noise(n * k, 100 + i as u64),
+                    noise(n, 200 + i as u64),
+                );
+                let lin = Linear::new(&w, n, k, Some(b.clone()), Precision::Int8, isa);
+                let PackedWeights::Int8(packed) = &lin.weights else {
+                    unreachable!()
+                };
+                // Against the dequantised weights only the activation rounding remains: 1/4094 of each
+                // row's largest value per element, summed over k terms of random sign.
+                let expect = candle_linear(&x, m, &packed.dequantised(), n, k, &b);
+                let mut got = vec![0f32; m * n];
+                lin.forward(&x, m, Activation::None, &mut got);
+                let worst = expect
+                    .iter()
+                    .zip(&got)
+                    .map(|(e, g)| (e - g).abs())
+                    .fold(0f32, f32::max);
+                let bound = 3.0 * (k as f32).sqrt() / 4094.0 + 1e-5;
+                assert!(
+                    worst < bound,
+                    "{} {m}x{n}x{k}: {worst} >= {bound}",
+                    isa.name()
+                );
+                // And against the exact F32 weights, relative to the output scale.
+                let exact = candle_linear(&x, m, &w, n, k, &b);
+                let rms = (exact.iter().map(|v| v * v).sum::<f32>() / exact.len() as f32).sqrt();
+                let err = (exact
+                    .iter()
+                    .zip(&got)
+                    .map(|(e, g)| (e - g) * (e - g))
+                    .sum::<f32>()
+                    / exact.len() as f32)
+                    .sqrt();
+                assert!(
+                    err < 0.02 * rms,
+                    "{} {m}x{n}x{k}: rms error {err} vs rms {rms}",
+                    isa.name()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn isas_agree_exactly_on_int8_and_gelu_epilogue() {
+        let (m, n, k) = (9, 48, 100);
+        let (x, w, b) = (noise(m * k, 1), noise(n * k, 2), noise(n, 3));
+        let outs: Vec<Vec<f32>> = Isa::available()
+            .into_iter()
+            .map(|isa| {
+                let lin = Linear::new(&w, n, k, Some(b.clone()), Precision::Int8, isa);
+                let mut out = vec![0f32; m * n];
+                lin.forward(&x, m, Activation::Gelu, &mut out);
+                out
+            })
+            .collect();
+        for o in &outs[1..] {
+            for (a, b) in outs[0].iter().zip(o) {
+                assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+            }
+        }
+        // GELU really ran: no output below GELU's minimum (about -0.17).
+        assert!(outs[0].iter().all(|&v| v > -0.1701));
+    }
+
+    #[test]
+    fn parallel_split_matches_single_thread() {
+        let (m, n, k) = (64, 384, 384);
+        let (x, w, b) = (noise(m * k, 7), noise(n * k, 8), noise(n, 9));
+        for precision in [Precision::F32, Precision::Int8] {
+            let lin = Linear::new(&w, n, k, Some(b.clone()), precision, Isa::detect());
+            let mut one = vec![0f32; m * n];
+            let pool1 = rayon::ThreadPoolBuilder::new()
+                .num_threads(1)
+                .build()
+                .unwrap();
+            pool1.install(|| lin.forward(&x, m, Activation::None, &mut one));
+            let pool3 = rayon::ThreadPoolBuilder::new()
+                .num_threads(3)
+                .build()
+                .unwrap();
+            let mut three = vec![0f32; m * n];
+            pool3.install(|| lin.forward(&x, m, Activation::None, &mut three));
+            assert_eq!(one, three, "{precision:?}");
+        }
+    }
+}
