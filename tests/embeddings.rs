@@ -97,6 +97,35 @@ fn max_tokens_lowers_truncation() {
 }
 
 #[test]
+fn token_vectors_pool_to_the_sentence_vectors() {
+    let enc = semroute::embedding::SentenceEncoder::load(
+        &common::model_dir(),
+        semroute::embedding::DeviceSpec::Cpu,
+        None,
+    )
+    .unwrap();
+    let texts = [
+        "what is my balance",
+        "book a table for two at eight tonight please",
+    ];
+    let plain = enc.embed(&texts).unwrap();
+    let with = enc.embed_with_tokens(&texts).unwrap();
+    for ((t, p), w) in texts.iter().zip(&plain).zip(&with) {
+        assert_eq!(w.sentence, *p, "{t}");
+        assert_eq!(w.ids.len(), enc.token_count(t).unwrap(), "{t}");
+        assert_eq!(w.tokens.len(), w.ids.len(), "{t}");
+        // Mean pooling + L2 normalisation of the token vectors gives the sentence vector back.
+        let mut mean = vec![0.0f32; 384];
+        for v in &w.tokens {
+            mean.iter_mut().zip(v).for_each(|(m, x)| *m += x);
+        }
+        let norm = dot(&mean, &mean).sqrt();
+        let cos = dot(&mean, p) / norm;
+        assert!(cos > 0.9999, "{t}: cosine {cos}");
+    }
+}
+
+#[test]
 fn missing_model_names_the_fetch_command() {
     let err = semroute::embedding::resolve_model_dir(
         "no-such-model-here",

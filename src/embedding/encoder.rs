@@ -292,6 +292,13 @@ impl SentenceEncoder {
         let mask = Tensor::from_vec(mask, (batch, seq), &self.device)?;
         let type_ids = ids.zeros_like()?;
         let hidden = self.model.forward(&ids, &type_ids, &mask)?;
+        let pooled = self.pool(&hidden, &mask)?;
+        Ok(pooled.to_device(&Device::Cpu)?.to_vec2::<f32>()?)
+    }
+
+    /// Pools (batch, seq, hidden) token vectors into (batch, hidden) sentence vectors per the model's
+    /// pooling mode, then L2-normalises them if the model asks for it.
+    fn pool(&self, hidden: &Tensor, mask: &Tensor) -> Result<Tensor, EmbedError> {
         let mask_f = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
         let pooled = match self.pooling {
             Pooling::Mean => {
@@ -316,6 +323,61 @@ impl SentenceEncoder {
         } else {
             pooled
         };
-        Ok(pooled.to_device(&Device::Cpu)?.to_vec2::<f32>()?)
+        Ok(pooled)
     }
+
+    /// Embeds `texts` in one padded batch and also returns each text's token-level vectors: the last
+    /// hidden state of every real (non-padding) token, [CLS] and [SEP] included, before pooling and
+    /// un-normalised, with the token ids. For late-interaction (token-level) scoring and offline analysis;
+    /// the sentence vectors are exactly those of [`Self::embed`].
+    pub fn embed_with_tokens(&self, texts: &[&str]) -> Result<Vec<TokenEmbedding>, EmbedError> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let encodings = self
+            .tokenizer
+            .encode_batch(texts.to_vec(), true)
+            .map_err(|e| EmbedError::Tokenize(e.to_string()))?;
+        let batch = encodings.len();
+        let seq = encodings[0].get_ids().len();
+        let mut ids = Vec::with_capacity(batch * seq);
+        let mut mask = Vec::with_capacity(batch * seq);
+        for e in &encodings {
+            ids.extend_from_slice(e.get_ids());
+            mask.extend_from_slice(e.get_attention_mask());
+        }
+        let ids_t = Tensor::from_vec(ids.clone(), (batch, seq), &self.device)?;
+        let mask_t = Tensor::from_vec(mask.clone(), (batch, seq), &self.device)?;
+        let type_ids = ids_t.zeros_like()?;
+        let hidden = self.model.forward(&ids_t, &type_ids, &mask_t)?;
+        let sentences = self
+            .pool(&hidden, &mask_t)?
+            .to_device(&Device::Cpu)?
+            .to_vec2::<f32>()?;
+        let hidden = hidden.to_device(&Device::Cpu)?.to_vec3::<f32>()?;
+        Ok(hidden
+            .into_iter()
+            .zip(sentences)
+            .enumerate()
+            .map(|(b, (rows, sentence))| {
+                let keep: Vec<usize> = (0..seq).filter(|&t| mask[b * seq + t] != 0).collect();
+                TokenEmbedding {
+                    ids: keep.iter().map(|&t| ids[b * seq + t]).collect(),
+                    tokens: keep.iter().map(|&t| rows[t].clone()).collect(),
+                    sentence,
+                }
+            })
+            .collect())
+    }
+}
+
+/// One text's vectors from [`SentenceEncoder::embed_with_tokens`].
+#[derive(Debug, Clone)]
+pub struct TokenEmbedding {
+    /// Token ids of the real tokens, [CLS] and [SEP] included, in order.
+    pub ids: Vec<u32>,
+    /// The last hidden state of each of those tokens (un-normalised), in the same order.
+    pub tokens: Vec<Vec<f32>>,
+    /// The pooled (and, per the model's config, normalised) sentence vector, as [`SentenceEncoder::embed`].
+    pub sentence: Vec<f32>,
 }
