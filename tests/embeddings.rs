@@ -136,3 +136,29 @@ fn missing_model_names_the_fetch_command() {
     assert!(err.contains("./models/fetch.sh"), "{err}");
     assert!(err.contains("no-such-model-here"), "{err}");
 }
+
+/// The int8 fast path stays close to the reference (the bar: cosine >= 0.99 on every item), and
+/// the candle baseline backend still matches exactly.
+#[test]
+fn int8_and_candle_backends_against_reference() {
+    use semroute::embedding::{Backend, DeviceSpec, SentenceEncoder};
+    use semroute::kernels::{Isa, Precision};
+    let items = reference();
+    let texts: Vec<&str> = items.iter().map(|i| i.text.as_str()).collect();
+    for (backend, bar) in [
+        (Backend::Kernels(Isa::detect(), Precision::Int8), 0.99),
+        (Backend::Kernels(Isa::Portable, Precision::Int8), 0.99),
+        (Backend::Kernels(Isa::Portable, Precision::F32), 0.9999),
+        (Backend::Candle, 0.9999),
+    ] {
+        let enc = SentenceEncoder::load_on(&common::model_dir(), DeviceSpec::Cpu, None, backend)
+            .expect("load model");
+        let got = enc.embed(&texts).unwrap();
+        let mut worst = 1f32;
+        for (item, v) in items.iter().zip(&got) {
+            worst = worst.min(cosine(v, &item.embedding));
+        }
+        eprintln!("{}: worst cosine to reference {worst:.5}", backend.describe());
+        assert!(worst >= bar, "{}: worst cosine {worst} < {bar}", backend.describe());
+    }
+}

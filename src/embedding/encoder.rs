@@ -123,16 +123,31 @@ impl SentenceEncoder {
         max_tokens: Option<usize>,
         precision: Precision,
     ) -> Result<Self, EmbedError> {
+        let opened = device.open()?;
+        let backend = Backend::choose(&opened, precision);
+        if backend == Backend::Candle && precision != Precision::F32 {
+            tracing::warn!(?precision, "int8 runs on our CPU kernels only; this device runs F32");
+        }
+        Self::load_on(dir, device, max_tokens, backend)
+    }
+
+    /// Loads the model to run on `backend` (benchmarks compare backends side by side with this).
+    pub fn load_on(
+        dir: &Path,
+        device: DeviceSpec,
+        max_tokens: Option<usize>,
+        backend: Backend,
+    ) -> Result<Self, EmbedError> {
         let device = device.open()?;
-        let backend = Backend::choose(&device, precision);
+        if matches!(backend, Backend::Kernels(..)) && !device.is_cpu() {
+            return Err(EmbedError::Load {
+                what: "backend".into(),
+                reason: "our kernels run on CPU only".into(),
+            });
+        }
         let precision = match backend {
             Backend::Kernels(_, p) => p,
-            Backend::Candle => {
-                if precision != Precision::F32 {
-                    tracing::warn!(?precision, "only F32 runs off our CPU kernels; using F32");
-                }
-                Precision::F32
-            }
+            Backend::Candle => Precision::F32,
         };
         let bert_config: BertConfig = read_json(&dir.join("config.json"))?;
 
@@ -235,6 +250,11 @@ impl SentenceEncoder {
             dir: dir.to_path_buf(),
             identity,
         })
+    }
+
+    /// Whether the forward pass runs our CPU kernels (rather than candle's).
+    pub fn uses_kernels(&self) -> bool {
+        matches!(self.model.backend(), Backend::Kernels(..))
     }
 
     /// Which code runs the forward pass (e.g. `avx2-int8`, `candle-f32`).

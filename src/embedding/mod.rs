@@ -8,6 +8,7 @@ mod source;
 mod worker;
 
 pub use device::DeviceSpec;
+pub use bert::Backend;
 pub use encoder::{Pooling, SentenceEncoder, TokenEmbedding};
 pub use source::{resolve_model_dir, FETCH_HINT};
 pub use worker::{Embedder, ModelInfo};

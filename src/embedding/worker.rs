@@ -10,6 +10,7 @@ use std::time::Instant;
 use tokio::sync::oneshot;
 
 use super::{EmbedError, SentenceEncoder};
+use crate::kernels::Team;
 
 type Vectors = Result<Vec<Vec<f32>>, EmbedError>;
 type Reply = oneshot::Sender<Vectors>;
@@ -86,24 +87,33 @@ impl Embedder {
             dir: encoder.dir().to_path_buf(),
             identity: encoder.identity().to_string(),
         });
-        // Running the forward pass inside the pool that candle's kernels parallelise over avoids the
-        // calling thread competing with the pool's spinning workers.
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads.max(1))
-            .thread_name(|i| format!("semroute-model-{i}"))
-            .build()
-            .map_err(|e| EmbedError::Load {
-                what: "model thread pool".into(),
-                reason: e.to_string(),
-            })?;
+        let load_err = |what: &str, e: std::io::Error| EmbedError::Load {
+            what: what.into(),
+            reason: e.to_string(),
+        };
+        // Our kernels split each call over a spinning team (see `kernels::team`); candle's kernels use rayon,
+        // and running the forward pass inside the pool they parallelise over avoids the calling thread
+        // competing with the pool's spinning workers. Only the one the backend uses gets threads.
+        let threads = threads.max(1);
+        let runner = if encoder.uses_kernels() {
+            Runner::Team(Team::new(threads, "semroute-model").map_err(|e| load_err("model threads", e))?)
+        } else {
+            Runner::Rayon(
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .thread_name(|i| format!("semroute-model-{i}"))
+                    .build()
+                    .map_err(|e| EmbedError::Load {
+                        what: "model thread pool".into(),
+                        reason: e.to_string(),
+                    })?,
+            )
+        };
         let (tx, rx) = std::sync::mpsc::sync_channel(queue_capacity);
         std::thread::Builder::new()
             .name("semroute-model".into())
-            .spawn(move || run(encoder, pool, rx, max_batch.max(1)))
-            .map_err(|e| EmbedError::Load {
-                what: "model thread".into(),
-                reason: e.to_string(),
-            })?;
+            .spawn(move || run(encoder, runner, rx, max_batch.max(1)))
+            .map_err(|e| load_err("model thread", e))?;
         Ok(Self {
             tx,
             capacity: queue_capacity,
@@ -140,7 +150,22 @@ impl Embedder {
     }
 }
 
-fn run(encoder: SentenceEncoder, pool: rayon::ThreadPool, rx: Receiver<Job>, max_batch: usize) {
+/// Where the forward pass runs its parallel work.
+enum Runner {
+    Team(Team),
+    Rayon(rayon::ThreadPool),
+}
+
+impl Runner {
+    fn embed(&self, encoder: &SentenceEncoder, texts: &[&str]) -> Vectors {
+        match self {
+            Runner::Team(team) => team.install(|| encoder.embed(texts)),
+            Runner::Rayon(pool) => pool.install(|| encoder.embed(texts)),
+        }
+    }
+}
+
+fn run(encoder: SentenceEncoder, runner: Runner, rx: Receiver<Job>, max_batch: usize) {
     let mut pending: VecDeque<Pending> = VecDeque::new();
     loop {
         // Block only when there is nothing to do; otherwise take whatever else has arrived.
@@ -177,7 +202,7 @@ fn run(encoder: SentenceEncoder, pool: rayon::ThreadPool, rx: Receiver<Job>, max
             );
         }
         let started = Instant::now();
-        let result = pool.install(|| encoder.embed(&texts));
+        let result = runner.embed(&encoder, &texts);
         tracing::trace!(
             batch = texts.len(),
             micros = started.elapsed().as_micros() as u64,

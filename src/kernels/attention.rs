@@ -5,8 +5,7 @@
 //! which at query-sized inputs cost more than the arithmetic. Padding keys (mask 0) are skipped, not
 //! weighted by a large negative number.
 
-use super::Isa;
-use rayon::prelude::*;
+use super::{Isa, SendPtr};
 
 /// Shape of one attention call.
 #[derive(Debug, Clone, Copy)]
@@ -29,9 +28,14 @@ pub fn attention(isa: Isa, qkv: &[f32], mask: &[f32], d: Dims, out: &mut [f32]) 
     assert_eq!(qkv.len(), d.batch * d.seq * 3 * hidden, "qkv size");
     assert_eq!(mask.len(), d.batch * d.seq, "mask size");
     assert_eq!(out.len(), d.batch * d.seq * hidden, "output size");
-    let one = |(i, out): (usize, &mut [f32])| {
+    let out_ptr = SendPtr(out.as_mut_ptr());
+    let one = |i: usize| {
         let qkv = &qkv[i * d.seq * 3 * hidden..(i + 1) * d.seq * 3 * hidden];
         let mask = &mask[i * d.seq..(i + 1) * d.seq];
+        // SAFETY: sequence `i` owns rows i*seq..(i+1)*seq of `out`; tasks get disjoint sequences.
+        let out = unsafe {
+            std::slice::from_raw_parts_mut(out_ptr.get().add(i * d.seq * hidden), d.seq * hidden)
+        };
         match isa {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `Isa::Avx2` is only chosen when the CPU has AVX2 and FMA.
@@ -39,12 +43,10 @@ pub fn attention(isa: Isa, qkv: &[f32], mask: &[f32], d: Dims, out: &mut [f32]) 
             _ => sequence(qkv, mask, d, out),
         }
     };
-    let chunks = out.chunks_mut(d.seq * hidden).enumerate();
-    if d.batch > 1 && rayon::current_num_threads() > 1 {
-        chunks.collect::<Vec<_>>().into_par_iter().for_each(one);
-    } else {
-        chunks.for_each(one);
-    }
+    let work = d.batch * d.heads * d.seq * d.seq * d.head_dim * 2;
+    super::team::split(d.batch, work, super::PARALLEL_MIN_WORK, |range| {
+        range.for_each(one)
+    });
 }
 
 #[cfg(target_arch = "x86_64")]

@@ -10,9 +10,11 @@ pub mod attention;
 pub mod gemm_f32;
 pub mod gemm_i8;
 pub mod math;
+pub mod team;
 
 pub use gemm_f32::PackedF32;
 pub use gemm_i8::PackedI8;
+pub use team::Team;
 
 /// The instruction set a kernel call uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -154,24 +156,21 @@ struct SendPtr<T>(*mut T);
 unsafe impl<T> Send for SendPtr<T> {}
 unsafe impl<T> Sync for SendPtr<T> {}
 
-/// Below this many multiply-adds a product runs on the calling thread: splitting costs a few microseconds.
-const PARALLEL_MIN_WORK: usize = 1 << 18;
+impl<T> SendPtr<T> {
+    /// The pointer (a method, so closures capture the whole `Send` wrapper rather than the raw field).
+    fn get(self) -> *mut T {
+        self.0
+    }
+}
 
-/// Runs `f` over `0..panels`, split into one contiguous range per thread of the current rayon pool when
+/// Below this many multiply-adds a product runs on the calling thread: handing work to the team costs a
+/// microsecond or two.
+const PARALLEL_MIN_WORK: usize = 1 << 16;
+
+/// Runs `f` over `0..panels`, split into one contiguous range per thread of the current [`Team`] when
 /// `work` (multiply-adds) is large enough.
 fn split_panels(panels: usize, work: usize, f: impl Fn(std::ops::Range<usize>) + Sync) {
-    let threads = rayon::current_num_threads().min(panels);
-    if threads <= 1 || work < PARALLEL_MIN_WORK {
-        f(0..panels);
-        return;
-    }
-    rayon::scope(|s| {
-        let f = &f;
-        for t in 1..threads {
-            s.spawn(move |_| f(t * panels / threads..(t + 1) * panels / threads));
-        }
-        f(0..panels / threads);
-    });
+    team::split(panels, work, PARALLEL_MIN_WORK, f);
 }
 
 #[cfg(test)]
@@ -325,17 +324,10 @@ mod tests {
         for precision in [Precision::F32, Precision::Int8] {
             let lin = Linear::new(&w, n, k, Some(b.clone()), precision, Isa::detect());
             let mut one = vec![0f32; m * n];
-            let pool1 = rayon::ThreadPoolBuilder::new()
-                .num_threads(1)
-                .build()
-                .unwrap();
-            pool1.install(|| lin.forward(&x, m, Activation::None, &mut one));
-            let pool3 = rayon::ThreadPoolBuilder::new()
-                .num_threads(3)
-                .build()
-                .unwrap();
+            lin.forward(&x, m, Activation::None, &mut one);
+            let team = Team::new(3, "test-linear").unwrap();
             let mut three = vec![0f32; m * n];
-            pool3.install(|| lin.forward(&x, m, Activation::None, &mut three));
+            team.install(|| lin.forward(&x, m, Activation::None, &mut three));
             assert_eq!(one, three, "{precision:?}");
         }
     }
