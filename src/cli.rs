@@ -137,7 +137,8 @@ pub enum Command {
         /// balanced (mean of in-scope accuracy and OOS recall) | accuracy | min-oos-recall=X.
         #[arg(long, env = "SEMROUTE_CALIBRATE_OBJECTIVE", default_value = "balanced")]
         objective: String,
-        /// Also search the rule's weights: hybrid_weight, hybrid_neighbours (hybrid), margin_weight.
+        /// Also search the rule's weights: hybrid_weight, hybrid_neighbours (hybrid), late_weight (late),
+        /// margin_weight.
         #[arg(long, env = "SEMROUTE_CALIBRATE_TUNE_RULE")]
         tune_rule: bool,
         /// Also set per-route thresholds within the global one ± this (prone to over-fit small dev sets).
@@ -162,6 +163,9 @@ pub enum Command {
         /// Output directory.
         #[arg(long, env = "SEMROUTE_DATASET_OUT")]
         out: PathBuf,
+        /// `matching.aggregation` written into routes.yaml (max, mean, centroid, hybrid or late).
+        #[arg(long, env = "SEMROUTE_DATASET_AGGREGATION", default_value = "hybrid")]
+        aggregation: semroute::config::Aggregation,
     },
 }
 

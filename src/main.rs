@@ -98,7 +98,13 @@ fn run(command: Command) -> anyhow::Result<()> {
             per_route,
             dry_run,
         }),
-        Command::Dataset { name, data, k, out } => quality::dataset(name, &data, &k, &out),
+        Command::Dataset {
+            name,
+            data,
+            k,
+            out,
+            aggregation,
+        } => quality::dataset(name, &data, &k, &out, aggregation),
         Command::Serve {
             config,
             listen,

@@ -4,10 +4,11 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context};
-use semroute::config::{self, Config};
+use semroute::config::{self, Aggregation, Config};
 use semroute::eval::calibrate::{self as cal, Objective, Rule};
 use semroute::eval::yaml_edit::{self, Change};
 use semroute::eval::{self, dataset, metrics};
+use semroute::index::LateQuery;
 use semroute::router::{start_embedder, RouteQuery, Router};
 use semroute::server::ServeOptions;
 
@@ -31,8 +32,15 @@ pub struct CalibrateArgs {
     pub dry_run: bool,
 }
 
-/// A router with labelled data embedded once: samples, their route ids, their vectors.
-type Loaded = (Router, Vec<eval::Sample>, Vec<Option<usize>>, Vec<Vec<f32>>);
+/// A router with labelled data embedded once: samples, their route ids, their vectors, and their token
+/// vectors when the rule is `late` (else empty).
+struct Loaded {
+    router: Router,
+    samples: Vec<eval::Sample>,
+    labels: Vec<Option<usize>>,
+    vectors: Vec<Vec<f32>>,
+    late: Vec<Option<LateQuery>>,
+}
 
 /// Loads the config, builds the router and embeds the labelled data once.
 fn load(config: &Path, data: &Path) -> anyhow::Result<Loaded> {
@@ -49,9 +57,18 @@ fn load(config: &Path, data: &Path) -> anyhow::Result<Loaded> {
     let t0 = Instant::now();
     let router = Router::build(embedder, loaded.config)?;
     let t1 = Instant::now();
-    let vectors = router
-        .embedder()
-        .embed_blocking(samples.iter().map(|s| s.text.clone()).collect())?;
+    let texts: Vec<String> = samples.iter().map(|s| s.text.clone()).collect();
+    let (vectors, late) = if router.snapshot().wants_tokens() {
+        let dim = router.embedder().info().dim;
+        router
+            .embedder()
+            .embed_tokens_blocking(texts)?
+            .into_iter()
+            .map(|t| (t.sentence, LateQuery::from_hidden(&t.tokens, dim)))
+            .unzip()
+    } else {
+        (router.embedder().embed_blocking(texts)?, Vec::new())
+    };
     eprintln!(
         "embedded {} exemplars in {:.1} s and {} queries in {:.1} s",
         router.snapshot().index.len(),
@@ -59,7 +76,13 @@ fn load(config: &Path, data: &Path) -> anyhow::Result<Loaded> {
         samples.len(),
         t1.elapsed().as_secs_f64()
     );
-    Ok((router, samples, labels, vectors))
+    Ok(Loaded {
+        router,
+        samples,
+        labels,
+        vectors,
+        late,
+    })
 }
 
 fn pct(x: Option<f64>) -> String {
@@ -67,9 +90,15 @@ fn pct(x: Option<f64>) -> String {
 }
 
 pub fn eval(a: EvalArgs) -> anyhow::Result<()> {
-    let (router, samples, labels, vectors) = load(&a.config, &a.data)?;
+    let Loaded {
+        router,
+        samples,
+        labels,
+        vectors,
+        late,
+    } = load(&a.config, &a.data)?;
     let snapshot = router.snapshot();
-    let ev = eval::evaluate(&snapshot, &samples, &labels, &vectors, 5);
+    let ev = eval::evaluate_with(&snapshot, &samples, &labels, &vectors, &late, 5);
     // End-to-end latency (embed + decide, one prompt at a time) on the first queries.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -191,13 +220,20 @@ fn fmt_f32(x: f32) -> String {
 pub fn calibrate(a: CalibrateArgs) -> anyhow::Result<()> {
     let source = std::fs::read_to_string(&a.config)
         .with_context(|| format!("reading {}", a.config.display()))?;
-    let (router, _samples, labels, vectors) = load(&a.config, &a.data)?;
+    let Loaded {
+        router,
+        labels,
+        vectors,
+        late,
+        ..
+    } = load(&a.config, &a.data)?;
     let snapshot = router.snapshot();
     let cfg: &Config = &snapshot.config;
     let n = cfg.routes.len();
     let m = &cfg.matching;
     let k = m.top_k.max(3);
-    let evidence = eval::collect_evidence(&snapshot.index, k, &vectors, &labels);
+    let mut evidence = eval::collect_evidence(&snapshot.index, k, &vectors, &labels);
+    eval::add_late_evidence(&mut evidence, &snapshot.index, &late, m.late_shortlist);
 
     let before_scored = cal::score_all(n, &evidence, m);
     let before = cal::figures(&before_scored, |r| cfg.threshold_for(&cfg.routes[r]));
@@ -231,6 +267,11 @@ pub fn calibrate(a: CalibrateArgs) -> anyhow::Result<()> {
         let mw = fmt_f32(new_m.margin_weight);
         want.matching.margin_weight = mw.parse()?;
         changes.push(Change::Set("matching.margin_weight".into(), mw));
+        if new_m.aggregation == Aggregation::Late {
+            let lw = fmt_f32(new_m.late_weight);
+            want.matching.late_weight = lw.parse()?;
+            changes.push(Change::Set("matching.late_weight".into(), lw));
+        }
     }
     for (i, r) in want.routes.iter_mut().enumerate() {
         let path = format!("routes[{i}].threshold");
@@ -261,16 +302,28 @@ pub fn calibrate(a: CalibrateArgs) -> anyhow::Result<()> {
         labels.len(),
         a.objective
     );
+    let weights = |m: &semroute::config::MatchingConfig| match m.aggregation {
+        Aggregation::Late => format!(
+            "late weight {} shortlist {}",
+            m.late_weight, m.late_shortlist
+        ),
+        _ => format!(
+            "weight {} neighbours {}",
+            m.hybrid_weight, m.hybrid_neighbours
+        ),
+    };
     println!(
-        "before: {:?} weight {} neighbours {} margin {}, threshold {}",
-        m.aggregation, m.hybrid_weight, m.hybrid_neighbours, m.margin_weight, m.threshold
+        "before: {:?} {} margin {}, threshold {}",
+        m.aggregation,
+        weights(m),
+        m.margin_weight,
+        m.threshold
     );
     show("before", &before);
     println!(
-        "after:  {:?} weight {} neighbours {} margin {}, threshold {}{}",
+        "after:  {:?} {} margin {}, threshold {}{}",
         want.matching.aggregation,
-        want.matching.hybrid_weight,
-        want.matching.hybrid_neighbours,
+        weights(&want.matching),
         want.matching.margin_weight,
         want.matching.threshold,
         match &c.per_route {
@@ -308,7 +361,13 @@ pub fn calibrate(a: CalibrateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn dataset(name: DatasetName, data: &Path, k: &str, out: &Path) -> anyhow::Result<()> {
+pub fn dataset(
+    name: DatasetName,
+    data: &Path,
+    k: &str,
+    out: &Path,
+    aggregation: Aggregation,
+) -> anyhow::Result<()> {
     let k = match k {
         "all" => None,
         n => Some(
@@ -320,7 +379,11 @@ pub fn dataset(name: DatasetName, data: &Path, k: &str, out: &Path) -> anyhow::R
     };
     match name {
         DatasetName::Clinc150 => {
-            let d = dataset::clinc150(data, k, Default::default())?;
+            let matching = semroute::config::MatchingConfig {
+                aggregation,
+                ..Default::default()
+            };
+            let d = dataset::clinc150(data, k, matching)?;
             let header = format!(
                 "CLINC150 (Larson et al., 2019; CC BY 3.0), {} exemplars per intent: the first train utterances of\n\
                  each intent in file order. Written by `semroute dataset clinc150 --k {}`. Calibrate on val.jsonl,\n\

@@ -9,9 +9,12 @@ use std::time::{Duration, Instant, SystemTime};
 use arc_swap::ArcSwap;
 use serde::Serialize;
 
+use crate::config::Aggregation;
 use crate::config::{Config, LoadedConfig};
 use crate::embedding::{resolve_model_dir, DeviceSpec, EmbedError, Embedder, SentenceEncoder};
-use crate::index::{decision_score, Exemplar, IndexError, RouteIndex, Scoring};
+use crate::index::{
+    decision_score, Exemplar, IndexError, LateQuery, RouteIndex, Scoring, TokenRows,
+};
 use crate::store::EmbeddingStore;
 
 /// Most neighbours a caller may ask for as evidence.
@@ -109,15 +112,32 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Decides for a prompt already embedded as `query` (a unit vector).
+    /// Decides for a prompt already embedded as `query` (a unit vector). With `aggregation: late` this
+    /// falls back to the centroid rule: use [`Self::decide_with`] and the prompt's token vectors.
     pub fn decide(&self, query: &[f32], evidence_k: usize) -> Decision {
+        self.decide_with(query, None, evidence_k)
+    }
+
+    /// True when this snapshot's rule scores with the prompt's token vectors (`aggregation: late`).
+    pub fn wants_tokens(&self) -> bool {
+        self.config.matching.aggregation == Aggregation::Late && self.index.late().is_some()
+    }
+
+    /// Decides for a prompt embedded as `query` (a unit vector) and, for `aggregation: late`, `late` (its
+    /// token vectors).
+    pub fn decide_with(
+        &self,
+        query: &[f32],
+        late: Option<&LateQuery>,
+        evidence_k: usize,
+    ) -> Decision {
         let m = &self.config.matching;
         let k = m.top_k.max(evidence_k);
         let hits = self.index.search(query, k);
         let agg_hits = &hits[..hits.len().min(m.top_k)];
         let scores = self
             .index
-            .route_scores(query, agg_hits, Scoring::from_config(m));
+            .route_scores_with(query, late, agg_hits, Scoring::from_config(m));
         let names = self.index.routes();
 
         let (best_score, matched, best_name) = match scores.first() {
@@ -174,10 +194,19 @@ pub struct Router {
     cache: PromptCache,
 }
 
+/// A prompt as the decision needs it: its sentence vector and, for `aggregation: late`, its token vectors.
+#[derive(Debug, Clone)]
+pub struct QueryVectors {
+    /// The unit sentence vector.
+    pub sentence: Vec<f32>,
+    /// The token vectors (only when the live rule is `late`).
+    pub late: Option<LateQuery>,
+}
+
 /// An LRU cache of prompt vectors: a repeated prompt skips the model. Its size is fixed at start-up
 /// (`encoder.cache_size`), like the rest of the encoder section.
 struct PromptCache {
-    entries: Option<Mutex<lru::LruCache<String, Arc<[f32]>>>>,
+    entries: Option<Mutex<lru::LruCache<String, Arc<QueryVectors>>>>,
     hits: AtomicU64,
     misses: AtomicU64,
 }
@@ -191,12 +220,15 @@ impl PromptCache {
         }
     }
 
-    fn get(&self, text: &str) -> Option<Arc<[f32]>> {
+    /// The cached vectors of `text`, when they include token vectors or `tokens` is false (an entry cached
+    /// before a switch to `late` lacks them and counts as a miss).
+    fn get(&self, text: &str, tokens: bool) -> Option<Arc<QueryVectors>> {
         let entries = self.entries.as_ref()?;
         let hit = entries
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(text)
+            .filter(|e| !tokens || e.late.is_some())
             .cloned();
         let counter = if hit.is_some() {
             &self.hits
@@ -207,7 +239,7 @@ impl PromptCache {
         hit
     }
 
-    fn put(&self, text: String, v: Arc<[f32]>) {
+    fn put(&self, text: String, v: Arc<QueryVectors>) {
         if let Some(entries) = &self.entries {
             entries
                 .lock()
@@ -339,11 +371,25 @@ impl Router {
             .min(MAX_EVIDENCE);
 
         let t0 = Instant::now();
-        let vector: Arc<[f32]> = match self.cache.get(&text) {
+        let tokens = snapshot.wants_tokens();
+        let vectors = match self.cache.get(&text, tokens) {
             Some(v) => v,
             None => {
-                let mut vectors = self.embedder.embed(vec![text.clone()]).await?;
-                let v: Arc<[f32]> = vectors.pop().ok_or(EmbedError::Stopped)?.into();
+                let v = if tokens {
+                    let mut out = self.embedder.embed_tokens(vec![text.clone()]).await?;
+                    let t = out.pop().ok_or(EmbedError::Stopped)?;
+                    QueryVectors {
+                        late: LateQuery::from_hidden(&t.tokens, self.embedder.info().dim),
+                        sentence: t.sentence,
+                    }
+                } else {
+                    let mut out = self.embedder.embed(vec![text.clone()]).await?;
+                    QueryVectors {
+                        sentence: out.pop().ok_or(EmbedError::Stopped)?,
+                        late: None,
+                    }
+                };
+                let v = Arc::new(v);
                 self.cache.put(text, v.clone());
                 v
             }
@@ -351,7 +397,8 @@ impl Router {
         let embed_micros = t0.elapsed().as_micros() as u64;
 
         let t1 = Instant::now();
-        let mut decision = snapshot.decide(&vector, evidence_k);
+        let mut decision =
+            snapshot.decide_with(&vectors.sentence, vectors.late.as_ref(), evidence_k);
         decision.search_micros = t1.elapsed().as_micros() as u64;
         decision.embed_micros = embed_micros;
         Ok(decision)
@@ -370,6 +417,9 @@ fn build_snapshot(
     version: u64,
 ) -> Result<Snapshot, RouteError> {
     let started = Instant::now();
+    let dim = embedder.info().dim;
+    // Token vectors are kept only for the rule that uses them: they cost about 10x a sentence vector.
+    let late = config.matching.aggregation == Aggregation::Late;
     let missing: Vec<String> = {
         let store = store.lock().unwrap_or_else(|p| p.into_inner());
         let mut seen = std::collections::HashSet::new();
@@ -377,14 +427,28 @@ fn build_snapshot(
             .routes
             .iter()
             .flat_map(|r| r.utterances.iter())
-            .filter(|u| store.get(u).is_none() && seen.insert(u.as_str()))
+            .filter(|u| {
+                (store.get(u).is_none() || (late && store.get_tokens(u).is_none()))
+                    && seen.insert(u.as_str())
+            })
             .cloned()
             .collect()
     };
     let embedded = missing.len();
     let mut fresh = Vec::with_capacity(embedded);
+    let mut fresh_tokens = Vec::new();
     for chunk in missing.chunks(BUILD_CHUNK) {
-        let vectors = embedder.embed_blocking(chunk.to_vec())?;
+        let vectors = if late {
+            let out = embedder.embed_tokens_blocking(chunk.to_vec())?;
+            let mut vectors = Vec::with_capacity(out.len());
+            for (text, t) in chunk.iter().zip(out) {
+                fresh_tokens.push((text.clone(), TokenRows::from_hidden(&t.tokens, dim)));
+                vectors.push(t.sentence);
+            }
+            vectors
+        } else {
+            embedder.embed_blocking(chunk.to_vec())?
+        };
         fresh.extend(chunk.iter().cloned().zip(vectors));
         if embedded > BUILD_CHUNK {
             tracing::info!(
@@ -397,13 +461,20 @@ fn build_snapshot(
     }
 
     let mut exemplars = Vec::new();
+    let mut tokens = Vec::new();
     {
         let mut store = store.lock().unwrap_or_else(|p| p.into_inner());
         for (text, v) in fresh {
             store.insert(text, v);
         }
+        for (text, t) in fresh_tokens {
+            store.insert_tokens(text, t);
+        }
         for (r, route) in config.routes.iter().enumerate() {
             for u in &route.utterances {
+                if late {
+                    tokens.push(store.get_tokens(u).cloned().ok_or(EmbedError::Stopped)?);
+                }
                 let vector = store.get(u).cloned().ok_or(EmbedError::Stopped)?;
                 exemplars.push(Exemplar {
                     route: r,
@@ -425,12 +496,18 @@ fn build_snapshot(
     }
     let n = exemplars.len();
     let names = config.routes.iter().map(|r| r.name.clone()).collect();
-    let index = RouteIndex::build(
-        embedder.info().dim,
-        names,
-        exemplars,
-        config.matching.exact_search_max,
-    )?;
+    let mut index = RouteIndex::build(dim, names, exemplars, config.matching.exact_search_max)?;
+    if late {
+        index = index.with_late(&tokens)?;
+        if let Some(l) = index.late() {
+            tracing::info!(
+                version,
+                tokens = l.token_count(),
+                bytes = l.bytes(),
+                "token index built (aggregation: late)"
+            );
+        }
+    }
     let build_duration = started.elapsed();
     tracing::info!(
         version,

@@ -5,14 +5,23 @@
 //! File format (little endian): magic `SREMB001`, identity length (u32) + identity bytes, dim (u32), count
 //! (u64), then per entry: text length (u32), text bytes, `dim` f32s. One file per model identity; a file for
 //! another identity, or a damaged one, is ignored (the vectors are recomputed), never trusted.
+//!
+//! Token vectors (`aggregation: late` only) go to a second file, `tokens-<identity>.bin`, so the vector
+//! file keeps its format: magic `SRTOK001`, identity length + bytes, dim (u32), count (u64), then per entry:
+//! text length (u32), text bytes, token count `n` (u32), `n` f32 scales, `n x dim` int8 codes (the
+//! [`TokenRows`] form, a quarter of F32). The same rules apply: foreign or damaged means recompute.
 
 use std::collections::HashMap;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
+use crate::index::TokenRows;
 use crate::persist::write_atomically;
 
 const MAGIC: &[u8; 8] = b"SREMB001";
+const TOKENS_MAGIC: &[u8; 8] = b"SRTOK001";
+/// More tokens than any encoder keeps per text; a larger count marks a damaged file.
+const MAX_TOKENS_PER_TEXT: usize = 1 << 16;
 /// Stored vectors beyond this many are pruned to the ones the current routes use.
 const MAX_ENTRIES: usize = 500_000;
 
@@ -36,6 +45,9 @@ pub struct EmbeddingStore {
     vectors: HashMap<String, Vec<f32>>,
     path: Option<PathBuf>,
     dirty: bool,
+    tokens: HashMap<String, TokenRows>,
+    tokens_path: Option<PathBuf>,
+    tokens_dirty: bool,
 }
 
 impl EmbeddingStore {
@@ -47,6 +59,9 @@ impl EmbeddingStore {
             vectors: HashMap::new(),
             path: None,
             dirty: false,
+            tokens: HashMap::new(),
+            tokens_path: None,
+            tokens_dirty: false,
         }
     }
 
@@ -56,6 +71,23 @@ impl EmbeddingStore {
         let path = data_dir.join(format!("embeddings-{identity}.bin"));
         let mut store = Self::in_memory(identity, dim);
         store.path = Some(path.clone());
+        let tokens_path = data_dir.join(format!("tokens-{identity}.bin"));
+        store.tokens_path = Some(tokens_path.clone());
+        match std::fs::File::open(&tokens_path) {
+            Ok(f) => match read_tokens(&mut BufReader::new(f), identity, dim) {
+                Ok(t) => {
+                    tracing::info!(path = %tokens_path.display(), texts = t.len(), "token store loaded");
+                    store.tokens = t;
+                }
+                Err(e) => {
+                    tracing::warn!(path = %tokens_path.display(), error = %e, "token store unreadable; starting empty");
+                }
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(path = %tokens_path.display(), error = %e, "cannot open token store")
+            }
+        }
         match std::fs::File::open(&path) {
             Ok(f) => match read_entries(&mut BufReader::new(f), identity, dim) {
                 Ok(v) => {
@@ -96,16 +128,69 @@ impl EmbeddingStore {
         self.dirty = true;
     }
 
-    /// Keeps the store bounded: past [`MAX_ENTRIES`], forget vectors that `in_use` does not name.
+    /// The stored token vectors for `text`.
+    pub fn get_tokens(&self, text: &str) -> Option<&TokenRows> {
+        self.tokens.get(text)
+    }
+
+    /// Stores a text's token vectors.
+    pub fn insert_tokens(&mut self, text: String, tokens: TokenRows) {
+        debug_assert_eq!(tokens.dim(), self.dim);
+        self.tokens.insert(text, tokens);
+        self.tokens_dirty = true;
+    }
+
+    /// Keeps the store bounded: past [`MAX_ENTRIES`], forget vectors (and token vectors) that `in_use`
+    /// does not name.
     pub fn prune_unless_used(&mut self, in_use: &dyn Fn(&str) -> bool) {
         if self.vectors.len() > MAX_ENTRIES {
             self.vectors.retain(|t, _| in_use(t));
             self.dirty = true;
         }
+        if self.tokens.len() > MAX_ENTRIES {
+            self.tokens.retain(|t, _| in_use(t));
+            self.tokens_dirty = true;
+        }
     }
 
     /// Writes the store if it changed (atomically: temp file, fsync, rename).
     pub fn save(&mut self) -> Result<(), StoreError> {
+        self.save_vectors()?;
+        self.save_tokens()
+    }
+
+    fn save_tokens(&mut self) -> Result<(), StoreError> {
+        let Some(path) = self.tokens_path.clone() else {
+            return Ok(());
+        };
+        if !self.tokens_dirty {
+            return Ok(());
+        }
+        write_atomically(&path, |w| {
+            let mut w = BufWriter::new(w);
+            w.write_all(TOKENS_MAGIC)?;
+            w.write_all(&(self.identity.len() as u32).to_le_bytes())?;
+            w.write_all(self.identity.as_bytes())?;
+            w.write_all(&(self.dim as u32).to_le_bytes())?;
+            w.write_all(&(self.tokens.len() as u64).to_le_bytes())?;
+            for (text, t) in &self.tokens {
+                w.write_all(&(text.len() as u32).to_le_bytes())?;
+                w.write_all(text.as_bytes())?;
+                w.write_all(&(t.len() as u32).to_le_bytes())?;
+                for s in t.scales() {
+                    w.write_all(&s.to_le_bytes())?;
+                }
+                let codes: Vec<u8> = t.codes().iter().map(|&c| c as u8).collect();
+                w.write_all(&codes)?;
+            }
+            w.flush()
+        })
+        .map_err(|source| StoreError::Io { path, source })?;
+        self.tokens_dirty = false;
+        Ok(())
+    }
+
+    fn save_vectors(&mut self) -> Result<(), StoreError> {
         let Some(path) = self.path.clone() else {
             return Ok(());
         };
@@ -148,15 +233,17 @@ fn invalid(msg: &str) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidData, msg.to_string())
 }
 
-fn read_entries(
+/// Reads the magic, identity and dimension of a store file; returns the entry count.
+fn read_header(
     r: &mut impl Read,
+    magic: &[u8; 8],
     identity: &str,
     dim: usize,
-) -> std::io::Result<HashMap<String, Vec<f32>>> {
-    let mut magic = [0u8; 8];
-    r.read_exact(&mut magic)?;
-    if &magic != MAGIC {
-        return Err(invalid("not an embedding store"));
+) -> std::io::Result<u64> {
+    let mut m = [0u8; 8];
+    r.read_exact(&mut m)?;
+    if &m != magic {
+        return Err(invalid("not a store file of this kind"));
     }
     let id_len = read_u32(r)? as usize;
     if id_len > 1024 {
@@ -172,17 +259,61 @@ fn read_entries(
     }
     let mut count = [0u8; 8];
     r.read_exact(&mut count)?;
-    let count = u64::from_le_bytes(count);
+    Ok(u64::from_le_bytes(count))
+}
+
+fn read_text(r: &mut impl Read) -> std::io::Result<String> {
+    let len = read_u32(r)? as usize;
+    if len > 16 * 1024 * 1024 {
+        return Err(invalid("text length out of range"));
+    }
+    let mut t = vec![0u8; len];
+    r.read_exact(&mut t)?;
+    String::from_utf8(t).map_err(|_| invalid("text is not UTF-8"))
+}
+
+fn read_tokens(
+    r: &mut impl Read,
+    identity: &str,
+    dim: usize,
+) -> std::io::Result<HashMap<String, TokenRows>> {
+    let count = read_header(r, TOKENS_MAGIC, identity, dim)?;
+    let mut out = HashMap::new();
+    for _ in 0..count {
+        let text = read_text(r)?;
+        let n = read_u32(r)? as usize;
+        if n > MAX_TOKENS_PER_TEXT {
+            return Err(invalid("token count out of range"));
+        }
+        let mut buf = vec![0u8; n * 4];
+        r.read_exact(&mut buf)?;
+        let scales: Vec<f32> = buf
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        if scales.iter().any(|s| !s.is_finite()) {
+            return Err(invalid("token scale is not finite"));
+        }
+        let mut codes = vec![0u8; n * dim];
+        r.read_exact(&mut codes)?;
+        let codes = codes.into_iter().map(|c| c as i8).collect();
+        let rows = TokenRows::from_parts(dim, codes, scales)
+            .ok_or_else(|| invalid("token rows do not match the dimension"))?;
+        out.insert(text, rows);
+    }
+    Ok(out)
+}
+
+fn read_entries(
+    r: &mut impl Read,
+    identity: &str,
+    dim: usize,
+) -> std::io::Result<HashMap<String, Vec<f32>>> {
+    let count = read_header(r, MAGIC, identity, dim)?;
     let mut out = HashMap::new();
     let mut buf = vec![0u8; dim * 4];
     for _ in 0..count {
-        let len = read_u32(r)? as usize;
-        if len > 16 * 1024 * 1024 {
-            return Err(invalid("text length out of range"));
-        }
-        let mut t = vec![0u8; len];
-        r.read_exact(&mut t)?;
-        let text = String::from_utf8(t).map_err(|_| invalid("text is not UTF-8"))?;
+        let text = read_text(r)?;
         r.read_exact(&mut buf)?;
         let v = buf
             .chunks_exact(4)
@@ -210,6 +341,33 @@ mod tests {
         assert_eq!(again.get("wörld"), Some(&vec![-1.0, 0.5, 0.25]));
         // Another identity uses another file and starts empty.
         assert!(EmbeddingStore::open(dir.path(), "xyz", 3).is_empty());
+    }
+
+    #[test]
+    fn token_vectors_round_trip_in_their_own_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let hidden = vec![
+            vec![1.0, 1.0, 1.0],
+            vec![0.3, -0.4, 0.0],
+            vec![0.0, 2.0, 1.0],
+            vec![1.0, 1.0, 1.0],
+        ];
+        let rows = TokenRows::from_hidden(&hidden, 3);
+        assert_eq!(rows.len(), 2);
+        let mut s = EmbeddingStore::open(dir.path(), "abc", 3);
+        s.insert("hello".into(), vec![1.0, 2.0, 3.0]);
+        s.insert_tokens("hello".into(), rows.clone());
+        s.save().unwrap();
+        let again = EmbeddingStore::open(dir.path(), "abc", 3);
+        assert_eq!(again.get_tokens("hello"), Some(&rows));
+        assert_eq!(again.get("hello"), Some(&vec![1.0, 2.0, 3.0]));
+        // A damaged token file is ignored without losing the vectors.
+        let path = dir.path().join("tokens-abc.bin");
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() - 1]).unwrap();
+        let damaged = EmbeddingStore::open(dir.path(), "abc", 3);
+        assert!(damaged.get_tokens("hello").is_none());
+        assert_eq!(damaged.len(), 1);
     }
 
     #[test]

@@ -158,7 +158,14 @@ fn int8_and_candle_backends_against_reference() {
         for (item, v) in items.iter().zip(&got) {
             worst = worst.min(cosine(v, &item.embedding));
         }
-        eprintln!("{}: worst cosine to reference {worst:.5}", backend.describe());
-        assert!(worst >= bar, "{}: worst cosine {worst} < {bar}", backend.describe());
+        eprintln!(
+            "{}: worst cosine to reference {worst:.5}",
+            backend.describe()
+        );
+        assert!(
+            worst >= bar,
+            "{}: worst cosine {worst} < {bar}",
+            backend.describe()
+        );
     }
 }

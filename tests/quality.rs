@@ -7,21 +7,61 @@ use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
 use semroute::config::{Aggregation, MatchingConfig};
+use semroute::embedding::TokenEmbedding;
 use semroute::eval::calibrate::{self as cal, Objective, Rule};
 use semroute::eval::dataset::{self, Clinc150};
 use semroute::eval::{self, Sample};
-use semroute::index::{Exemplar, RouteIndex, Scoring};
+use semroute::index::{
+    dot, normalize, Exemplar, LateEvidence, LateQuery, RouteIndex, Scoring, TokenRows,
+};
 use semroute::router::Snapshot;
 
-/// CLINC150 K = 10 with every sentence embedded once per test binary (about 10,000 sentences).
+/// Test queries kept with their token vectors, to check the index path against the evidence path and the
+/// int8 tokens against F32 ones.
+const LATE_SAMPLE: usize = 200;
+
+/// CLINC150 K = 10 with every sentence embedded once per test binary (about 10,000 sentences), with token
+/// vectors from the same forward pass for the late-interaction rule.
 struct Clinc {
     data: Clinc150,
     names: Vec<String>,
+    /// With the token-level index attached.
     index: RouteIndex,
     val: Vec<Vec<f32>>,
     val_labels: Vec<Option<usize>>,
     test: Vec<Vec<f32>>,
     test_labels: Vec<Option<usize>>,
+    /// Token vectors of every exemplar, in index order.
+    exemplar_tokens: Vec<TokenRows>,
+    /// Late evidence (shortlist 10) of every val / test query.
+    val_late: Vec<Option<LateEvidence>>,
+    test_late: Vec<Option<LateEvidence>>,
+    /// The first [`LATE_SAMPLE`] test queries' token vectors.
+    test_late_queries: Vec<Option<LateQuery>>,
+    /// Largest |int8 bag - F32 bag| over the sample's shortlisted routes, and how many of the sample's
+    /// top routes (weight 0.5) the F32 tokens would change.
+    quantisation: (f32, usize),
+}
+
+/// The exact F32 bag score of unit query tokens against unit route tokens.
+fn exact_bag(route: &[Vec<f32>], query: &[Vec<f32>]) -> f32 {
+    query
+        .iter()
+        .map(|q| route.iter().map(|t| dot(q, t)).fold(f32::MIN, f32::max))
+        .sum::<f32>()
+        / query.len() as f32
+}
+
+/// Unit inner tokens ([CLS]/[SEP] dropped) of an encoder output, in F32.
+fn unit_inner(t: &TokenEmbedding) -> Vec<Vec<f32>> {
+    t.tokens[1..t.tokens.len() - 1]
+        .iter()
+        .map(|v| {
+            let mut v = v.clone();
+            normalize(&mut v);
+            v
+        })
+        .collect()
 }
 
 fn clinc() -> &'static Clinc {
@@ -42,23 +82,72 @@ fn clinc() -> &'static Clinc {
             }
         }
         assert_eq!(texts.len(), 1500);
-        let vecs = e.embed_blocking(texts.clone()).unwrap();
+        let out = e.embed_tokens_blocking(texts.clone()).unwrap();
+        let token_rows: Vec<TokenRows> = out
+            .iter()
+            .map(|t| TokenRows::from_hidden(&t.tokens, 384))
+            .collect();
+        // F32 unit tokens per route, for the quantisation check only.
+        let mut exact_routes: Vec<Vec<Vec<f32>>> = vec![Vec::new(); names.len()];
+        for (t, &r) in out.iter().zip(&owners) {
+            exact_routes[r].extend(unit_inner(t));
+        }
         let exemplars = owners
             .into_iter()
             .zip(texts)
-            .zip(vecs)
-            .map(|((route, text), vector)| Exemplar {
+            .zip(out)
+            .map(|((route, text), t)| Exemplar {
                 route,
                 text,
-                vector,
+                vector: t.sentence,
             })
             .collect();
-        let index = RouteIndex::build(384, names.clone(), exemplars, 20_000).unwrap();
+        let index = RouteIndex::build(384, names.clone(), exemplars, 20_000)
+            .unwrap()
+            .with_late(&token_rows)
+            .unwrap();
+        let late = index.late().unwrap();
         let embed = |s: &[Sample]| {
-            e.embed_blocking(s.iter().map(|x| x.text.clone()).collect())
-                .unwrap()
+            let out = e
+                .embed_tokens_blocking(s.iter().map(|x| x.text.clone()).collect())
+                .unwrap();
+            let mut vectors = Vec::with_capacity(out.len());
+            let mut evidence = Vec::with_capacity(out.len());
+            let mut queries = Vec::new();
+            for t in out {
+                let q = LateQuery::from_hidden(&t.tokens, 384);
+                evidence.push(q.as_ref().map(|q| late.evidence(q, 10)));
+                if queries.len() < LATE_SAMPLE {
+                    queries.push((q, unit_inner(&t)));
+                }
+                vectors.push(t.sentence);
+            }
+            (vectors, evidence, queries)
         };
-        let (val, test) = (embed(&data.val), embed(&data.test));
+        let (val, val_late, _) = embed(&data.val);
+        let (test, test_late, sample) = embed(&data.test);
+        let mut worst = 0f32;
+        let mut changed = 0;
+        for ((_, exact_q), ev) in sample.iter().zip(&test_late) {
+            let ev = ev.as_ref().unwrap();
+            let mut exact = ev.clone();
+            for (r, b) in exact.bag.iter_mut() {
+                let want = exact_bag(&exact_routes[*r], exact_q);
+                worst = worst.max((want - *b).abs());
+                *b = want;
+            }
+            let top = |ev: &LateEvidence| {
+                semroute::index::aggregate_late(
+                    ev,
+                    Scoring {
+                        late_weight: 0.5,
+                        ..Aggregation::Late.into()
+                    },
+                )[0]
+                .0
+            };
+            changed += usize::from(top(ev) != top(&exact));
+        }
         let val_labels = eval::label_ids(&data.val, &names, "val").unwrap();
         let test_labels = eval::label_ids(&data.test, &names, "test").unwrap();
         Clinc {
@@ -69,8 +158,123 @@ fn clinc() -> &'static Clinc {
             val_labels,
             test,
             test_labels,
+            val_late,
+            test_late,
+            exemplar_tokens: token_rows,
+            test_late_queries: sample.into_iter().map(|(q, _)| q).collect(),
+            quantisation: (worst, changed),
         }
     })
+}
+
+/// Evidence with the late part attached.
+fn late_evidence(
+    c: &Clinc,
+    vectors: &[Vec<f32>],
+    labels: &[Option<usize>],
+    late: &[Option<LateEvidence>],
+) -> Vec<cal::Evidence> {
+    let mut ev = eval::collect_evidence(&c.index, 10, vectors, labels);
+    for (e, l) in ev.iter_mut().zip(late) {
+        e.late = l.clone();
+    }
+    ev
+}
+
+/// The late-interaction rule (`aggregation: late`): better top route than the centroid, int8 tokens as good
+/// as F32, the server's path equal to calibration's, and a calibrated floor on test.
+#[test]
+fn clinc150_k10_late_interaction() {
+    let c = clinc();
+    let (worst, changed) = c.quantisation;
+    eprintln!(
+        "int8 vs F32 tokens over {LATE_SAMPLE} test queries x 10 routes: max |bag difference| {worst:.4}, \
+         top route changed for {changed}"
+    );
+    assert!(worst < 0.01 && changed <= 1, "{worst} {changed}");
+
+    let test = late_evidence(c, &c.test, &c.test_labels, &c.test_late);
+    let top_accuracy = |m: &MatchingConfig| {
+        let s = cal::score_all(c.names.len(), &test, m);
+        let inside: Vec<_> = s.iter().filter(|x| x.label.is_some()).collect();
+        inside.iter().filter(|x| x.label == Some(x.top)).count() as f64 / inside.len() as f64
+    };
+    let late = MatchingConfig {
+        aggregation: Aggregation::Late,
+        late_weight: 0.5,
+        ..Default::default()
+    };
+    let centroid = MatchingConfig {
+        aggregation: Aggregation::Centroid,
+        ..Default::default()
+    };
+    let (a_late, a_cent) = (top_accuracy(&late), top_accuracy(&centroid));
+    eprintln!("CLINC150 K=10 top route: late (weight 0.5) {a_late:.3}, centroid {a_cent:.3}");
+    assert!(
+        a_late >= 0.86 && a_late >= a_cent + 0.015,
+        "{a_late} vs {a_cent}"
+    );
+
+    // The server's path (Snapshot::decide_with) decides exactly as calibration's evidence path scores.
+    let mut config = c.data.config.clone();
+    config.matching = late.clone();
+    config.matching.threshold = -1.0;
+    let snapshot = Snapshot {
+        config: Arc::new(config),
+        index: RouteIndex::build(
+            384,
+            c.names.clone(),
+            (0..c.index.len())
+                .map(|i| Exemplar {
+                    route: c.index.exemplar_route(i),
+                    text: c.index.exemplar_text(i).to_string(),
+                    vector: c.index.exemplar_vector(i).to_vec(),
+                })
+                .collect(),
+            20_000,
+        )
+        .unwrap()
+        .with_late(&c.exemplar_tokens)
+        .unwrap(),
+        version: 1,
+        built_at: SystemTime::now(),
+        build_duration: std::time::Duration::ZERO,
+        embedded: 0,
+    };
+    assert!(snapshot.wants_tokens());
+    let scored = cal::score_all(c.names.len(), &test[..LATE_SAMPLE], &late);
+    for (i, q) in c.test_late_queries.iter().enumerate() {
+        let d = snapshot.decide_with(&c.test[i], q.as_ref(), 3);
+        assert_eq!(d.candidates[0].route, c.names[scored[i].top]);
+        assert!((d.score - scored[i].score).abs() < 1e-6);
+    }
+
+    // Calibrated on val (weight and threshold), reported on test.
+    let val = late_evidence(c, &c.val, &c.val_labels, &c.val_late);
+    let chosen = cal::calibrate(
+        c.names.len(),
+        &val,
+        &late,
+        &cal::rule_grid(&late),
+        Objective::Balanced,
+        None,
+    )
+    .unwrap();
+    let m = chosen.rule.apply(&late);
+    let f = cal::figures(&cal::score_all(c.names.len(), &test, &m), |_| {
+        chosen.threshold
+    });
+    eprintln!(
+        "CLINC150 K=10 late, weight {} and threshold {:.3} chosen on val: test in-scope accuracy {:.3}, \
+         OOS recall {:.3}",
+        m.late_weight, chosen.threshold, f.in_scope_accuracy, f.oos_recall
+    );
+    assert!(
+        f.in_scope_accuracy >= 0.79
+            && f.oos_recall >= 0.84
+            && f.in_scope_accuracy + f.oos_recall >= 1.65,
+        "late calibrated floor: {f:?}"
+    );
 }
 
 #[test]
@@ -260,4 +464,60 @@ fn repeated_prompts_come_from_the_cache_with_the_same_decision() {
         router.cache_stats(),
         semroute::router::CacheStats { hits: 0, misses: 0 }
     );
+}
+
+/// `aggregation: late` end to end through the router: held-out prompts, the prompt cache (token vectors
+/// included), and the embedding store, which keeps exemplar tokens so a second build embeds nothing.
+#[test]
+fn late_rule_through_the_router_cache_and_store() {
+    let mut config = semroute::config::load_file(&common::repo().join("routes.yaml"))
+        .unwrap()
+        .config;
+    config.matching.aggregation = Aggregation::Late;
+    let e = common::embedder();
+    let dir = tempfile::tempdir().unwrap();
+    let open =
+        || semroute::store::EmbeddingStore::open(dir.path(), &e.info().identity, e.info().dim);
+    let router =
+        semroute::router::Router::build_with_store(e.clone(), config.clone(), open()).unwrap();
+    let first = router.snapshot();
+    assert!(first.wants_tokens() && first.embedded > 0);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let route = |t: &str| {
+        rt.block_on(router.route(semroute::router::RouteQuery {
+            text: t.into(),
+            ..Default::default()
+        }))
+        .unwrap()
+    };
+    let set = common::read_labelled(&common::repo().join("tests/data/heldout_prompts.jsonl"));
+    let labelled: Vec<_> = set.iter().filter(|(_, l)| l.is_some()).collect();
+    let correct = labelled
+        .iter()
+        .filter(|(t, l)| route(t).candidates[0].route == *l.as_ref().unwrap())
+        .count();
+    let acc = correct as f64 / labelled.len() as f64;
+    eprintln!(
+        "held-out LLM prompts, aggregation late: {correct}/{} = {acc:.3}",
+        labelled.len()
+    );
+    assert!(acc >= 0.80, "held-out accuracy {acc}");
+    // Shortlist 10 of 11 routes: at most 10 candidates, scores within [-1, 1].
+    let d = route(&labelled[0].0);
+    assert!(d.candidates.len() <= 10 && d.score <= 1.0 && d.score >= -1.0);
+    let again = route(&labelled[0].0);
+    assert_eq!(d.candidates, again.candidates);
+    assert!(router.cache_stats().hits >= 1);
+
+    // A new router on the same store directory finds every exemplar's vector and tokens.
+    let second = semroute::router::Router::build_with_store(e.clone(), config, open()).unwrap();
+    assert_eq!(second.snapshot().embedded, 0);
+    assert!(std::fs::read_dir(dir.path()).unwrap().any(|f| f
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .starts_with("tokens-")));
 }

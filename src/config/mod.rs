@@ -211,6 +211,19 @@ fn validate(c: &Config) -> Result<(), Violation> {
             format!("{m} is outside [0, 1]"),
         ));
     }
+    let lw = c.matching.late_weight;
+    if !lw.is_finite() || !(0.0..=10.0).contains(&lw) {
+        return Err(violation(
+            "matching.late_weight",
+            format!("{lw} is outside [0, 10] (the weight of the token term)"),
+        ));
+    }
+    if c.matching.late_shortlist == 0 || c.matching.late_shortlist > 1000 {
+        return Err(violation(
+            "matching.late_shortlist",
+            format!("{} must be between 1 and 1000", c.matching.late_shortlist),
+        ));
+    }
     if c.limits.max_input_bytes == 0 {
         return Err(violation("limits.max_input_bytes", "must be at least 1"));
     }
@@ -504,11 +517,23 @@ mod tests {
         let c = parse_str(&ok, "t.yaml").unwrap();
         assert_eq!(c.matching.aggregation, Aggregation::Hybrid);
         assert_eq!(c.matching.hybrid_neighbours, 3);
+        let late = format!(
+            "matching:\n  aggregation: late\n  late_weight: 1.5\n  late_shortlist: 5\n{base}"
+        );
+        let c = parse_str(&late, "t.yaml").unwrap();
+        assert_eq!(c.matching.aggregation, Aggregation::Late);
+        assert_eq!(
+            (c.matching.late_weight, c.matching.late_shortlist),
+            (1.5, 5)
+        );
         for (field, bad) in [
             ("matching.hybrid_weight", "hybrid_weight: 1.5"),
             ("matching.hybrid_neighbours", "hybrid_neighbours: 0"),
             ("matching.hybrid_neighbours", "hybrid_neighbours: 11"),
             ("matching.margin_weight", "margin_weight: -0.1"),
+            ("matching.late_weight", "late_weight: -1"),
+            ("matching.late_weight", "late_weight: .nan"),
+            ("matching.late_shortlist", "late_shortlist: 0"),
         ] {
             let e = parse_str(&format!("matching:\n  {bad}\n{base}"), "t.yaml")
                 .unwrap_err()

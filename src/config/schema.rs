@@ -74,6 +74,12 @@ pub enum Aggregation {
     /// default.
     #[default]
     Hybrid,
+    /// Late interaction: `(cent_nt + late_weight x bag) / (1 + late_weight)` for the `late_shortlist` routes
+    /// with the best `cent_nt`, where `cent_nt` is the similarity to a prototype pooled from unit token
+    /// vectors and `bag` the mean over the prompt's tokens of the best cosine to any token of the route's
+    /// exemplars. Needs the encoder's token vectors for every exemplar (kept as int8) and for each prompt
+    /// (same forward pass). Opt-in; figures in the README's Quality section.
+    Late,
 }
 
 impl std::str::FromStr for Aggregation {
@@ -84,8 +90,9 @@ impl std::str::FromStr for Aggregation {
             "mean" => Ok(Self::Mean),
             "centroid" => Ok(Self::Centroid),
             "hybrid" => Ok(Self::Hybrid),
+            "late" => Ok(Self::Late),
             other => Err(format!(
-                "unknown aggregation `{other}` (expected max, mean, centroid or hybrid)"
+                "unknown aggregation `{other}` (expected max, mean, centroid, hybrid or late)"
             )),
         }
     }
@@ -121,6 +128,14 @@ pub struct MatchingConfig {
     /// the best score alone.
     #[serde(default)]
     pub margin_weight: f32,
+    /// `late` only: weight of the token (bag) term against the token-pooled prototype, in [0, 10]; 0 is the
+    /// prototype alone.
+    #[serde(default = "default_late_weight")]
+    pub late_weight: f32,
+    /// `late` only: how many routes (best prototype similarity first) get a token-level score; 1..=1000.
+    /// Routes outside the shortlist are not candidates.
+    #[serde(default = "default_late_shortlist")]
+    pub late_shortlist: usize,
 }
 
 /// `limits:` — request limits.
@@ -401,6 +416,8 @@ impl Default for MatchingConfig {
             hybrid_weight: default_hybrid_weight(),
             hybrid_neighbours: default_hybrid_neighbours(),
             margin_weight: 0.0,
+            late_weight: default_late_weight(),
+            late_shortlist: default_late_shortlist(),
         }
     }
 }
@@ -442,6 +459,12 @@ fn default_hybrid_weight() -> f32 {
 }
 fn default_hybrid_neighbours() -> usize {
     1
+}
+fn default_late_weight() -> f32 {
+    0.5
+}
+fn default_late_shortlist() -> usize {
+    10
 }
 fn default_max_input_bytes() -> usize {
     64 * 1024

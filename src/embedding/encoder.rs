@@ -126,7 +126,10 @@ impl SentenceEncoder {
         let opened = device.open()?;
         let backend = Backend::choose(&opened, precision);
         if backend == Backend::Candle && precision != Precision::F32 {
-            tracing::warn!(?precision, "int8 runs on our CPU kernels only; this device runs F32");
+            tracing::warn!(
+                ?precision,
+                "int8 runs on our CPU kernels only; this device runs F32"
+            );
         }
         Self::load_on(dir, device, max_tokens, backend)
     }

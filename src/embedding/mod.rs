@@ -7,8 +7,8 @@ mod ops;
 mod source;
 mod worker;
 
-pub use device::DeviceSpec;
 pub use bert::Backend;
+pub use device::DeviceSpec;
 pub use encoder::{Pooling, SentenceEncoder, TokenEmbedding};
 pub use source::{resolve_model_dir, FETCH_HINT};
 pub use worker::{Embedder, ModelInfo};

@@ -9,11 +9,35 @@ use std::time::Instant;
 
 use tokio::sync::oneshot;
 
-use super::{EmbedError, SentenceEncoder};
+use super::{EmbedError, SentenceEncoder, TokenEmbedding};
 use crate::kernels::Team;
 
 type Vectors = Result<Vec<Vec<f32>>, EmbedError>;
-type Reply = oneshot::Sender<Vectors>;
+type Tokens = Result<Vec<TokenEmbedding>, EmbedError>;
+
+/// Where a job's results go: sentence vectors only, or token vectors too (`aggregation: late`). A batch
+/// that holds any token job runs the token-returning forward pass for all of its texts; its sentence
+/// vectors are the same, so plain jobs in it are not affected.
+enum Reply {
+    Vectors(oneshot::Sender<Vectors>),
+    Tokens(oneshot::Sender<Tokens>),
+}
+
+impl Reply {
+    fn is_closed(&self) -> bool {
+        match self {
+            Reply::Vectors(r) => r.is_closed(),
+            Reply::Tokens(r) => r.is_closed(),
+        }
+    }
+
+    fn fail(self, e: EmbedError) {
+        let _ = match self {
+            Reply::Vectors(r) => r.send(Err(e)).map_err(drop),
+            Reply::Tokens(r) => r.send(Err(e)).map_err(drop),
+        };
+    }
+}
 
 struct Job {
     texts: Vec<String>,
@@ -27,7 +51,7 @@ struct Pending {
     /// Indices into `texts`, shortest first; `cursor` is how far we got.
     order: Vec<usize>,
     cursor: usize,
-    out: Vec<Vec<f32>>,
+    out: Vec<TokenEmbedding>,
     reply: Reply,
 }
 
@@ -42,12 +66,32 @@ impl Pending {
             texts: job.texts,
             order,
             cursor: 0,
-            out: vec![Vec::new(); n],
+            out: vec![
+                TokenEmbedding {
+                    ids: Vec::new(),
+                    tokens: Vec::new(),
+                    sentence: Vec::new(),
+                };
+                n
+            ],
             reply: job.reply,
         }
     }
     fn remaining(&self) -> usize {
         self.order.len() - self.cursor
+    }
+
+    fn wants_tokens(&self) -> bool {
+        matches!(self.reply, Reply::Tokens(_))
+    }
+
+    fn finish(self) {
+        let _ = match self.reply {
+            Reply::Vectors(r) => r
+                .send(Ok(self.out.into_iter().map(|t| t.sentence).collect()))
+                .map_err(drop),
+            Reply::Tokens(r) => r.send(Ok(self.out)).map_err(drop),
+        };
     }
 }
 
@@ -96,7 +140,9 @@ impl Embedder {
         // competing with the pool's spinning workers. Only the one the backend uses gets threads.
         let threads = threads.max(1);
         let runner = if encoder.uses_kernels() {
-            Runner::Team(Team::new(threads, "semroute-model").map_err(|e| load_err("model threads", e))?)
+            Runner::Team(
+                Team::new(threads, "semroute-model").map_err(|e| load_err("model threads", e))?,
+            )
         } else {
             Runner::Rayon(
                 rayon::ThreadPoolBuilder::new()
@@ -128,13 +174,44 @@ impl Embedder {
 
     fn submit(&self, texts: Vec<String>) -> Result<oneshot::Receiver<Vectors>, EmbedError> {
         let (reply, rx) = oneshot::channel();
-        match self.tx.try_send(Job { texts, reply }) {
-            Ok(()) => Ok(rx),
+        self.send(Job {
+            texts,
+            reply: Reply::Vectors(reply),
+        })?;
+        Ok(rx)
+    }
+
+    fn submit_tokens(&self, texts: Vec<String>) -> Result<oneshot::Receiver<Tokens>, EmbedError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Job {
+            texts,
+            reply: Reply::Tokens(reply),
+        })?;
+        Ok(rx)
+    }
+
+    fn send(&self, job: Job) -> Result<(), EmbedError> {
+        match self.tx.try_send(job) {
+            Ok(()) => Ok(()),
             Err(TrySendError::Full(_)) => Err(EmbedError::Overloaded {
                 capacity: self.capacity,
             }),
             Err(TrySendError::Disconnected(_)) => Err(EmbedError::Stopped),
         }
+    }
+
+    /// Like [`Self::embed`], also returning each text's token vectors (see
+    /// [`SentenceEncoder::embed_with_tokens`]); the late-interaction rule needs them.
+    pub async fn embed_tokens(&self, texts: Vec<String>) -> Tokens {
+        let rx = self.submit_tokens(texts)?;
+        rx.await.map_err(|_| EmbedError::Stopped)?
+    }
+
+    /// Like [`Self::embed_blocking`], also returning each text's token vectors. Must not be called from an
+    /// async task.
+    pub fn embed_tokens_blocking(&self, texts: Vec<String>) -> Tokens {
+        let rx = self.submit_tokens(texts)?;
+        rx.blocking_recv().map_err(|_| EmbedError::Stopped)?
     }
 
     /// Embeds `texts` (any number; large sets are chunked) from async code without blocking the runtime.
@@ -157,10 +234,10 @@ enum Runner {
 }
 
 impl Runner {
-    fn embed(&self, encoder: &SentenceEncoder, texts: &[&str]) -> Vectors {
+    fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
         match self {
-            Runner::Team(team) => team.install(|| encoder.embed(texts)),
-            Runner::Rayon(pool) => pool.install(|| encoder.embed(texts)),
+            Runner::Team(team) => team.install(f),
+            Runner::Rayon(pool) => pool.install(f),
         }
     }
 }
@@ -202,7 +279,22 @@ fn run(encoder: SentenceEncoder, runner: Runner, rx: Receiver<Job>, max_batch: u
             );
         }
         let started = Instant::now();
-        let result = runner.embed(&encoder, &texts);
+        let tokens = taken.iter().any(|&(pos, _)| pending[pos].wants_tokens());
+        let result = runner.install(|| {
+            if tokens {
+                encoder.embed_with_tokens(&texts)
+            } else {
+                encoder.embed(&texts).map(|v| {
+                    v.into_iter()
+                        .map(|sentence| TokenEmbedding {
+                            ids: Vec::new(),
+                            tokens: Vec::new(),
+                            sentence,
+                        })
+                        .collect()
+                })
+            }
+        });
         tracing::trace!(
             batch = texts.len(),
             micros = started.elapsed().as_micros() as u64,
@@ -217,7 +309,14 @@ fn run(encoder: SentenceEncoder, runner: Runner, rx: Receiver<Job>, max_batch: u
                     let p = &mut pending[pos];
                     for k in 0..n {
                         let i = p.order[p.cursor + k];
-                        p.out[i] = vectors.next().unwrap_or_default();
+                        if let Some(mut v) = vectors.next() {
+                            // Plain jobs want the sentence vector only: free the token rows now.
+                            if !p.wants_tokens() {
+                                v.tokens = Vec::new();
+                                v.ids = Vec::new();
+                            }
+                            p.out[i] = v;
+                        }
                     }
                     p.cursor += n;
                 }
@@ -226,7 +325,7 @@ fn run(encoder: SentenceEncoder, runner: Runner, rx: Receiver<Job>, max_batch: u
                 tracing::error!(error = %e, "embedding batch failed");
                 for &(pos, _) in taken.iter().rev() {
                     if let Some(p) = pending.remove(pos) {
-                        let _ = p.reply.send(Err(e.clone()));
+                        p.reply.fail(e.clone());
                     }
                 }
                 continue;
@@ -237,7 +336,7 @@ fn run(encoder: SentenceEncoder, runner: Runner, rx: Receiver<Job>, max_batch: u
         let mut rotated = Vec::new();
         for (pos, p) in pending.into_iter().enumerate() {
             if p.remaining() == 0 {
-                let _ = p.reply.send(Ok(p.out));
+                p.finish();
             } else if taken.iter().any(|&(t, _)| t == pos) {
                 rotated.push(p);
             } else {

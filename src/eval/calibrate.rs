@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use crate::config::{Aggregation, MatchingConfig};
-use crate::index::{aggregate, decision_score, Scoring};
+use crate::index::{aggregate, aggregate_late, decision_score, LateEvidence, Scoring};
 
 /// What calibration maximises.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -45,6 +45,8 @@ pub struct Evidence {
     pub centroid: Vec<f32>,
     /// `(route, similarity)` of the nearest exemplars, most similar first (`matching.top_k` of them).
     pub hits: Vec<(usize, f32)>,
+    /// Token-level evidence, for `aggregation: late` (see [`crate::eval::add_late_evidence`]).
+    pub late: Option<LateEvidence>,
 }
 
 /// One query's decision under a rule, before thresholds: the top route and the score that is thresholded.
@@ -66,7 +68,10 @@ pub fn score_all(n_routes: usize, evidence: &[Evidence], matching: &MatchingConf
         .iter()
         .filter_map(|e| {
             let hits = &e.hits[..e.hits.len().min(k)];
-            let s = aggregate(n_routes, Some(&e.centroid), hits, scoring);
+            let s = match (&e.late, scoring.aggregation) {
+                (Some(late), Aggregation::Late) => aggregate_late(late, scoring),
+                _ => aggregate(n_routes, Some(&e.centroid), hits, scoring),
+            };
             let top = s.first()?.0;
             Some(Scored {
                 label: e.label,
@@ -202,6 +207,8 @@ pub struct Rule {
     pub hybrid_neighbours: usize,
     /// `matching.margin_weight`.
     pub margin_weight: f32,
+    /// `matching.late_weight`.
+    pub late_weight: f32,
 }
 
 fn ser_agg<S: serde::Serializer>(a: &Aggregation, s: S) -> Result<S::Ok, S::Error> {
@@ -216,6 +223,7 @@ impl Rule {
             hybrid_weight: m.hybrid_weight,
             hybrid_neighbours: m.hybrid_neighbours,
             margin_weight: m.margin_weight,
+            late_weight: m.late_weight,
         }
     }
 
@@ -226,13 +234,18 @@ impl Rule {
             hybrid_weight: self.hybrid_weight,
             hybrid_neighbours: self.hybrid_neighbours.min(m.top_k),
             margin_weight: self.margin_weight,
+            late_weight: self.late_weight,
             ..m.clone()
         }
     }
 }
 
+/// The weights of the token term `calibrate` tries for `late` (0 is the token-pooled prototype alone).
+pub const LATE_WEIGHTS: [f32; 10] = [0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0];
+
 /// The rules `calibrate` searches when asked to tune the rule: the configured aggregation's weights
-/// (`hybrid`: weight 0.3..1 by 0.1, neighbours 1..3) and margin weights 0, 0.25, 0.5.
+/// (`hybrid`: weight 0.3..1 by 0.1, neighbours 1..3; `late`: [`LATE_WEIGHTS`]) and margin weights 0, 0.25,
+/// 0.5.
 pub fn rule_grid(m: &MatchingConfig) -> Vec<Rule> {
     let mut out = Vec::new();
     for margin in [0.0, 0.25, 0.5] {
@@ -244,8 +257,17 @@ pub fn rule_grid(m: &MatchingConfig) -> Vec<Rule> {
                         hybrid_weight: w as f32 / 10.0,
                         hybrid_neighbours: n,
                         margin_weight: margin,
+                        late_weight: m.late_weight,
                     });
                 }
+            }
+        } else if m.aggregation == Aggregation::Late {
+            for w in LATE_WEIGHTS {
+                out.push(Rule {
+                    late_weight: w,
+                    margin_weight: margin,
+                    ..Rule::of(m)
+                });
             }
         } else {
             out.push(Rule {
@@ -370,11 +392,13 @@ mod tests {
                 label: Some(1),
                 centroid: vec![0.6, 0.5],
                 hits: vec![(1, 0.95), (0, 0.4)],
+                late: None,
             },
             Evidence {
                 label: None,
                 centroid: vec![0.2, 0.1],
                 hits: vec![(0, 0.3), (1, 0.2)],
+                late: None,
             },
         ];
         let base = MatchingConfig {
@@ -386,5 +410,46 @@ mod tests {
         assert_eq!(c.figures.in_scope_accuracy, 1.0);
         assert_eq!(c.figures.oos_recall, 1.0);
         assert!(c.rule.hybrid_weight < 1.0);
+    }
+
+    #[test]
+    fn calibrate_tunes_the_late_weight() {
+        // The token-pooled prototype prefers route 0 for the in-scope query; its bag score points at route
+        // 1, the right one: (0.6 + 0.5 w) < (0.5 + 0.9 w) iff w > 0.25, so weights 0 and 0.25 (a tie) get it
+        // wrong, and the OOS query must stay below the threshold.
+        let late = |cent_nt: Vec<f32>, bag: Vec<(usize, f32)>| Some(LateEvidence { cent_nt, bag });
+        let ev = vec![
+            Evidence {
+                label: Some(1),
+                centroid: vec![0.6, 0.5],
+                hits: vec![(0, 0.9), (1, 0.5)],
+                late: late(vec![0.6, 0.5], vec![(0, 0.5), (1, 0.9)]),
+            },
+            Evidence {
+                label: None,
+                centroid: vec![0.2, 0.1],
+                hits: vec![(0, 0.3), (1, 0.2)],
+                late: late(vec![0.2, 0.1], vec![(0, 0.3), (1, 0.2)]),
+            },
+        ];
+        let base = MatchingConfig {
+            aggregation: Aggregation::Late,
+            late_weight: 0.0,
+            top_k: 2,
+            ..Default::default()
+        };
+        let grid = rule_grid(&base);
+        assert!(grid.iter().all(|r| r.aggregation == Aggregation::Late));
+        let c = calibrate(2, &ev, &base, &grid, Objective::Balanced, None).unwrap();
+        assert_eq!(c.figures.in_scope_accuracy, 1.0);
+        assert_eq!(c.figures.oos_recall, 1.0);
+        assert!(c.rule.late_weight > 0.25, "{:?}", c.rule);
+        // Without token evidence the late rule falls back to the centroid and gets the query wrong.
+        let plain: Vec<Evidence> = ev
+            .into_iter()
+            .map(|e| Evidence { late: None, ..e })
+            .collect();
+        let scored = score_all(2, &plain, &c.rule.apply(&base));
+        assert_eq!(scored[0].top, 0);
     }
 }

@@ -161,8 +161,24 @@ pub fn collect_evidence(
                 .into_iter()
                 .map(|h| (index.exemplar_route(h.id), h.similarity))
                 .collect(),
+            late: None,
         })
         .collect()
+}
+
+/// Adds token-level evidence (`aggregation: late`) to `evidence`: `queries[i]` holds the token vectors of
+/// the query behind `evidence[i]`. Needs an index built with [`crate::index::RouteIndex::with_late`];
+/// without one, or for a query without tokens, the evidence is left as it is.
+pub fn add_late_evidence(
+    evidence: &mut [calibrate::Evidence],
+    index: &crate::index::RouteIndex,
+    queries: &[Option<crate::index::LateQuery>],
+    shortlist: usize,
+) {
+    let Some(late) = index.late() else { return };
+    for (e, q) in evidence.iter_mut().zip(queries) {
+        e.late = q.as_ref().map(|q| late.evidence(q, shortlist));
+    }
 }
 
 /// A wrong decision with what the router saw, so an operator knows which utterances to add.
@@ -201,6 +217,19 @@ pub fn evaluate(
     vectors: &[Vec<f32>],
     evidence_k: usize,
 ) -> Evaluation {
+    evaluate_with(snapshot, samples, labels, vectors, &[], evidence_k)
+}
+
+/// [`evaluate`] with each query's token vectors (`late[i]` for `vectors[i]`), which `aggregation: late`
+/// decides with; an empty slice gives none.
+pub fn evaluate_with(
+    snapshot: &crate::router::Snapshot,
+    samples: &[Sample],
+    labels: &[Option<usize>],
+    vectors: &[Vec<f32>],
+    late: &[Option<crate::index::LateQuery>],
+    evidence_k: usize,
+) -> Evaluation {
     let names = snapshot.index.routes();
     let by_name: std::collections::HashMap<&str, usize> = names
         .iter()
@@ -210,9 +239,9 @@ pub fn evaluate(
     let mut outcomes = Vec::with_capacity(samples.len());
     let mut errors = Vec::new();
     let mut decide_micros = Vec::with_capacity(samples.len());
-    for ((s, &label), v) in samples.iter().zip(labels).zip(vectors) {
+    for (i, ((s, &label), v)) in samples.iter().zip(labels).zip(vectors).enumerate() {
         let t0 = std::time::Instant::now();
-        let d = snapshot.decide(v, evidence_k);
+        let d = snapshot.decide_with(v, late.get(i).and_then(Option::as_ref), evidence_k);
         decide_micros.push(t0.elapsed().as_secs_f64() * 1e6);
         let predicted = if d.matched {
             d.route.as_deref().and_then(|r| by_name.get(r).copied())

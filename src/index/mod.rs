@@ -2,9 +2,11 @@
 //! neighbour similarities into per-route scores.
 
 mod hnsw;
+mod late;
 mod vector;
 
 pub use hnsw::{HnswGraph, UnitCosine};
+pub use late::{late_combine, EmptyRoute, LateEvidence, LateIndex, LateQuery, TokenRows};
 pub use vector::{dot, normalize};
 
 use crate::config::Aggregation;
@@ -28,6 +30,9 @@ pub enum IndexError {
     /// A route has no exemplars.
     #[error("route `{0}` has no exemplars")]
     EmptyRoute(String),
+    /// Rule `late`: an exemplar has no token vectors, or a route none at all.
+    #[error("aggregation `late`: {0}")]
+    Tokens(String),
 }
 
 /// One labelled example utterance with its vector.
@@ -70,6 +75,8 @@ pub struct RouteIndex {
     /// Row-major `routes x dim` normalised route prototypes.
     centroids: Vec<f32>,
     graph: Option<HnswGraph>,
+    /// Token matrices and token-pooled prototypes; only with `aggregation: late`.
+    late: Option<LateIndex>,
 }
 
 impl RouteIndex {
@@ -119,7 +126,35 @@ impl RouteIndex {
             exemplar_text,
             centroids: sums,
             graph,
+            late: None,
         })
+    }
+
+    /// Adds the token-level index that `aggregation: late` scores with; `tokens[i]` belongs to exemplar `i`
+    /// (in [`Self::build`]'s order).
+    pub fn with_late(mut self, tokens: &[TokenRows]) -> Result<Self, IndexError> {
+        if tokens.len() != self.len() {
+            return Err(IndexError::Tokens(format!(
+                "{} token sets for {} exemplars",
+                tokens.len(),
+                self.len()
+            )));
+        }
+        let late = LateIndex::build(
+            self.dim,
+            self.routes.len(),
+            self.exemplar_route.iter().copied().zip(tokens),
+        )
+        .map_err(|EmptyRoute(r)| {
+            IndexError::Tokens(format!("route `{}` has no token vectors", self.routes[r]))
+        })?;
+        self.late = Some(late);
+        Ok(self)
+    }
+
+    /// The token-level index, when built.
+    pub fn late(&self) -> Option<&LateIndex> {
+        self.late.as_ref()
     }
 
     /// Vector dimension.
@@ -219,10 +254,27 @@ impl RouteIndex {
         hits: &[Hit],
         scoring: impl Into<Scoring>,
     ) -> Vec<(usize, f32)> {
+        self.route_scores_with(query, None, hits, scoring)
+    }
+
+    /// [`Self::route_scores`] with the prompt's token vectors, which `Late` needs (without them, or without
+    /// a late index, `Late` falls back to the centroid rule).
+    pub fn route_scores_with(
+        &self,
+        query: &[f32],
+        late: Option<&LateQuery>,
+        hits: &[Hit],
+        scoring: impl Into<Scoring>,
+    ) -> Vec<(usize, f32)> {
         let scoring = scoring.into();
+        if scoring.aggregation == Aggregation::Late {
+            if let (Some(idx), Some(q)) = (&self.late, late) {
+                return aggregate_late(&idx.evidence(q, scoring.late_shortlist), scoring);
+            }
+        }
         let centroid = matches!(
             scoring.aggregation,
-            Aggregation::Centroid | Aggregation::Hybrid
+            Aggregation::Centroid | Aggregation::Hybrid | Aggregation::Late
         )
         .then(|| self.centroid_scores(query));
         let hits: Vec<(usize, f32)> = hits
@@ -242,6 +294,10 @@ pub struct Scoring {
     pub hybrid_weight: f32,
     /// `Hybrid`: nearest exemplars of a route averaged for the neighbour term.
     pub hybrid_neighbours: usize,
+    /// `Late`: weight of the token term.
+    pub late_weight: f32,
+    /// `Late`: routes that get a token-level score.
+    pub late_shortlist: usize,
 }
 
 impl Scoring {
@@ -251,6 +307,8 @@ impl Scoring {
             aggregation: m.aggregation,
             hybrid_weight: m.hybrid_weight,
             hybrid_neighbours: m.hybrid_neighbours,
+            late_weight: m.late_weight,
+            late_shortlist: m.late_shortlist,
         }
     }
 }
@@ -265,8 +323,16 @@ impl From<Aggregation> for Scoring {
     }
 }
 
+/// Route scores of the `Late` rule, best first, from precomputed token-level evidence.
+pub fn aggregate_late(evidence: &LateEvidence, scoring: Scoring) -> Vec<(usize, f32)> {
+    let mut scores = late_combine(evidence, scoring.late_weight, scoring.late_shortlist);
+    scores.sort_by(|a, b| b.1.total_cmp(&a.1));
+    scores
+}
+
 /// Route scores, best first, from precomputed evidence: `centroid[r]` (the query's similarity to route `r`'s
-/// prototype; needed by `Centroid` and `Hybrid`) and `hits` as `(route, similarity)`, most similar first.
+/// prototype; needed by `Centroid` and `Hybrid`, and by `Late`, which falls back to it here: its token
+/// evidence goes through [`aggregate_late`]) and `hits` as `(route, similarity)`, most similar first.
 /// Kept apart from the index so that calibration can score many rules on cached evidence.
 pub fn aggregate(
     n_routes: usize,
@@ -275,7 +341,9 @@ pub fn aggregate(
     scoring: Scoring,
 ) -> Vec<(usize, f32)> {
     let mut scores: Vec<(usize, f32)> = match (scoring.aggregation, centroid) {
-        (Aggregation::Centroid, Some(c)) => c.iter().copied().enumerate().collect(),
+        (Aggregation::Centroid | Aggregation::Late, Some(c)) => {
+            c.iter().copied().enumerate().collect()
+        }
         (Aggregation::Hybrid, Some(c)) if !hits.is_empty() => {
             let n = scoring.hybrid_neighbours.max(1);
             // Routes without n neighbours among the hits are padded with the last hit's similarity: an upper
@@ -300,7 +368,7 @@ pub fn aggregate(
                 .collect()
         }
         (Aggregation::Hybrid, Some(c)) => c.iter().copied().enumerate().collect(),
-        (Aggregation::Centroid | Aggregation::Hybrid, None) => Vec::new(),
+        (Aggregation::Centroid | Aggregation::Hybrid | Aggregation::Late, None) => Vec::new(),
         (Aggregation::Max | Aggregation::Mean, _) => {
             let mut acc: Vec<(f32, f32, usize)> = vec![(f32::NEG_INFINITY, 0.0, 0); n_routes];
             for &(r, s) in hits {
@@ -410,6 +478,7 @@ mod tests {
             aggregation: Aggregation::Hybrid,
             hybrid_weight: 0.5,
             hybrid_neighbours: 2,
+            ..Aggregation::Hybrid.into()
         };
         let out = aggregate(2, Some(&c), &hits, s);
         assert_eq!(out[0].0, 0);

@@ -183,8 +183,8 @@ unsafe fn portable_block<const MR: usize>(t: &Tile) {
         }
     }
     for acc_r in acc.iter_mut() {
-        for j in 0..NR {
-            acc_r[j] += t.bias[j];
+        for (a, b) in acc_r.iter_mut().zip(t.bias) {
+            *a += b;
         }
     }
     store_block(t, &mut acc);

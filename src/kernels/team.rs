@@ -205,7 +205,12 @@ fn helper(s: &Shared, index: usize) {
 
 /// Splits `0..items` into one contiguous range per thread of the current team and runs `f` on each, or
 /// runs `f(0..items)` on the calling thread when there is no team, one thread, or less than `min_work`.
-pub fn split(items: usize, work: usize, min_work: usize, f: impl Fn(std::ops::Range<usize>) + Sync) {
+pub fn split(
+    items: usize,
+    work: usize,
+    min_work: usize,
+    f: impl Fn(std::ops::Range<usize>) + Sync,
+) {
     let team = CURRENT.with(|c| c.get());
     // SAFETY: CURRENT points at a team that outlives the `install` call we are inside of.
     let team = unsafe { team.as_ref() };
