@@ -45,6 +45,10 @@ pub struct EncoderConfig {
     /// Truncate inputs to this many tokens (including [CLS]/[SEP]); at most the model's max_seq_length.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_tokens: Option<usize>,
+    /// Precision of the encoder's linear layers on CPU: `int8` (the fast path, default) or `f32` (exact).
+    /// CUDA always runs F32.
+    #[serde(default)]
+    pub precision: crate::kernels::Precision,
     /// Most texts the model thread embeds in one forward pass.
     #[serde(default = "default_max_batch")]
     pub max_batch: usize,
@@ -399,6 +403,7 @@ impl Default for EncoderConfig {
             model: default_model(),
             device: default_device(),
             max_tokens: None,
+            precision: Default::default(),
             max_batch: default_max_batch(),
             queue_capacity: default_queue_capacity(),
             cache_size: default_cache_size(),

@@ -67,13 +67,15 @@ pub enum Activation {
     Gelu,
 }
 
-/// Number precision of the linear layers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Number precision of the linear layers (`encoder.precision` in routes.yaml).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Precision {
-    /// F32 weights and activations: the reference result.
-    #[default]
+    /// F32 weights and activations: the reference result (cosine > 0.9999 to sentence-transformers).
     F32,
-    /// Int8 weights with per-channel scales, activations quantised per row on the fly.
+    /// Int8 weights with per-channel scales, activations quantised per row on the fly (12-bit): the fast
+    /// path, cosine >= 0.998 to the reference on the test items.
+    #[default]
     Int8,
 }
 
