@@ -80,6 +80,10 @@ pub enum Command {
             default_value = "can you tell me how to say fly in italian please"
         )]
         text: String,
+        /// Send these prompts instead of `--text`: a file with one prompt per line, cycled (distinct prompts
+        /// measure the model path even with the prompt cache on).
+        #[arg(long, env = "SEMROUTE_BENCH_PROMPTS")]
+        prompts: Option<std::path::PathBuf>,
         /// Print the summary as JSON.
         #[arg(long, env = "SEMROUTE_BENCH_JSON")]
         json: bool,

@@ -16,9 +16,10 @@ pub async fn run(
     concurrency: usize,
     duration: Duration,
     warmup: Duration,
-    text: &str,
+    texts: &[String],
     as_json: bool,
 ) -> anyhow::Result<()> {
+    anyhow::ensure!(!texts.is_empty(), "no prompts to send");
     anyhow::ensure!(
         (1..=1024).contains(&concurrency),
         "--concurrency must be 1..=1024"
@@ -44,11 +45,15 @@ pub async fn run(
     let mut workers = Vec::new();
     for i in 0..concurrency {
         let mut client = RouterClient::new(channels[i % channels.len()].clone());
-        let text = text.to_string();
+        // Each worker walks the prompts from its own offset, so concurrent calls carry different prompts.
+        let texts = texts.to_vec();
+        let mut next = i * texts.len() / concurrency;
         workers.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut errors = 0u64;
             loop {
+                let text = &texts[next % texts.len()];
+                next += 1;
                 let t0 = Instant::now();
                 if t0 >= stop_at {
                     break;

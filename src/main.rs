@@ -152,18 +152,29 @@ fn run(command: Command) -> anyhow::Result<()> {
             duration,
             warmup,
             text,
+            prompts,
             json,
         } => {
             anyhow::ensure!(
                 duration > 0.0 && duration <= 600.0 && (0.0..=60.0).contains(&warmup),
                 "--duration must be in (0, 600] and --warmup in [0, 60]"
             );
+            let texts: Vec<String> = match prompts {
+                Some(path) => std::fs::read_to_string(&path)
+                    .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .map(String::from)
+                    .collect(),
+                None => vec![text],
+            };
             runtime()?.block_on(loadgen::run(
                 &addr,
                 concurrency,
                 std::time::Duration::from_secs_f64(duration),
                 std::time::Duration::from_secs_f64(warmup.min(60.0)),
-                &text,
+                &texts,
                 json,
             ))
         }

@@ -278,7 +278,8 @@ pub fn start_embedder(loaded: &LoadedConfig, threads: usize) -> Result<Embedder,
         what: "encoder.device".into(),
         reason,
     })?;
-    let encoder = SentenceEncoder::load_with_precision(&dir, device, enc.max_tokens, enc.precision)?;
+    let encoder =
+        SentenceEncoder::load_with_precision(&dir, device, enc.max_tokens, enc.precision)?;
     Embedder::start(encoder, enc.max_batch, enc.queue_capacity, threads)
 }
 
