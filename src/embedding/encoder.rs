@@ -296,8 +296,17 @@ impl SentenceEncoder {
 
     /// Embeds `texts` in one padded batch. Returns one vector per text, in order.
     pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
-        if texts.is_empty() {
+        let Some(batch) = self.forward(texts)? else {
             return Ok(Vec::new());
+        };
+        let pooled = self.pool(&batch.hidden, &batch.mask_t)?;
+        Ok(pooled.to_device(&Device::Cpu)?.to_vec2::<f32>()?)
+    }
+
+    /// Tokenises `texts` into one padded batch and runs the model over it (`None` for no texts).
+    fn forward(&self, texts: &[&str]) -> Result<Option<Forward>, EmbedError> {
+        if texts.is_empty() {
+            return Ok(None);
         }
         let encodings = self
             .tokenizer
@@ -311,12 +320,17 @@ impl SentenceEncoder {
             ids.extend_from_slice(e.get_ids());
             mask.extend_from_slice(e.get_attention_mask());
         }
-        let ids = Tensor::from_vec(ids, (batch, seq), &self.device)?;
-        let mask = Tensor::from_vec(mask, (batch, seq), &self.device)?;
-        let type_ids = ids.zeros_like()?;
-        let hidden = self.model.forward(&ids, &type_ids, &mask)?;
-        let pooled = self.pool(&hidden, &mask)?;
-        Ok(pooled.to_device(&Device::Cpu)?.to_vec2::<f32>()?)
+        let ids_t = Tensor::from_vec(ids.clone(), (batch, seq), &self.device)?;
+        let mask_t = Tensor::from_vec(mask.clone(), (batch, seq), &self.device)?;
+        let type_ids = ids_t.zeros_like()?;
+        let hidden = self.model.forward(&ids_t, &type_ids, &mask_t)?;
+        Ok(Some(Forward {
+            seq,
+            ids,
+            mask,
+            mask_t,
+            hidden,
+        }))
     }
 
     /// Pools (batch, seq, hidden) token vectors into (batch, hidden) sentence vectors per the model's
@@ -354,25 +368,16 @@ impl SentenceEncoder {
     /// un-normalised, with the token ids. For late-interaction (token-level) scoring and offline analysis;
     /// the sentence vectors are exactly those of [`Self::embed`].
     pub fn embed_with_tokens(&self, texts: &[&str]) -> Result<Vec<TokenEmbedding>, EmbedError> {
-        if texts.is_empty() {
+        let Some(Forward {
+            seq,
+            ids,
+            mask,
+            mask_t,
+            hidden,
+        }) = self.forward(texts)?
+        else {
             return Ok(Vec::new());
-        }
-        let encodings = self
-            .tokenizer
-            .encode_batch(texts.to_vec(), true)
-            .map_err(|e| EmbedError::Tokenize(e.to_string()))?;
-        let batch = encodings.len();
-        let seq = encodings[0].get_ids().len();
-        let mut ids = Vec::with_capacity(batch * seq);
-        let mut mask = Vec::with_capacity(batch * seq);
-        for e in &encodings {
-            ids.extend_from_slice(e.get_ids());
-            mask.extend_from_slice(e.get_attention_mask());
-        }
-        let ids_t = Tensor::from_vec(ids.clone(), (batch, seq), &self.device)?;
-        let mask_t = Tensor::from_vec(mask.clone(), (batch, seq), &self.device)?;
-        let type_ids = ids_t.zeros_like()?;
-        let hidden = self.model.forward(&ids_t, &type_ids, &mask_t)?;
+        };
         let sentences = self
             .pool(&hidden, &mask_t)?
             .to_device(&Device::Cpu)?
@@ -392,6 +397,15 @@ impl SentenceEncoder {
             })
             .collect())
     }
+}
+
+/// One padded batch after the model: the host-side ids and mask, and the tensors pooling needs.
+struct Forward {
+    seq: usize,
+    ids: Vec<u32>,
+    mask: Vec<u32>,
+    mask_t: Tensor,
+    hidden: Tensor,
 }
 
 /// One text's vectors from [`SentenceEncoder::embed_with_tokens`].
