@@ -3,10 +3,12 @@
 
 mod hnsw;
 mod late;
+mod scan;
 mod vector;
 
 pub use hnsw::{HnswGraph, UnitCosine};
 pub use late::{late_combine, EmptyRoute, LateEvidence, LateIndex, LateQuery, TokenRows};
+pub use scan::{QuantisedScan, QUANTISED_SCAN_MIN};
 pub use vector::{dot, normalize};
 
 use crate::config::Aggregation;
@@ -75,6 +77,9 @@ pub struct RouteIndex {
     /// Row-major `routes x dim` normalised route prototypes.
     centroids: Vec<f32>,
     graph: Option<HnswGraph>,
+    /// Int8 copy of `vectors` for the exact scan, when there is no graph and at least
+    /// [`QUANTISED_SCAN_MIN`] exemplars.
+    scan: Option<QuantisedScan>,
     /// Token matrices and token-pooled prototypes; only with `aggregation: late`.
     late: Option<LateIndex>,
 }
@@ -118,6 +123,11 @@ impl RouteIndex {
             }
         }
         let graph = (n > exact_max).then(|| HnswGraph::build(&vectors, dim));
+        let scan = if graph.is_none() && n >= QUANTISED_SCAN_MIN {
+            QuantisedScan::build(&vectors, dim)
+        } else {
+            None
+        };
         Ok(Self {
             dim,
             routes,
@@ -126,6 +136,7 @@ impl RouteIndex {
             exemplar_text,
             centroids: sums,
             graph,
+            scan,
             late: None,
         })
     }
@@ -213,8 +224,18 @@ impl RouteIndex {
         }
     }
 
-    /// Exact k-NN by scanning every exemplar.
+    /// Exact k-NN by scanning every exemplar (on the int8 copy with F32 re-scoring when there is one,
+    /// which gives the same neighbours).
     pub fn search_exact(&self, query: &[f32], k: usize) -> Vec<Hit> {
+        match &self.scan {
+            Some(scan) => scan.top_k(&self.vectors, query, k).0,
+            None => self.search_exact_f32(query, k),
+        }
+    }
+
+    /// Exact k-NN over the F32 vectors only (what [`Self::search_exact`] does below
+    /// [`QUANTISED_SCAN_MIN`] exemplars; public for benchmarks and tests).
+    pub fn search_exact_f32(&self, query: &[f32], k: usize) -> Vec<Hit> {
         let mut all: Vec<Hit> = self
             .vectors
             .chunks_exact(self.dim)

@@ -1,7 +1,9 @@
 //! Small vector kernels shared by the exact scan, the centroids and the HNSW distance.
 
-/// Dot product of two equal-length slices. Eight independent accumulators let the compiler vectorise the
-/// loop without `-ffast-math` (float addition is not associative, so one accumulator would stay scalar).
+/// Dot product of two equal-length slices. Thirty-two independent accumulators (four AVX registers) let
+/// the compiler vectorise the loop without `-ffast-math` (float addition is not associative, so one
+/// accumulator would stay scalar) and keep four fused multiply-adds in flight: with a single register of
+/// accumulators every step waits for the previous one's latency, which made a 384-d dot 4x slower.
 /// On x86-64 CPUs with AVX2 + FMA the same loop is compiled for them (the baseline target is SSE2, half
 /// the width); the feature check is a cached load.
 #[inline]
@@ -23,9 +25,10 @@ unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
 #[inline(always)]
 fn dot_body(a: &[f32], b: &[f32]) -> f32 {
     debug_assert_eq!(a.len(), b.len());
-    let mut acc = [0.0f32; 8];
-    let ca = a.chunks_exact(8);
-    let cb = b.chunks_exact(8);
+    const LANES: usize = 32;
+    let mut acc = [0.0f32; LANES];
+    let ca = a.chunks_exact(LANES);
+    let cb = b.chunks_exact(LANES);
     let tail: f32 = ca
         .remainder()
         .iter()
@@ -33,11 +36,19 @@ fn dot_body(a: &[f32], b: &[f32]) -> f32 {
         .map(|(x, y)| x * y)
         .sum();
     for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
+        for i in 0..LANES {
             acc[i] += x[i] * y[i];
         }
     }
-    acc.iter().sum::<f32>() + tail
+    // Pairwise reduction: the four registers first, then within one.
+    let mut width = LANES / 2;
+    while width > 0 {
+        for i in 0..width {
+            acc[i] += acc[i + width];
+        }
+        width /= 2;
+    }
+    acc[0] + tail
 }
 
 /// Scales `v` to unit length in place; returns false (leaving `v` alone) when it is all zeros or not finite.

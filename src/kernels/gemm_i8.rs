@@ -34,6 +34,8 @@ pub struct PackedI8 {
     data: Vec<i8>,
     /// Per output column: the weight scale (zero-padded past `n`).
     scales: Vec<f32>,
+    /// The largest of `scales`, for [`Self::error_bound`].
+    max_scale: f32,
 }
 
 impl PackedI8 {
@@ -56,12 +58,14 @@ impl PackedI8 {
                 panel[(kk / 2) * NR * 2 + j * 2 + kk % 2] = q;
             }
         }
+        let max_scale = scales.iter().fold(0f32, |m, &s| m.max(s));
         Self {
             n,
             k,
             kp,
             data,
             scales,
+            max_scale,
         }
     }
 
@@ -87,6 +91,22 @@ impl PackedI8 {
             }
         }
         w
+    }
+
+    /// An upper bound on `|x . w_j - computed_j|` for every output column `j` of the row `x` (no bias),
+    /// given that every weight row has L1 norm at most `w_l1`.
+    ///
+    /// With `x_i = s_x (a_i + d_i)` and `w_i = s_w (b_i + e_i)`, `|d_i|, |e_i| <= 1/2` (round to nearest),
+    /// the exact minus the computed product is `s_x s_w sum(a_i e_i + d_i b_i + d_i e_i)`, which is at most
+    /// `s_w/2 |x|_1 + s_x/2 |w|_1 + 3/4 k s_x s_w`; `s_w` is the largest column scale. The i32 sums are
+    /// exact; a 1% margin and a small absolute term cover the f32 rounding of the scale products.
+    pub fn error_bound(&self, x: &[f32], w_l1: f32) -> f32 {
+        let x_l1: f32 = x.iter().map(|v| v.abs()).sum();
+        let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let s_x = amax / QMAX;
+        let s_w = self.max_scale;
+        let bound = s_w / 2.0 * x_l1 + s_x / 2.0 * w_l1 + 0.75 * self.k as f32 * s_x * s_w;
+        bound * 1.01 + 1e-5
     }
 
     fn panels(&self) -> usize {
