@@ -115,10 +115,10 @@ pub struct MatchingConfig {
     /// Score a route must reach to be chosen, unless the route sets its own.
     #[serde(default = "default_threshold")]
     pub threshold: f32,
-    /// Up to this many exemplars the index is scanned exactly (faster and exact at that size); above it an
-    /// HNSW graph answers. Measured cut-over (`cargo bench --bench route`, 384-d, top 10): the scan costs
-    /// about 0.05-0.08 µs per exemplar (76 µs at 1,500; 1.25 ms at 15,000) and the graph 200-300 µs at any
-    /// size measured, so they cross near 4,000.
+    /// Up to this many exemplars the index is scanned exactly (on an int8 copy of the vectors with F32
+    /// re-scoring, from 4,096 exemplars up); above it an HNSW graph answers. Measured cut-over
+    /// (`cargo bench --bench route`, 384-d, top 10, 2-core Zen 3): the scan takes 50 µs at 1,500, 167 µs at
+    /// 15,000 and 0.92 ms at 50,000; the graph 190-300 µs from 15,000 to 50,000, so they cross near 25,000.
     #[serde(default = "default_exact_search_max")]
     pub exact_search_max: usize,
     /// `hybrid` only: weight of the centroid term, in [0, 1]; the neighbour term gets the rest.
@@ -457,7 +457,7 @@ fn default_threshold() -> f32 {
     0.4
 }
 fn default_exact_search_max() -> usize {
-    4_000
+    20_000
 }
 fn default_hybrid_weight() -> f32 {
     0.7
