@@ -21,86 +21,70 @@ pub struct Dims {
 }
 
 /// `out (batch*seq x hidden)` = softmax(q k^T / sqrt(d)) v per head, from `qkv (batch*seq x 3 hidden)` and
-/// `mask (batch x seq)`, 1.0 for a token and 0.0 for padding. Sequences run in parallel on the current
-/// rayon pool when there is more than one.
+/// `mask (batch x seq)`, 1.0 for a token and 0.0 for padding. The (sequence, head) pairs are split between
+/// the current team's threads: splitting by sequence alone left one query's attention on one thread.
 pub fn attention(isa: Isa, qkv: &[f32], mask: &[f32], d: Dims, out: &mut [f32]) {
     let hidden = d.heads * d.head_dim;
     assert_eq!(qkv.len(), d.batch * d.seq * 3 * hidden, "qkv size");
     assert_eq!(mask.len(), d.batch * d.seq, "mask size");
     assert_eq!(out.len(), d.batch * d.seq * hidden, "output size");
     let out_ptr = SendPtr(out.as_mut_ptr());
-    let one = |i: usize| {
+    let one = |unit: usize| {
+        let (i, h) = (unit / d.heads, unit % d.heads);
         let qkv = &qkv[i * d.seq * 3 * hidden..(i + 1) * d.seq * 3 * hidden];
         let mask = &mask[i * d.seq..(i + 1) * d.seq];
-        // SAFETY: sequence `i` owns rows i*seq..(i+1)*seq of `out`; tasks get disjoint sequences.
-        let out = unsafe {
-            std::slice::from_raw_parts_mut(out_ptr.get().add(i * d.seq * hidden), d.seq * hidden)
-        };
+        // SAFETY: sequence `i` owns rows i*seq..(i+1)*seq of `out` and head `h` the columns
+        // h*head_dim..(h+1)*head_dim of each; every unit is one (i, h) pair, run once.
+        let out = unsafe { out_ptr.get().add(i * d.seq * hidden) };
         match isa {
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: `Isa::Avx2` is only chosen when the CPU has AVX2 and FMA.
-            Isa::Avx2 => unsafe { sequence_avx2(qkv, mask, d, out) },
-            _ => sequence(qkv, mask, d, out),
+            // SAFETY: `Isa::Avx2` is only chosen when the CPU has AVX2 and FMA; `out` as above.
+            Isa::Avx2 => unsafe { head_avx2(qkv, mask, d, h, out) },
+            // SAFETY: as above.
+            _ => unsafe { head(qkv, mask, d, h, out) },
         }
     };
     let work = d.batch * d.heads * d.seq * d.seq * d.head_dim * 2;
-    super::team::split(d.batch, work, super::PARALLEL_MIN_WORK, |range| {
+    super::team::split(d.batch * d.heads, work, super::PARALLEL_MIN_WORK, |range| {
         range.for_each(one)
     });
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn sequence_avx2(qkv: &[f32], mask: &[f32], d: Dims, out: &mut [f32]) {
-    sequence(qkv, mask, d, out)
+unsafe fn head_avx2(qkv: &[f32], mask: &[f32], d: Dims, h: usize, out: *mut f32) {
+    head(qkv, mask, d, h, out)
 }
 
-/// Attention for one sequence.
+/// Attention of head `h` over one sequence; writes that head's columns of the sequence's `seq x hidden`
+/// output rows starting at `out`.
+///
+/// # Safety
+/// `out` must be valid for `seq * hidden` floats, and no one else may touch head `h`'s columns meanwhile.
 #[inline(always)]
-fn sequence(qkv: &[f32], mask: &[f32], d: Dims, out: &mut [f32]) {
+unsafe fn head(qkv: &[f32], mask: &[f32], d: Dims, h: usize, out: *mut f32) {
     let hidden = d.heads * d.head_dim;
     let stride = 3 * hidden;
+    let off = h * d.head_dim;
     let keys: Vec<usize> = (0..d.seq).filter(|&u| mask[u] > 0.5).collect();
     let scale = 1.0 / (d.head_dim as f32).sqrt();
     let mut p = vec![0f32; keys.len()];
-    for h in 0..d.heads {
-        let off = h * d.head_dim;
-        for t in 0..d.seq {
-            let q = &qkv[t * stride + off..t * stride + off + d.head_dim];
-            for (pu, &u) in p.iter_mut().zip(&keys) {
-                let k = &qkv[u * stride + hidden + off..u * stride + hidden + off + d.head_dim];
-                *pu = dot(q, k) * scale;
-            }
-            super::math::softmax(&mut p);
-            let o = &mut out[t * hidden + off..t * hidden + off + d.head_dim];
-            o.fill(0.0);
-            for (&pu, &u) in p.iter().zip(&keys) {
-                let v =
-                    &qkv[u * stride + 2 * hidden + off..u * stride + 2 * hidden + off + d.head_dim];
-                for (oj, vj) in o.iter_mut().zip(v) {
-                    *oj += pu * vj;
-                }
+    for t in 0..d.seq {
+        let q = &qkv[t * stride + off..t * stride + off + d.head_dim];
+        for (pu, &u) in p.iter_mut().zip(&keys) {
+            let k = &qkv[u * stride + hidden + off..u * stride + hidden + off + d.head_dim];
+            *pu = super::math::dot(q, k) * scale;
+        }
+        super::math::softmax(&mut p);
+        let o = std::slice::from_raw_parts_mut(out.add(t * hidden + off), d.head_dim);
+        o.fill(0.0);
+        for (&pu, &u) in p.iter().zip(&keys) {
+            let v = &qkv[u * stride + 2 * hidden + off..u * stride + 2 * hidden + off + d.head_dim];
+            for (oj, vj) in o.iter_mut().zip(v) {
+                *oj += pu * vj;
             }
         }
     }
-}
-
-#[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
 }
 
 #[cfg(test)]
@@ -170,6 +154,30 @@ mod tests {
                     isa.name()
                 );
             }
+        }
+    }
+
+    #[test]
+    fn team_split_over_heads_equals_one_thread() {
+        // One long sequence: the work is large enough to split, and only the heads can be split.
+        let d = Dims {
+            batch: 1,
+            seq: 48,
+            heads: 12,
+            head_dim: 32,
+        };
+        let hidden = d.heads * d.head_dim;
+        let qkv: Vec<f32> = (0..d.seq * 3 * hidden)
+            .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
+            .collect();
+        let mask: Vec<f32> = (0..d.seq).map(|u| if u < 40 { 1.0 } else { 0.0 }).collect();
+        for isa in Isa::available() {
+            let mut alone = vec![0f32; d.seq * hidden];
+            attention(isa, &qkv, &mask, d, &mut alone);
+            let team = crate::kernels::Team::new(3, "test-attention").unwrap();
+            let mut split = vec![f32::NAN; d.seq * hidden];
+            team.install(|| attention(isa, &qkv, &mask, d, &mut split));
+            assert_eq!(alone, split, "{}", isa.name());
         }
     }
 }

@@ -120,7 +120,7 @@ unsafe fn run_panels(
             };
             let mut r = rows;
             while r < rows_end {
-                let h = mr.min(rows_end - r);
+                let h = super::tile_rows(rows_end - r, mr);
                 let tile = Tile {
                     a: a.as_ptr().add(r * k),
                     lda: k,

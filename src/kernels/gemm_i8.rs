@@ -197,7 +197,7 @@ unsafe fn run_panels(
             };
             let mut r = rows;
             while r < rows_end {
-                let h = mr.min(rows_end - r);
+                let h = super::tile_rows(rows_end - r, mr);
                 let tile = Tile {
                     a: aq.q.as_ptr().add(r * kp),
                     ascale: &aq.scales[r..r + h],

@@ -165,6 +165,13 @@ impl<T> SendPtr<T> {
     }
 }
 
+/// Height of the next row tile when `left` rows remain and a tile holds at most `mr`: the fewest tiles,
+/// as even as possible (13 rows as 5 + 4 + 4, not 6 + 6 + 1). Every tile streams the whole weight panel,
+/// so a one-row tile costs nearly as much weight traffic as a full one for a sixth of the work.
+fn tile_rows(left: usize, mr: usize) -> usize {
+    left.div_ceil(left.div_ceil(mr))
+}
+
 /// Below this many multiply-adds a product runs on the calling thread: handing work to the team costs a
 /// microsecond or two.
 const PARALLEL_MIN_WORK: usize = 1 << 16;
@@ -178,6 +185,25 @@ fn split_panels(panels: usize, work: usize, f: impl Fn(std::ops::Range<usize>) +
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tile_rows_are_even_and_few() {
+        let split = |mut left: usize, mr: usize| {
+            let mut tiles = Vec::new();
+            while left > 0 {
+                let h = tile_rows(left, mr);
+                assert!((1..=mr).contains(&h));
+                tiles.push(h);
+                left -= h;
+            }
+            tiles
+        };
+        assert_eq!(split(13, 6), [5, 4, 4]);
+        assert_eq!(split(12, 6), [6, 6]);
+        assert_eq!(split(1, 6), [1]);
+        assert_eq!(split(96, 6), [6; 16]);
+        assert_eq!(split(7, 4), [4, 3]);
+    }
     use candle_core::{Device, Tensor};
 
     /// Deterministic pseudo-random numbers in [-1, 1) (xorshift), so failures reproduce.

@@ -18,6 +18,9 @@ use std::time::{Duration, Instant};
 /// kernel calls of one forward pass, short enough that an idle service does not burn a core.
 const SPIN: Duration = Duration::from_micros(500);
 
+/// Chunks per thread that [`split`] cuts a call into, for balancing.
+const CHUNKS_PER_THREAD: usize = 4;
+
 /// Spins of the caller waiting for its helpers before it starts yielding the core (about 10 µs).
 const YIELD_AFTER: u32 = 2_000;
 
@@ -203,8 +206,9 @@ fn helper(s: &Shared, index: usize) {
     }
 }
 
-/// Splits `0..items` into one contiguous range per thread of the current team and runs `f` on each, or
-/// runs `f(0..items)` on the calling thread when there is no team, one thread, or less than `min_work`.
+/// Splits `0..items` into contiguous chunks (about [`CHUNKS_PER_THREAD`] per thread) that the current
+/// team's threads claim as they go, running `f` on each; or runs `f(0..items)` on the calling thread when
+/// there is no team, one thread, or less than `min_work`.
 pub fn split(
     items: usize,
     work: usize,
@@ -216,12 +220,18 @@ pub fn split(
     let team = unsafe { team.as_ref() };
     match team {
         Some(team) if team.threads() > 1 && work >= min_work && items > 1 => {
-            let t = team.threads().min(items);
+            // Threads claim chunks from a shared counter rather than taking fixed halves: a helper that
+            // starts late (it was in a yield) or runs slower (a busy sibling core) then simply does less,
+            // instead of the caller waiting for it. Which thread computes an item never changes its result.
+            let grain = items.div_ceil(team.threads() * CHUNKS_PER_THREAD);
+            let next = AtomicUsize::new(0);
             let f = &f;
-            team.run(&move |i: usize| {
-                if i < t {
-                    f(i * items / t..(i + 1) * items / t);
+            team.run(&|_: usize| loop {
+                let start = next.fetch_add(grain, Ordering::Relaxed);
+                if start >= items {
+                    break;
                 }
+                f(start..(start + grain).min(items));
             });
         }
         _ => f(0..items),
@@ -265,6 +275,9 @@ mod tests {
         team.install(|| {
             split(101, usize::MAX, 0, |r| {
                 threads.lock().unwrap().insert(std::thread::current().id());
+                // Chunks are claimed dynamically: make each slow enough that the helper, parked at
+                // first, wakes up while chunks are left.
+                std::thread::sleep(Duration::from_millis(2));
                 for i in r {
                     seen[i].fetch_add(1, Ordering::Relaxed);
                 }
