@@ -321,8 +321,8 @@ mod avx2 {
                 i += 16;
             }
             const ROUND: f32 = 12_582_912.0;
-            for j in i..k {
-                *out.add(j) = ((row[j] * inv + ROUND) - ROUND) as i16;
+            for (j, &v) in row.iter().enumerate().skip(i) {
+                *out.add(j) = ((v * inv + ROUND) - ROUND) as i16;
             }
         }
         Quantised { q, scales }
