@@ -130,7 +130,8 @@ fn run(command: Command) -> anyhow::Result<()> {
             if let Some(t) = model_threads {
                 options.model_threads = t;
             }
-            runtime()?.block_on(async move {
+            let rt = runtime()?;
+            let served = rt.block_on(async move {
                 let listener = tokio::net::TcpListener::bind(listen).await?;
                 if enabled {
                     let admin_listener = match admin.admin_listen {
@@ -143,8 +144,14 @@ fn run(command: Command) -> anyhow::Result<()> {
                     });
                 }
                 server::serve(loaded, listener, options, server::shutdown_signal()).await?;
-                Ok(())
-            })
+                anyhow::Ok(())
+            });
+            // `serve` has drained the in-flight calls. What may still run is background work on blocking
+            // threads, such as a first index build embedding thousands of exemplars: dropping the runtime
+            // would wait for it (tens of seconds after a SIGTERM). Nothing is lost by not waiting: the
+            // embedding store and admin changes are written atomically, and a build is redone on start.
+            rt.shutdown_timeout(std::time::Duration::from_secs(2));
+            served
         }
         Command::Bench {
             addr,

@@ -649,3 +649,80 @@ async fn acknowledged_upsert_survives_kill_9_and_restart_embeds_nothing() {
     p.child.kill().unwrap();
     p.child.wait().unwrap();
 }
+
+/// SIGTERM while the first index build is still embedding thousands of exemplars: the process exits in
+/// seconds instead of waiting for the build (which would be redone on the next start anyway).
+#[test]
+fn sigterm_during_the_first_index_build_exits_promptly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut yaml = String::from("routes:\n  - name: many\n    utterances:\n");
+    for i in 0..8_000 {
+        yaml.push_str(&format!(
+            "      - please help me with request number {i} about topic {} today\n",
+            i % 97
+        ));
+    }
+    let config = dir.path().join("routes.yaml");
+    std::fs::write(&config, yaml).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_semroute"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .arg("--config")
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .env("SEMROUTE_MODELS_DIR", common::repo().join("models"))
+        .env("SEMROUTE_LOG", "info")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    // Wait until the build is under way (the first progress line), then ask the process to stop.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("the build reported progress");
+        assert!(
+            !line.contains("index built"),
+            "the build finished too early to test: {line}"
+        );
+        if line.contains("embedding utterances") {
+            break;
+        }
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let signalled = Instant::now();
+    let exited = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if signalled.elapsed() > Duration::from_secs(15) {
+            let _ = child.kill();
+            panic!("still running 15 s after SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let took = signalled.elapsed();
+    let rest: Vec<String> = rx.try_iter().collect();
+    assert!(exited.success(), "exit status {exited:?}: {rest:?}");
+    // The build had not finished when the process exited: it did not wait for it.
+    assert!(
+        !rest.iter().any(|l| l.contains("index built")),
+        "the process waited for the build ({took:?})"
+    );
+    assert!(took < Duration::from_secs(8), "exit took {took:?}");
+}
