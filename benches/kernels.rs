@@ -1,10 +1,11 @@
 //! Each linear-layer kernel against candle's matmul on the encoder's real shapes: one query (13 rows)
 //! and a batch of 32 sentences (448 rows), for the QKV (384 -> 1152), FFN up (384 -> 1536) and FFN down
-//! (1536 -> 384) products. Run: `cargo bench --bench kernels`. Throughput is in multiply-adds.
+//! (1536 -> 384) products. Run: `cargo bench --bench kernels`. Throughput is in multiply-adds. Both sides
+//! use every core: candle its rayon pool, ours a [`Team`] of the same size, as the model thread does.
 
 use candle_core::{Device, Tensor};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use semroute::kernels::{Activation, Isa, Linear, Precision};
+use semroute::kernels::{Activation, Isa, Linear, Precision, Team};
 
 fn noise(n: usize, seed: u64) -> Vec<f32> {
     let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
@@ -20,6 +21,8 @@ fn noise(n: usize, seed: u64) -> Vec<f32> {
 
 fn bench(c: &mut Criterion) {
     let isa = Isa::detect();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let team = Team::new(threads, "bench-kernels").unwrap();
     for (m, n, k, name) in [
         (13, 1152, 384, "qkv"),
         (13, 1536, 384, "up"),
@@ -47,7 +50,7 @@ fn bench(c: &mut Criterion) {
             let mut out = vec![0f32; m * n];
             let label = format!("{}-{precision:?}", isa.name()).to_lowercase();
             g.bench_function(BenchmarkId::new("ours", label), |bench| {
-                bench.iter(|| lin.forward(&x, m, Activation::None, &mut out))
+                bench.iter(|| team.install(|| lin.forward(&x, m, Activation::None, &mut out)))
             });
         }
         g.finish();
