@@ -504,6 +504,22 @@ async fn admin_needs_a_valid_token_and_is_off_the_main_listener_by_default() {
     assert_eq!(e.code(), Code::Unimplemented);
 }
 
+/// The child's stderr lines, read on a thread until the pipe closes. The thread keeps reading after the
+/// receiver is gone, so the child never blocks on a full pipe.
+fn stderr_lines(child: &mut Child) -> std::sync::mpsc::Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().expect("stderr is piped");
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    rx
+}
+
 /// The real binary, its stderr drained on a thread; addresses parsed from its start-up log.
 struct Proc {
     child: Child,
@@ -533,36 +549,20 @@ fn spawn_binary(config: &Path, data: &Path) -> Proc {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let addr = line
-                .split("addr=")
-                .nth(1)
-                .map(|a| a.split_whitespace().next().unwrap_or("").to_string());
-            if let Some(a) = addr {
-                let kind = if line.contains("admin listening") {
-                    "admin"
-                } else {
-                    "main"
-                };
-                let _ = tx.send((kind, a));
-            }
-        }
-    });
+    let lines = stderr_lines(&mut child);
     let (mut main, mut admin) = (None, None);
     while main.is_none() || admin.is_none() {
-        let (kind, a) = rx
+        let line = lines
             .recv_timeout(Duration::from_secs(60))
             .expect("server announced its addresses");
-        if kind == "admin" {
-            admin = Some(format!("http://{a}"));
+        let Some(a) = line.split("addr=").nth(1) else {
+            continue;
+        };
+        let a = format!("http://{}", a.split_whitespace().next().unwrap_or(""));
+        if line.contains("admin listening") {
+            admin = Some(a);
         } else {
-            main = Some(format!("http://{a}"));
+            main = Some(a);
         }
     }
     Proc {
@@ -676,16 +676,7 @@ fn sigterm_during_the_first_index_build_exits_promptly() {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let _ = tx.send(line);
-        }
-    });
+    let rx = stderr_lines(&mut child);
     // Wait until the build is under way (the first progress line), then ask the process to stop.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
