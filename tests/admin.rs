@@ -527,26 +527,26 @@ struct Proc {
     admin: String,
 }
 
-fn spawn_binary(config: &Path, data: &Path) -> Proc {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_semroute"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--model-threads",
-            "2",
-        ])
+/// `semroute serve` on `config` with its store in `data`, on an ephemeral port, logging at info to a piped
+/// stderr; callers add their own flags.
+fn serve_command(config: &Path, data: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_semroute"));
+    cmd.args(["serve", "--listen", "127.0.0.1:0"])
         .arg("--config")
         .arg(config)
         .arg("--data-dir")
         .arg(data)
-        .env("SEMROUTE_ADMIN_TOKEN", TOKEN)
         .env("SEMROUTE_MODELS_DIR", common::repo().join("models"))
         .env("SEMROUTE_LOG", "info")
         .stderr(Stdio::piped())
-        .stdout(Stdio::null())
+        .stdout(Stdio::null());
+    cmd
+}
+
+fn spawn_binary(config: &Path, data: &Path) -> Proc {
+    let mut child = serve_command(config, data)
+        .args(["--admin-listen", "127.0.0.1:0", "--model-threads", "2"])
+        .env("SEMROUTE_ADMIN_TOKEN", TOKEN)
         .spawn()
         .unwrap();
     let lines = stderr_lines(&mut child);
@@ -664,16 +664,7 @@ fn sigterm_during_the_first_index_build_exits_promptly() {
     }
     let config = dir.path().join("routes.yaml");
     std::fs::write(&config, yaml).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_semroute"))
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .arg("--config")
-        .arg(&config)
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .env("SEMROUTE_MODELS_DIR", common::repo().join("models"))
-        .env("SEMROUTE_LOG", "info")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
+    let mut child = serve_command(&config, &dir.path().join("data"))
         .spawn()
         .unwrap();
     let rx = stderr_lines(&mut child);
