@@ -9,7 +9,7 @@ use semroute::eval::calibrate::{self as cal, Objective, Rule};
 use semroute::eval::yaml_edit::{self, Change};
 use semroute::eval::{self, dataset, metrics};
 use semroute::index::LateQuery;
-use semroute::router::{start_embedder, RouteQuery, Router};
+use semroute::router::{start_embedder, BuildOptions, RouteQuery, Router};
 use semroute::server::ServeOptions;
 use semroute::store::EmbeddingStore;
 
@@ -43,8 +43,8 @@ struct Loaded {
     late: Vec<Option<LateQuery>>,
 }
 
-/// Loads the config, builds the router and embeds the labelled data once.
-fn load(config: &Path, data: &Path) -> anyhow::Result<Loaded> {
+/// Loads the config, builds the router (with `options`) and embeds the labelled data once.
+fn load(config: &Path, data: &Path, options: BuildOptions) -> anyhow::Result<Loaded> {
     let loaded = config::load_file(config)?;
     let samples = eval::read_jsonl(data)?;
     let names: Vec<String> = loaded
@@ -65,7 +65,7 @@ fn load(config: &Path, data: &Path) -> anyhow::Result<Loaded> {
         &info.identity,
         info.dim,
     );
-    let router = Router::build_with_store(embedder, loaded.config, store)?;
+    let router = Router::build_with_options(embedder, loaded.config, store, options)?;
     let t1 = Instant::now();
     let texts: Vec<String> = samples.iter().map(|s| s.text.clone()).collect();
     let (vectors, late) = if router.snapshot().wants_tokens() {
@@ -106,7 +106,7 @@ pub fn eval(a: EvalArgs) -> anyhow::Result<()> {
         labels,
         vectors,
         late,
-    } = load(&a.config, &a.data)?;
+    } = load(&a.config, &a.data, BuildOptions::default())?;
     let snapshot = router.snapshot();
     let ev = eval::evaluate_with(&snapshot, &samples, &labels, &vectors, &late, 5);
     // End-to-end latency (embed + decide, one prompt at a time) on the first queries.
@@ -236,7 +236,14 @@ pub fn calibrate(a: CalibrateArgs) -> anyhow::Result<()> {
         vectors,
         late,
         ..
-    } = load(&a.config, &a.data)?;
+    } = load(
+        &a.config,
+        &a.data,
+        // Tuning the late rule tries head weights, so the index needs a head whatever the config says.
+        BuildOptions {
+            always_train_head: a.tune_rule,
+        },
+    )?;
     let snapshot = router.snapshot();
     let cfg: &Config = &snapshot.config;
     let n = cfg.routes.len();
@@ -248,7 +255,10 @@ pub fn calibrate(a: CalibrateArgs) -> anyhow::Result<()> {
     let before_scored = cal::score_all(n, &evidence, m);
     let before = cal::figures(&before_scored, |r| cfg.threshold_for(&cfg.routes[r]));
     let rules = if a.tune_rule {
-        cal::rule_grid(m)
+        let head = evidence
+            .iter()
+            .any(|e| e.late.as_ref().is_some_and(|l| !l.head.is_empty()));
+        cal::rule_grid(m, head)
     } else {
         vec![Rule::of(m)]
     };
@@ -281,6 +291,9 @@ pub fn calibrate(a: CalibrateArgs) -> anyhow::Result<()> {
             let lw = fmt_f32(new_m.late_weight);
             want.matching.late_weight = lw.parse()?;
             changes.push(Change::Set("matching.late_weight".into(), lw));
+            let hw = fmt_f32(new_m.head_weight);
+            want.matching.head_weight = hw.parse()?;
+            changes.push(Change::Set("matching.head_weight".into(), hw));
         }
     }
     for (i, r) in want.routes.iter_mut().enumerate() {
@@ -314,8 +327,8 @@ pub fn calibrate(a: CalibrateArgs) -> anyhow::Result<()> {
     );
     let weights = |m: &semroute::config::MatchingConfig| match m.aggregation {
         Aggregation::Late => format!(
-            "late weight {} shortlist {}",
-            m.late_weight, m.late_shortlist
+            "late weight {} head weight {} shortlist {}",
+            m.late_weight, m.head_weight, m.late_shortlist
         ),
         _ => format!(
             "weight {} neighbours {}",

@@ -13,7 +13,7 @@ use crate::config::Aggregation;
 use crate::config::{Config, LoadedConfig};
 use crate::embedding::{resolve_model_dir, DeviceSpec, EmbedError, Embedder, SentenceEncoder};
 use crate::index::{
-    decision_score, Exemplar, IndexError, LateQuery, RouteIndex, Scoring, TokenRows,
+    decision_score, Exemplar, HeadTraining, IndexError, LateQuery, RouteIndex, Scoring, TokenRows,
 };
 use crate::store::EmbeddingStore;
 
@@ -192,6 +192,15 @@ pub struct Router {
     next_version: AtomicU64,
     store: Mutex<EmbeddingStore>,
     cache: PromptCache,
+    options: BuildOptions,
+}
+
+/// How a [`Router`] builds its snapshots, beyond what the config says.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BuildOptions {
+    /// Rule `late`: train the route head even when `matching.head_weight` is 0, so that calibration can
+    /// try head weights on one index.
+    pub always_train_head: bool,
 }
 
 /// A prompt as the decision needs it: its sentence vector and, for `aggregation: late`, its token vectors.
@@ -297,15 +306,26 @@ impl Router {
         config: Config,
         store: EmbeddingStore,
     ) -> Result<Self, RouteError> {
+        Self::build_with_options(embedder, config, store, BuildOptions::default())
+    }
+
+    /// Like [`Self::build_with_store`], with `options` applying to this and every later snapshot.
+    pub fn build_with_options(
+        embedder: Embedder,
+        config: Config,
+        store: EmbeddingStore,
+        options: BuildOptions,
+    ) -> Result<Self, RouteError> {
         let store = Mutex::new(store);
         let cache = PromptCache::new(config.encoder.cache_size);
-        let snapshot = build_snapshot(&embedder, &store, config, 1)?;
+        let snapshot = build_snapshot(&embedder, &store, config, 1, options)?;
         Ok(Self {
             embedder,
             snapshot: ArcSwap::from_pointee(snapshot),
             next_version: AtomicU64::new(2),
             store,
             cache,
+            options,
         })
     }
 
@@ -332,7 +352,7 @@ impl Router {
     /// does). Blocking.
     pub fn prepare(&self, config: Config) -> Result<Snapshot, RouteError> {
         let version = self.next_version.fetch_add(1, Ordering::SeqCst);
-        build_snapshot(&self.embedder, &self.store, config, version)
+        build_snapshot(&self.embedder, &self.store, config, version, self.options)
     }
 
     /// Makes `snapshot` the live one in one atomic step. Requests already running finish on the snapshot
@@ -416,6 +436,7 @@ fn build_snapshot(
     store: &Mutex<EmbeddingStore>,
     config: Config,
     version: u64,
+    options: BuildOptions,
 ) -> Result<Snapshot, RouteError> {
     let started = Instant::now();
     let dim = embedder.info().dim;
@@ -499,12 +520,17 @@ fn build_snapshot(
     let names = config.routes.iter().map(|r| r.name.clone()).collect();
     let mut index = RouteIndex::build(dim, names, exemplars, config.matching.exact_search_max)?;
     if late {
-        index = index.with_late(&tokens)?;
+        let head = (config.matching.head_weight > 0.0 || options.always_train_head)
+            .then(HeadTraining::default);
+        let late_started = Instant::now();
+        index = index.with_late(&tokens, head)?;
         if let Some(l) = index.late() {
             tracing::info!(
                 version,
                 tokens = l.token_count(),
                 bytes = l.bytes(),
+                head = head.is_some(),
+                build_ms = late_started.elapsed().as_millis() as u64,
                 "token index built (aggregation: late)"
             );
         }

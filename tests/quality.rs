@@ -104,7 +104,7 @@ fn clinc() -> &'static Clinc {
             .collect();
         let index = RouteIndex::build(384, names.clone(), exemplars, 20_000)
             .unwrap()
-            .with_late(&token_rows)
+            .with_late(&token_rows, None)
             .unwrap();
         let late = index.late().unwrap();
         let embed = |s: &[Sample]| {
@@ -234,7 +234,7 @@ fn clinc150_k10_late_interaction() {
             20_000,
         )
         .unwrap()
-        .with_late(&c.exemplar_tokens)
+        .with_late(&c.exemplar_tokens, None)
         .unwrap(),
         version: 1,
         built_at: SystemTime::now(),
@@ -255,7 +255,7 @@ fn clinc150_k10_late_interaction() {
         c.names.len(),
         &val,
         &late,
-        &cal::rule_grid(&late),
+        &cal::rule_grid(&late, false),
         Objective::Balanced,
         None,
     )

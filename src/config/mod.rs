@@ -218,6 +218,13 @@ fn validate(c: &Config) -> Result<(), Violation> {
             format!("{lw} is outside [0, 10] (the weight of the token term)"),
         ));
     }
+    let hw = c.matching.head_weight;
+    if !hw.is_finite() || !(0.0..=10.0).contains(&hw) {
+        return Err(violation(
+            "matching.head_weight",
+            format!("{hw} is outside [0, 10] (the weight of the trained head's term)"),
+        ));
+    }
     if c.matching.late_shortlist == 0 || c.matching.late_shortlist > 1000 {
         return Err(violation(
             "matching.late_shortlist",
@@ -518,10 +525,11 @@ mod tests {
         assert_eq!(c.matching.aggregation, Aggregation::Hybrid);
         assert_eq!(c.matching.hybrid_neighbours, 3);
         let late = format!(
-            "matching:\n  aggregation: late\n  late_weight: 1.5\n  late_shortlist: 5\n{base}"
+            "matching:\n  aggregation: late\n  late_weight: 1.5\n  late_shortlist: 5\n  head_weight: 2\n{base}"
         );
         let c = parse_str(&late, "t.yaml").unwrap();
         assert_eq!(c.matching.aggregation, Aggregation::Late);
+        assert_eq!(c.matching.head_weight, 2.0);
         assert_eq!(
             (c.matching.late_weight, c.matching.late_shortlist),
             (1.5, 5)
@@ -534,6 +542,8 @@ mod tests {
             ("matching.late_weight", "late_weight: -1"),
             ("matching.late_weight", "late_weight: .nan"),
             ("matching.late_shortlist", "late_shortlist: 0"),
+            ("matching.head_weight", "head_weight: 11"),
+            ("matching.head_weight", "head_weight: -0.5"),
         ] {
             let e = parse_str(&format!("matching:\n  {bad}\n{base}"), "t.yaml")
                 .unwrap_err()

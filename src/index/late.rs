@@ -16,6 +16,7 @@
 
 use crate::kernels::{gemm_i8, Activation, Isa, PackedI8};
 
+use super::head::{HeadError, HeadTraining, LinearHead};
 use super::vector::{dot, normalize};
 
 /// One text's token vectors, unit length, quantised to int8 with a scale per token. This is the form
@@ -174,17 +175,33 @@ pub struct LateEvidence {
     pub cent_nt: Vec<f32>,
     /// `(route, bag score)` of the shortlisted routes, highest `cent_nt` first.
     pub bag: Vec<(usize, f32)>,
+    /// The trained head's score of every route, in route order; empty when the index has no head.
+    pub head: Vec<f32>,
 }
 
-/// Route scores of the late rule, unsorted: `(cent_nt + weight x bag) / (1 + weight)` for the shortlisted
-/// routes in `evidence`, the first `shortlist` of them.
-pub fn late_combine(evidence: &LateEvidence, weight: f32, shortlist: usize) -> Vec<(usize, f32)> {
-    let scale = 1.0 / (1.0 + weight);
+/// Route scores of the late rule, unsorted: `(cent_nt + weight x bag + head_weight x head) / (1 + weight +
+/// head_weight)` for the shortlisted routes in `evidence`, the first `shortlist` of them. Without head
+/// scores in the evidence the head term is left out (`head_weight` counts as 0).
+pub fn late_combine(
+    evidence: &LateEvidence,
+    weight: f32,
+    head_weight: f32,
+    shortlist: usize,
+) -> Vec<(usize, f32)> {
+    let h = if evidence.head.is_empty() {
+        0.0
+    } else {
+        head_weight
+    };
+    let scale = 1.0 / (1.0 + weight + h);
     evidence
         .bag
         .iter()
         .take(shortlist.max(1))
-        .map(|&(r, bag)| (r, (evidence.cent_nt[r] + weight * bag) * scale))
+        .map(|&(r, bag)| {
+            let head = evidence.head.get(r).copied().unwrap_or(0.0);
+            (r, (evidence.cent_nt[r] + weight * bag + h * head) * scale)
+        })
         .collect()
 }
 
@@ -197,11 +214,32 @@ pub struct LateIndex {
     tokens: Vec<PackedI8>,
     token_counts: Vec<usize>,
     isa: Isa,
+    /// A classifier over token-pooled vectors, when `matching.head_weight` asks for one.
+    head: Option<LinearHead>,
 }
 
 /// Why a late index cannot be built.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EmptyRoute(pub usize);
+
+/// Trains a [`LinearHead`] on each exemplar's token-pooled vector (the input `cent_nt` prototypes are built
+/// from); exemplars without tokens are left out.
+pub fn train_head<'a>(
+    dim: usize,
+    n_routes: usize,
+    exemplars: impl IntoIterator<Item = (usize, &'a TokenRows)>,
+    settings: HeadTraining,
+) -> Result<LinearHead, HeadError> {
+    let mut inputs = Vec::new();
+    let mut labels = Vec::new();
+    for (r, t) in exemplars {
+        if let Some(p) = pooled(&t.dequantised(), dim) {
+            inputs.extend_from_slice(&p);
+            labels.push(r);
+        }
+    }
+    LinearHead::train(&inputs, &labels, dim, n_routes, settings)
+}
 
 impl LateIndex {
     /// Builds from each exemplar's `(route, tokens)`. Fails with the first route that has no token at all.
@@ -239,7 +277,19 @@ impl LateIndex {
             tokens,
             token_counts,
             isa: Isa::detect(),
+            head: None,
         })
+    }
+
+    /// This index with `head` scoring every route (see [`train_head`]).
+    pub fn with_head(mut self, head: LinearHead) -> Self {
+        self.head = Some(head);
+        self
+    }
+
+    /// The trained head, when there is one.
+    pub fn head(&self) -> Option<&LinearHead> {
+        self.head.as_ref()
     }
 
     /// Number of routes.
@@ -305,7 +355,12 @@ impl LateIndex {
         }
         order.sort_unstable_by(by_desc);
         let bag = order.into_iter().map(|r| (r, self.bag(r, q))).collect();
-        LateEvidence { cent_nt, bag }
+        let head = self
+            .head
+            .as_ref()
+            .map(|h| h.scores(q.pooled()))
+            .unwrap_or_default();
+        LateEvidence { cent_nt, bag, head }
     }
 }
 
@@ -417,7 +472,7 @@ mod tests {
         assert!(ev.cent_nt[0] > ev.cent_nt[1]);
         // Weight 0 is the prototype alone; a large weight lets the exact token match win.
         let best = |w: f32| {
-            let mut s = late_combine(&ev, w, 10);
+            let mut s = late_combine(&ev, w, 0.0, 10);
             s.sort_by(|x, y| y.1.total_cmp(&x.1));
             s[0]
         };
@@ -427,7 +482,48 @@ mod tests {
         // Scores stay within [-1, 1] whatever the weight.
         assert!(best(4.0).1 <= 1.0 + 1e-3);
         // A shortlist of one scores one route only.
-        assert_eq!(late_combine(&ev, 1.0, 1).len(), 1);
+        assert_eq!(late_combine(&ev, 1.0, 0.0, 1).len(), 1);
+        // No head in the evidence: a head weight changes nothing.
+        assert_eq!(
+            late_combine(&ev, 1.0, 3.0, 10),
+            late_combine(&ev, 1.0, 0.0, 10)
+        );
+    }
+
+    #[test]
+    fn the_head_term_joins_the_late_score() {
+        let ev = LateEvidence {
+            cent_nt: vec![0.8, 0.7],
+            bag: vec![(0, 0.9), (1, 0.8)],
+            head: vec![-0.5, 0.5],
+        };
+        let top = |h: f32| {
+            let mut s = late_combine(&ev, 1.0, h, 10);
+            s.sort_by(|x, y| y.1.total_cmp(&x.1));
+            s[0]
+        };
+        assert_eq!(top(0.0).0, 0);
+        assert!((top(0.0).1 - 0.85).abs() < 1e-6);
+        // (0.7 + 0.8 + 2 x 0.5) / 4 beats (0.8 + 0.9 - 2 x 0.5) / 4.
+        assert_eq!(top(2.0).0, 1);
+        assert!((top(2.0).1 - 0.625).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_trained_head_scores_every_route_in_the_evidence() {
+        let a = TokenRows::from_hidden(&text(&[&[1.0, 0.2, 0.0, 0.0], &[1.0, 0.0, 0.3, 0.0]]), 4);
+        let b = TokenRows::from_hidden(&text(&[&[0.0, 1.0, 0.1, 0.0]]), 4);
+        let c = TokenRows::from_hidden(&text(&[&[0.0, 0.0, 0.2, 1.0]]), 4);
+        let ex = [(0, &a), (1, &b), (2, &c)];
+        let head = train_head(4, 3, ex, HeadTraining::default()).unwrap();
+        let idx = LateIndex::build(4, 3, ex).unwrap().with_head(head);
+        let q = LateQuery::from_hidden(&text(&[&[0.0, 0.9, 0.2, 0.0]]), 4).unwrap();
+        let ev = idx.evidence(&q, 1);
+        assert_eq!(ev.head.len(), 3);
+        let best = (0..3)
+            .max_by(|&x, &y| ev.head[x].total_cmp(&ev.head[y]))
+            .unwrap();
+        assert_eq!(best, 1, "{:?}", ev.head);
     }
 
     #[test]

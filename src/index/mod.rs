@@ -1,13 +1,17 @@
 //! The exemplar index: every utterance's vector, k-NN search (exact scan or HNSW), and aggregation of
 //! neighbour similarities into per-route scores.
 
+mod head;
 mod hnsw;
 mod late;
 mod scan;
 mod vector;
 
+pub use head::{HeadError, HeadTraining, LinearHead};
 pub use hnsw::{HnswGraph, UnitCosine};
-pub use late::{late_combine, EmptyRoute, LateEvidence, LateIndex, LateQuery, TokenRows};
+pub use late::{
+    late_combine, train_head, EmptyRoute, LateEvidence, LateIndex, LateQuery, TokenRows,
+};
 pub use scan::{QuantisedScan, QUANTISED_SCAN_MIN};
 pub use vector::{dot, normalize};
 
@@ -32,6 +36,9 @@ pub enum IndexError {
     /// A route has no exemplars.
     #[error("route `{0}` has no exemplars")]
     EmptyRoute(String),
+    /// Rule `late`: the route head could not be trained.
+    #[error("aggregation `late`: {0}")]
+    Head(#[from] HeadError),
     /// Rule `late`: an exemplar has no token vectors, or a route none at all.
     #[error("aggregation `late`: {0}")]
     Tokens(String),
@@ -142,8 +149,13 @@ impl RouteIndex {
     }
 
     /// Adds the token-level index that `aggregation: late` scores with; `tokens[i]` belongs to exemplar `i`
-    /// (in [`Self::build`]'s order).
-    pub fn with_late(mut self, tokens: &[TokenRows]) -> Result<Self, IndexError> {
+    /// (in [`Self::build`]'s order). With `head`, also trains a [`LinearHead`] on the exemplars
+    /// (`matching.head_weight`).
+    pub fn with_late(
+        mut self,
+        tokens: &[TokenRows],
+        head: Option<HeadTraining>,
+    ) -> Result<Self, IndexError> {
         if tokens.len() != self.len() {
             return Err(IndexError::Tokens(format!(
                 "{} token sets for {} exemplars",
@@ -151,14 +163,20 @@ impl RouteIndex {
                 self.len()
             )));
         }
-        let late = LateIndex::build(
-            self.dim,
-            self.routes.len(),
-            self.exemplar_route.iter().copied().zip(tokens),
-        )
-        .map_err(|EmptyRoute(r)| {
-            IndexError::Tokens(format!("route `{}` has no token vectors", self.routes[r]))
-        })?;
+        let exemplars = || self.exemplar_route.iter().copied().zip(tokens);
+        let mut late = LateIndex::build(self.dim, self.routes.len(), exemplars()).map_err(
+            |EmptyRoute(r)| {
+                IndexError::Tokens(format!("route `{}` has no token vectors", self.routes[r]))
+            },
+        )?;
+        if let Some(settings) = head {
+            late = late.with_head(train_head(
+                self.dim,
+                self.routes.len(),
+                exemplars(),
+                settings,
+            )?);
+        }
         self.late = Some(late);
         Ok(self)
     }
@@ -319,6 +337,8 @@ pub struct Scoring {
     pub late_weight: f32,
     /// `Late`: routes that get a token-level score.
     pub late_shortlist: usize,
+    /// `Late`: weight of the trained head's term.
+    pub head_weight: f32,
 }
 
 impl Scoring {
@@ -330,6 +350,7 @@ impl Scoring {
             hybrid_neighbours: m.hybrid_neighbours,
             late_weight: m.late_weight,
             late_shortlist: m.late_shortlist,
+            head_weight: m.head_weight,
         }
     }
 }
@@ -346,7 +367,12 @@ impl From<Aggregation> for Scoring {
 
 /// Route scores of the `Late` rule, best first, from precomputed token-level evidence.
 pub fn aggregate_late(evidence: &LateEvidence, scoring: Scoring) -> Vec<(usize, f32)> {
-    let mut scores = late_combine(evidence, scoring.late_weight, scoring.late_shortlist);
+    let mut scores = late_combine(
+        evidence,
+        scoring.late_weight,
+        scoring.head_weight,
+        scoring.late_shortlist,
+    );
     scores.sort_by(|a, b| b.1.total_cmp(&a.1));
     scores
 }
