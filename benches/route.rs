@@ -1,11 +1,12 @@
 //! Routing benchmarks: one prompt routed in-process on the shipped routes.yaml, and the index search on its
-//! own at several sizes, exact scan vs HNSW, which is how `matching.exact_search_max` was chosen.
+//! own at several sizes, exact scan vs HNSW, which is how `matching.exact_search_max` was chosen, and the
+//! training of the late rule's route head (`matching.head_weight`) at CLINC150's sizes.
 //! Run: `cargo bench --bench route`.
 
 use std::path::PathBuf;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use semroute::index::{normalize, Exemplar, RouteIndex};
+use semroute::index::{normalize, Exemplar, HeadTraining, LinearHead, RouteIndex};
 use semroute::router::{start_embedder, RouteQuery, Router};
 
 fn route_one(c: &mut Criterion) {
@@ -106,9 +107,27 @@ fn search(c: &mut Criterion) {
     g.finish();
 }
 
+/// Training the route head as an index build does (default settings), on 1,500 and 15,000 exemplars over
+/// 150 routes: CLINC150 at K = 10 and K = all.
+fn head_training(c: &mut Criterion) {
+    let mut g = c.benchmark_group("head_train");
+    g.sample_size(10);
+    for n in [1_500, 15_000] {
+        let ex = clustered(n, 384, 11);
+        let inputs: Vec<f32> = ex.iter().flat_map(|e| e.vector.iter().copied()).collect();
+        let labels: Vec<usize> = ex.iter().map(|e| e.route).collect();
+        g.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
+            b.iter(|| {
+                LinearHead::train(&inputs, &labels, 384, 150, HeadTraining::default()).unwrap()
+            })
+        });
+    }
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(30);
-    targets = route_one, search
+    targets = route_one, search, head_training
 }
 criterion_main!(benches);
