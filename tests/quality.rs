@@ -376,6 +376,27 @@ fn clinc150_kall_late_with_head_meets_the_goal() {
         f.in_scope_accuracy >= 0.92 && f.oos_recall >= 0.85,
         "K = all goal: {f:?}"
     );
+
+    // The server's path (Snapshot::decide_with, head included) decides as the evidence path scores.
+    let scored = cal::score_all(names.len(), &test[..LATE_SAMPLE], &m);
+    let mut config = data.config.clone();
+    config.matching = MatchingConfig {
+        threshold: with.threshold,
+        ..m
+    };
+    let snapshot = Snapshot {
+        config: Arc::new(config),
+        index,
+        version: 1,
+        built_at: SystemTime::now(),
+        build_duration: std::time::Duration::ZERO,
+        embedded: 0,
+    };
+    for (i, q) in c.test_late_queries[..LATE_SAMPLE].iter().enumerate() {
+        let d = snapshot.decide_with(&c.test[i], q.as_ref(), 3);
+        assert_eq!(d.candidates[0].route, names[scored[i].top]);
+        assert!((d.score - scored[i].score).abs() < 1e-6);
+    }
 }
 
 #[test]
