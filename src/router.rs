@@ -430,6 +430,10 @@ impl Router {
 /// interleave, large enough to keep batches full.
 const BUILD_CHUNK: usize = 1024;
 
+/// Exemplars x routes above which training the route head is worth a warning (20x CLINC150 at K = all,
+/// about a minute on two cores).
+const HEAD_WARN_SIZE: usize = 20 * 15_000 * 150;
+
 /// Builds the index for `config`, embedding only the utterances the store does not already hold.
 fn build_snapshot(
     embedder: &Embedder,
@@ -522,6 +526,14 @@ fn build_snapshot(
     if late {
         let head = (config.matching.head_weight > 0.0 || options.always_train_head)
             .then(HeadTraining::default);
+        if head.is_some() && n * config.routes.len() > HEAD_WARN_SIZE {
+            tracing::warn!(
+                exemplars = n,
+                routes = config.routes.len(),
+                "training the route head (matching.head_weight): its time grows with exemplars x routes \
+                 (about 4 s at 15,000 x 150 on two cores), so this build takes longer"
+            );
+        }
         let late_started = Instant::now();
         index = index.with_late(&tokens, head)?;
         if let Some(l) = index.late() {
