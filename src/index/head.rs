@@ -319,7 +319,11 @@ mod tests {
             .zip(&labels)
             .filter(|(x, &l)| argmax(&head.scores(x)) == l)
             .count();
-        assert!(right >= labels.len() * 95 / 100, "{right} of {}", labels.len());
+        assert!(
+            right >= labels.len() * 95 / 100,
+            "{right} of {}",
+            labels.len()
+        );
     }
 
     #[test]
