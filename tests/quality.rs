@@ -66,6 +66,48 @@ fn unit_inner(t: &TokenEmbedding) -> Vec<Vec<f32>> {
         .collect()
 }
 
+/// Embeds every exemplar of `data` (`expect` of them) once, with token vectors from the same forward pass,
+/// and builds the late index over them (`head`: with the route head). Returns the index, the exemplars'
+/// int8 tokens and each exemplar's route with its encoder output, in index order.
+fn late_index(
+    data: &Clinc150,
+    expect: usize,
+    head: Option<HeadTraining>,
+) -> (RouteIndex, Vec<TokenRows>, Vec<(usize, TokenEmbedding)>) {
+    let names: Vec<String> = data.config.routes.iter().map(|r| r.name.clone()).collect();
+    let mut texts = Vec::new();
+    let mut owners = Vec::new();
+    for (r, route) in data.config.routes.iter().enumerate() {
+        for u in &route.utterances {
+            texts.push(u.clone());
+            owners.push(r);
+        }
+    }
+    assert_eq!(texts.len(), expect);
+    let out = common::embedder()
+        .embed_tokens_blocking(texts.clone())
+        .unwrap();
+    let tokens: Vec<TokenRows> = out
+        .iter()
+        .map(|t| TokenRows::from_hidden(&t.tokens, 384))
+        .collect();
+    let exemplars = owners
+        .iter()
+        .zip(texts)
+        .zip(&out)
+        .map(|((&route, text), t)| Exemplar {
+            route,
+            text,
+            vector: t.sentence.clone(),
+        })
+        .collect();
+    let index = RouteIndex::build(384, names, exemplars, 20_000)
+        .unwrap()
+        .with_late(&tokens, head)
+        .unwrap();
+    (index, tokens, owners.into_iter().zip(out).collect())
+}
+
 fn clinc() -> &'static Clinc {
     static C: OnceLock<Clinc> = OnceLock::new();
     C.get_or_init(|| {
@@ -75,39 +117,12 @@ fn clinc() -> &'static Clinc {
         let names: Vec<String> = data.config.routes.iter().map(|r| r.name.clone()).collect();
         assert_eq!(names.len(), 150);
         let e = common::embedder();
-        let mut texts = Vec::new();
-        let mut owners = Vec::new();
-        for (r, route) in data.config.routes.iter().enumerate() {
-            for u in &route.utterances {
-                texts.push(u.clone());
-                owners.push(r);
-            }
-        }
-        assert_eq!(texts.len(), 1500);
-        let out = e.embed_tokens_blocking(texts.clone()).unwrap();
-        let token_rows: Vec<TokenRows> = out
-            .iter()
-            .map(|t| TokenRows::from_hidden(&t.tokens, 384))
-            .collect();
+        let (index, token_rows, outputs) = late_index(&data, 1500, None);
         // F32 unit tokens per route, for the quantisation check only.
         let mut exact_routes: Vec<Vec<Vec<f32>>> = vec![Vec::new(); names.len()];
-        for (t, &r) in out.iter().zip(&owners) {
-            exact_routes[r].extend(unit_inner(t));
+        for (r, t) in &outputs {
+            exact_routes[*r].extend(unit_inner(t));
         }
-        let exemplars = owners
-            .into_iter()
-            .zip(texts)
-            .zip(out)
-            .map(|((route, text), t)| Exemplar {
-                route,
-                text,
-                vector: t.sentence,
-            })
-            .collect();
-        let index = RouteIndex::build(384, names.clone(), exemplars, 20_000)
-            .unwrap()
-            .with_late(&token_rows, None)
-            .unwrap();
         let late = index.late().unwrap();
         let embed = |s: &[Sample]| {
             let out = e
@@ -297,36 +312,7 @@ fn clinc150_kall_late_with_head_meets_the_goal() {
         names, c.names,
         "K = all and K = 10 share routes, val and test"
     );
-    let mut texts = Vec::new();
-    let mut owners = Vec::new();
-    for (r, route) in data.config.routes.iter().enumerate() {
-        for u in &route.utterances {
-            texts.push(u.clone());
-            owners.push(r);
-        }
-    }
-    assert_eq!(texts.len(), 15_000);
-    let out = common::embedder()
-        .embed_tokens_blocking(texts.clone())
-        .unwrap();
-    let tokens: Vec<TokenRows> = out
-        .iter()
-        .map(|t| TokenRows::from_hidden(&t.tokens, 384))
-        .collect();
-    let exemplars = owners
-        .into_iter()
-        .zip(texts)
-        .zip(out)
-        .map(|((route, text), t)| Exemplar {
-            route,
-            text,
-            vector: t.sentence,
-        })
-        .collect();
-    let index = RouteIndex::build(384, names.clone(), exemplars, 20_000)
-        .unwrap()
-        .with_late(&tokens, Some(HeadTraining::default()))
-        .unwrap();
+    let (index, _, _) = late_index(&data, 15_000, Some(HeadTraining::default()));
     let late = index.late().unwrap();
     assert!(late.head().is_some());
     let evidence = |vectors: &[Vec<f32>], labels: &[Option<usize>], q: &[Option<LateQuery>]| {

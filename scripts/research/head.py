@@ -30,15 +30,6 @@ def rep(name,SV,ST):
         report(f'{name} [{obj}]',pv,cv,gV,pt,ct,gT,obj)
     print(f'    diag: test acc at test-recall .85 = {frontier(pt,ct,gT):.3f}',flush=True)
 Y=np.zeros((len(ex_route),R)); Y[np.arange(len(ex_route)),ex_route]=1
-def _unused(X,lam,iters):
-    W=np.zeros((X.shape[1],R)); b=np.zeros(R); mW=np.zeros_like(W); vW=np.zeros_like(W); mb=np.zeros(R); vb=np.zeros(R)
-    for t in range(1,iters+1):
-        Z=X@W+b; Z-=Z.max(1,keepdims=True); P=np.exp(Z); P/=P.sum(1,keepdims=True)
-        G=(P-Y)/len(X); gW=X.T@G+lam*W; gb=G.sum(0)
-        for (p,g,m,v) in ((W,gW,mW,vW),(b,gb,mb,vb)):
-            m*=0.9; m+=0.1*g; v*=0.999; v+=0.001*g*g
-            p-=0.05*(m/(1-0.9**t))/(np.sqrt(v/(1-0.999**t))+1e-8)
-    return W,b
 def train_lr(X,lam,iters,lr):
     W=np.zeros((X.shape[1],R)); b=np.zeros(R); mW=np.zeros_like(W); vW=np.zeros_like(W); mb=np.zeros(R); vb=np.zeros(R)
     for t in range(1,iters+1):
