@@ -6,7 +6,7 @@ mod common;
 use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
-use semroute::config::{Aggregation, MatchingConfig};
+use semroute::config::{Aggregation, Config, MatchingConfig};
 use semroute::embedding::TokenEmbedding;
 use semroute::eval::calibrate::{self as cal, Objective, Rule};
 use semroute::eval::dataset::{self, Clinc150};
@@ -187,6 +187,45 @@ fn clinc() -> &'static Clinc {
     })
 }
 
+/// A snapshot as the server holds one: `config` over `index`.
+fn snapshot(config: Config, index: RouteIndex) -> Snapshot {
+    Snapshot {
+        config: Arc::new(config),
+        index,
+        version: 1,
+        built_at: SystemTime::now(),
+        build_duration: std::time::Duration::ZERO,
+        embedded: 0,
+    }
+}
+
+/// The K = 10 index's exemplars (same vectors), to build another index over them.
+fn k10_exemplars(c: &Clinc) -> Vec<Exemplar> {
+    (0..c.index.len())
+        .map(|i| Exemplar {
+            route: c.index.exemplar_route(i),
+            text: c.index.exemplar_text(i).to_string(),
+            vector: c.index.exemplar_vector(i).to_vec(),
+        })
+        .collect()
+}
+
+/// The server's path (`Snapshot::decide_with`) decides the first [`LATE_SAMPLE`] test queries exactly as
+/// calibration's evidence path (`test`, scored under `m`) does.
+fn assert_server_decides_as_scored(
+    c: &Clinc,
+    snapshot: &Snapshot,
+    test: &[cal::Evidence],
+    m: &MatchingConfig,
+) {
+    let scored = cal::score_all(c.names.len(), &test[..LATE_SAMPLE], m);
+    for (i, q) in c.test_late_queries[..LATE_SAMPLE].iter().enumerate() {
+        let d = snapshot.decide_with(&c.test[i], q.as_ref(), 3);
+        assert_eq!(d.candidates[0].route, c.names[scored[i].top]);
+        assert!((d.score - scored[i].score).abs() < 1e-6);
+    }
+}
+
 /// Evidence with the late part attached.
 fn late_evidence(
     c: &Clinc,
@@ -239,35 +278,13 @@ fn clinc150_k10_late_interaction() {
     let mut config = c.data.config.clone();
     config.matching = late.clone();
     config.matching.threshold = -1.0;
-    let snapshot = Snapshot {
-        config: Arc::new(config),
-        index: RouteIndex::build(
-            384,
-            c.names.clone(),
-            (0..c.index.len())
-                .map(|i| Exemplar {
-                    route: c.index.exemplar_route(i),
-                    text: c.index.exemplar_text(i).to_string(),
-                    vector: c.index.exemplar_vector(i).to_vec(),
-                })
-                .collect(),
-            20_000,
-        )
+    let index = RouteIndex::build(384, c.names.clone(), k10_exemplars(c), 20_000)
         .unwrap()
         .with_late(&c.exemplar_tokens, None)
-        .unwrap(),
-        version: 1,
-        built_at: SystemTime::now(),
-        build_duration: std::time::Duration::ZERO,
-        embedded: 0,
-    };
+        .unwrap();
+    let snapshot = snapshot(config, index);
     assert!(snapshot.wants_tokens());
-    let scored = cal::score_all(c.names.len(), &test[..LATE_SAMPLE], &late);
-    for (i, q) in c.test_late_queries[..LATE_SAMPLE].iter().enumerate() {
-        let d = snapshot.decide_with(&c.test[i], q.as_ref(), 3);
-        assert_eq!(d.candidates[0].route, c.names[scored[i].top]);
-        assert!((d.score - scored[i].score).abs() < 1e-6);
-    }
+    assert_server_decides_as_scored(c, &snapshot, &test, &late);
 
     // Calibrated on val (weight and threshold), reported on test.
     let val = late_evidence(c, &c.val, &c.val_labels, &c.val_late);
@@ -364,25 +381,12 @@ fn clinc150_kall_late_with_head_meets_the_goal() {
     );
 
     // The server's path (Snapshot::decide_with, head included) decides as the evidence path scores.
-    let scored = cal::score_all(names.len(), &test[..LATE_SAMPLE], &m);
     let mut config = data.config.clone();
     config.matching = MatchingConfig {
         threshold: with.threshold,
-        ..m
+        ..m.clone()
     };
-    let snapshot = Snapshot {
-        config: Arc::new(config),
-        index,
-        version: 1,
-        built_at: SystemTime::now(),
-        build_duration: std::time::Duration::ZERO,
-        embedded: 0,
-    };
-    for (i, q) in c.test_late_queries[..LATE_SAMPLE].iter().enumerate() {
-        let d = snapshot.decide_with(&c.test[i], q.as_ref(), 3);
-        assert_eq!(d.candidates[0].route, names[scored[i].top]);
-        assert!((d.score - scored[i].score).abs() < 1e-6);
-    }
+    assert_server_decides_as_scored(c, &snapshot(config, index), &test, &m);
 }
 
 #[test]
@@ -435,27 +439,10 @@ fn clinc150_k10_calibrated_floor() {
     .unwrap();
     let mut config = c.data.config.clone();
     config.matching.threshold = cal.threshold;
-    let index = RouteIndex::build(
-        384,
-        c.names.clone(),
-        (0..c.index.len())
-            .map(|i| Exemplar {
-                route: c.index.exemplar_route(i),
-                text: c.index.exemplar_text(i).to_string(),
-                vector: c.index.exemplar_vector(i).to_vec(),
-            })
-            .collect(),
-        20_000,
-    )
-    .unwrap();
-    let snapshot = Snapshot {
-        config: Arc::new(config),
-        index,
-        version: 1,
-        built_at: SystemTime::now(),
-        build_duration: std::time::Duration::ZERO,
-        embedded: 0,
-    };
+    let snapshot = snapshot(
+        config,
+        RouteIndex::build(384, c.names.clone(), k10_exemplars(c), 20_000).unwrap(),
+    );
     let ev = eval::evaluate(&snapshot, &c.data.test, &c.test_labels, &c.test, 3);
     let r = &ev.report;
     eprintln!(

@@ -348,6 +348,11 @@ pub fn calibrate(
 mod tests {
     use super::*;
 
+    /// Calibrates two-route evidence over `grid`, objective balanced, global threshold only.
+    fn balanced(ev: &[Evidence], base: &MatchingConfig, grid: &[Rule]) -> Calibration {
+        calibrate(2, ev, base, grid, Objective::Balanced, None).unwrap()
+    }
+
     fn s(label: Option<usize>, top: usize, score: f32) -> Scored {
         Scored { label, top, score }
     }
@@ -423,15 +428,7 @@ mod tests {
             top_k: 2,
             ..Default::default()
         };
-        let c = calibrate(
-            2,
-            &ev,
-            &base,
-            &rule_grid(&base, false),
-            Objective::Balanced,
-            None,
-        )
-        .unwrap();
+        let c = balanced(&ev, &base, &rule_grid(&base, false));
         assert_eq!(c.figures.in_scope_accuracy, 1.0);
         assert_eq!(c.figures.oos_recall, 1.0);
         assert!(c.rule.hybrid_weight < 1.0);
@@ -472,7 +469,7 @@ mod tests {
         let grid = rule_grid(&base, false);
         assert!(grid.iter().all(|r| r.aggregation == Aggregation::Late));
         assert!(grid.iter().all(|r| r.head_weight == 0.0));
-        let c = calibrate(2, &ev, &base, &grid, Objective::Balanced, None).unwrap();
+        let c = balanced(&ev, &base, &grid);
         assert_eq!(c.figures.in_scope_accuracy, 1.0);
         assert_eq!(c.figures.oos_recall, 1.0);
         assert!(c.rule.late_weight > 0.25, "{:?}", c.rule);
@@ -512,19 +509,11 @@ mod tests {
             top_k: 2,
             ..Default::default()
         };
-        let without = calibrate(
-            2,
-            &ev,
-            &base,
-            &rule_grid(&base, false),
-            Objective::Balanced,
-            None,
-        )
-        .unwrap();
+        let without = balanced(&ev, &base, &rule_grid(&base, false));
         assert_eq!(without.figures.in_scope_accuracy, 0.0);
         let grid = rule_grid(&base, true);
         assert_eq!(grid.len(), 3 * LATE_WEIGHTS.len() * HEAD_WEIGHTS.len());
-        let c = calibrate(2, &ev, &base, &grid, Objective::Balanced, None).unwrap();
+        let c = balanced(&ev, &base, &grid);
         assert_eq!(c.figures.in_scope_accuracy, 1.0);
         assert_eq!(c.figures.oos_recall, 1.0);
         assert!(c.rule.head_weight > 0.0, "{:?}", c.rule);
