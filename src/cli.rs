@@ -1,4 +1,4 @@
-//! Command line: `serve`, `route`, `check`, `eval`, `calibrate`, `dataset`. Every flag has an
+//! Command line: `serve`, `route`, `check`, `eval`, `calibrate`, `tune`, `dataset`. Every flag has an
 //! environment-variable fallback.
 
 use std::net::SocketAddr;
@@ -152,6 +152,30 @@ pub enum Command {
         /// Print what would change; write nothing.
         #[arg(long, env = "SEMROUTE_CALIBRATE_DRY_RUN")]
         dry_run: bool,
+    },
+    /// Fine-tune the encoder on the config's route utterances and write the tuned model folder (see
+    /// README, Quality). Re-run `calibrate` afterwards: scores move.
+    Tune {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The folder to write (replaced if it holds an earlier tuning; any other folder is refused).
+        #[arg(long, env = "SEMROUTE_TUNE_OUT")]
+        out: PathBuf,
+        /// Point `encoder.model` in the config at the new folder (in place; old file kept as .bak).
+        #[arg(long, env = "SEMROUTE_TUNE_SET_MODEL")]
+        set_model: bool,
+        /// Transformer layers trained, from the top.
+        #[arg(long, env = "SEMROUTE_TUNE_LAYERS", default_value_t = 2)]
+        layers: usize,
+        /// Passes over the utterances.
+        #[arg(long, env = "SEMROUTE_TUNE_EPOCHS", default_value_t = 3)]
+        epochs: usize,
+        /// Learning rate of the transformer layers (AdamW).
+        #[arg(long, env = "SEMROUTE_TUNE_LR", default_value_t = 1e-4)]
+        lr: f64,
+        /// Seed of the utterance order.
+        #[arg(long, env = "SEMROUTE_TUNE_SEED", default_value_t = 0)]
+        seed: u64,
     },
     /// Write a benchmark as routes.yaml + val.jsonl + test.jsonl.
     Dataset {

@@ -16,4 +16,5 @@ pub mod persist;
 pub mod router;
 pub mod server;
 pub mod store;
+pub mod tune;
 pub mod upstream;

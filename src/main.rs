@@ -98,6 +98,26 @@ fn run(command: Command) -> anyhow::Result<()> {
             per_route,
             dry_run,
         }),
+        Command::Tune {
+            config,
+            out,
+            set_model,
+            layers,
+            epochs,
+            lr,
+            seed,
+        } => quality::tune(quality::TuneArgs {
+            config: config.config,
+            out,
+            set_model,
+            options: semroute::tune::TuneOptions {
+                layers,
+                epochs,
+                lr,
+                seed,
+                ..Default::default()
+            },
+        }),
         Command::Dataset {
             name,
             data,

@@ -362,25 +362,111 @@ pub fn calibrate(a: CalibrateArgs) -> anyhow::Result<()> {
         println!("dry run: {} left unchanged", a.config.display());
         return Ok(());
     }
-    let text = match yaml_edit::apply(&source, &changes, &want) {
+    write_config(&a.config, &source, &changes, &want)
+}
+
+/// Applies `changes` to the config text in place (comments kept), checks the result parses to `want`'s
+/// values, and writes it atomically, keeping the old file as `<config>.bak`.
+fn write_config(path: &Path, source: &str, changes: &[Change], want: &Config) -> anyhow::Result<()> {
+    let text = match yaml_edit::apply(source, changes, want) {
         Some(t) => t,
         None => {
             eprintln!(
                 "note: could not edit {} in place; re-serialising it (comments are lost, see {}.bak)",
-                a.config.display(),
-                a.config.display()
+                path.display(),
+                path.display()
             );
-            serde_yaml::to_string(&want)?
+            serde_yaml::to_string(want)?
         }
     };
-    config::parse_str(&text, &a.config.display().to_string())?;
-    let bak = yaml_edit::write_atomically(&a.config, &text)
-        .with_context(|| format!("writing {}", a.config.display()))?;
+    config::parse_str(&text, &path.display().to_string())?;
+    let bak = yaml_edit::write_atomically(path, &text)
+        .with_context(|| format!("writing {}", path.display()))?;
     println!(
         "wrote {} (previous version: {})",
-        a.config.display(),
+        path.display(),
         bak.display()
     );
+    Ok(())
+}
+
+pub struct TuneArgs {
+    pub config: PathBuf,
+    pub out: PathBuf,
+    pub options: semroute::tune::TuneOptions,
+    pub set_model: bool,
+}
+
+/// `semroute tune`: fine-tunes the config's encoder on its routes' utterances and writes the model folder;
+/// with `set_model`, points `encoder.model` at it.
+pub fn tune(a: TuneArgs) -> anyhow::Result<()> {
+    use semroute::tune::{self, Example};
+    let loaded = config::load_file(&a.config)?;
+    let cfg = &loaded.config;
+    let base = semroute::embedding::resolve_model_dir(
+        &cfg.encoder.model,
+        &semroute::router::model_search_dirs(&loaded),
+    )?;
+    let examples: Vec<Example> = cfg
+        .routes
+        .iter()
+        .enumerate()
+        .flat_map(|(route, r)| {
+            r.utterances.iter().map(move |u| Example {
+                text: u.clone(),
+                route,
+            })
+        })
+        .collect();
+    println!(
+        "tuning {} on {} utterances of {} routes: top {} layers, {} epochs, lr {}",
+        base.display(),
+        examples.len(),
+        cfg.routes.len(),
+        a.options.layers,
+        a.options.epochs,
+        a.options.lr
+    );
+    let report = tune::tune(
+        &base,
+        &examples,
+        cfg.routes.len(),
+        &a.out,
+        &a.options,
+        &mut |e| {
+            println!(
+                "epoch {}: loss {:.4}, exemplar accuracy {:.3}, {:.1} s",
+                e.epoch, e.loss, e.accuracy, e.seconds
+            )
+        },
+    )?;
+    println!(
+        "wrote {} ({} exemplars, {} routes)",
+        a.out.display(),
+        report.exemplars,
+        report.routes
+    );
+    if a.set_model {
+        // Relative to the config's folder when possible, so the pair can move together.
+        let base_dir = loaded.base_dir();
+        let out_abs = std::path::absolute(&a.out)?;
+        let base_abs = std::path::absolute(&base_dir)?;
+        let model = out_abs
+            .strip_prefix(&base_abs)
+            .map(|p| p.to_path_buf())
+            .unwrap_or(out_abs);
+        let model = model.display().to_string();
+        let mut want = cfg.clone();
+        want.encoder.model = model.clone();
+        let source = std::fs::read_to_string(&a.config)
+            .with_context(|| format!("reading {}", a.config.display()))?;
+        write_config(
+            &a.config,
+            &source,
+            &[Change::Set("encoder.model".into(), model)],
+            &want,
+        )?;
+    }
     Ok(())
 }
 

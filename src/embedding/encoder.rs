@@ -93,7 +93,7 @@ fn model_identity(
     Ok(digest.iter().take(12).map(|b| format!("{b:02x}")).collect())
 }
 
-fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, EmbedError> {
+pub(crate) fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, EmbedError> {
     let text = std::fs::read_to_string(path).map_err(|e| EmbedError::Load {
         what: path.display().to_string(),
         reason: e.to_string(),
@@ -102,6 +102,65 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, EmbedError>
         what: path.display().to_string(),
         reason: e.to_string(),
     })
+}
+
+/// Tokens kept per text: the model's `max_seq_length` (capped by its position table), lowered to
+/// `requested` when given.
+pub(crate) fn max_tokens_for(
+    dir: &Path,
+    bert_config: &BertConfig,
+    requested: Option<usize>,
+) -> Result<usize, EmbedError> {
+    let st_path = dir.join("sentence_bert_config.json");
+    let model_max = if st_path.is_file() {
+        read_json::<SentenceBertFile>(&st_path)?.max_seq_length
+    } else {
+        None
+    }
+    .unwrap_or(bert_config.max_position_embeddings)
+    .min(bert_config.max_position_embeddings);
+    Ok(requested.map_or(model_max, |m| m.min(model_max)))
+}
+
+/// The model's tokenizer set up as sentence-transformers runs it: batches padded to their longest text,
+/// texts truncated at `max_tokens`.
+pub(crate) fn batch_tokenizer(
+    dir: &Path,
+    bert_config: &BertConfig,
+    max_tokens: usize,
+) -> Result<Tokenizer, EmbedError> {
+    let mut tokenizer =
+        Tokenizer::from_file(dir.join("tokenizer.json")).map_err(|e| EmbedError::Load {
+            what: dir.join("tokenizer.json").display().to_string(),
+            reason: e.to_string(),
+        })?;
+    // tokenizer.json ships fixed-length padding (128) and its own truncation; sentence-transformers
+    // pads to the longest text in the batch and truncates at max_seq_length, so we must too.
+    let pad_token = tokenizer
+        .get_padding()
+        .map(|p| p.pad_token.clone())
+        .unwrap_or_else(|| "[PAD]".to_string());
+    let pad_id = tokenizer
+        .token_to_id(&pad_token)
+        .unwrap_or(bert_config.pad_token_id as u32);
+    tokenizer.with_padding(Some(PaddingParams {
+        strategy: PaddingStrategy::BatchLongest,
+        pad_id,
+        pad_token,
+        ..Default::default()
+    }));
+    tokenizer
+        .with_truncation(Some(TruncationParams {
+            max_length: max_tokens,
+            strategy: TruncationStrategy::LongestFirst,
+            stride: 0,
+            ..Default::default()
+        }))
+        .map_err(|e| EmbedError::Load {
+            what: "tokenizer truncation".into(),
+            reason: e.to_string(),
+        })?;
+    Ok(tokenizer)
 }
 
 impl SentenceEncoder {
@@ -184,47 +243,8 @@ impl SentenceEncoder {
             false
         };
 
-        let st_path = dir.join("sentence_bert_config.json");
-        let model_max = if st_path.is_file() {
-            read_json::<SentenceBertFile>(&st_path)?.max_seq_length
-        } else {
-            None
-        }
-        .unwrap_or(bert_config.max_position_embeddings)
-        .min(bert_config.max_position_embeddings);
-        let max_tokens = max_tokens.map_or(model_max, |m| m.min(model_max));
-
-        let mut tokenizer =
-            Tokenizer::from_file(dir.join("tokenizer.json")).map_err(|e| EmbedError::Load {
-                what: dir.join("tokenizer.json").display().to_string(),
-                reason: e.to_string(),
-            })?;
-        // tokenizer.json ships fixed-length padding (128) and its own truncation; sentence-transformers
-        // pads to the longest text in the batch and truncates at max_seq_length, so we must too.
-        let pad_token = tokenizer
-            .get_padding()
-            .map(|p| p.pad_token.clone())
-            .unwrap_or_else(|| "[PAD]".to_string());
-        let pad_id = tokenizer
-            .token_to_id(&pad_token)
-            .unwrap_or(bert_config.pad_token_id as u32);
-        tokenizer.with_padding(Some(PaddingParams {
-            strategy: PaddingStrategy::BatchLongest,
-            pad_id,
-            pad_token,
-            ..Default::default()
-        }));
-        tokenizer
-            .with_truncation(Some(TruncationParams {
-                max_length: max_tokens,
-                strategy: TruncationStrategy::LongestFirst,
-                stride: 0,
-                ..Default::default()
-            }))
-            .map_err(|e| EmbedError::Load {
-                what: "tokenizer truncation".into(),
-                reason: e.to_string(),
-            })?;
+        let max_tokens = max_tokens_for(dir, &bert_config, max_tokens)?;
+        let tokenizer = batch_tokenizer(dir, &bert_config, max_tokens)?;
 
         let weights = dir.join("model.safetensors");
         // SAFETY: the weights file is memory-mapped read-only; we never write to it, and a model folder being
