@@ -367,7 +367,12 @@ pub fn calibrate(a: CalibrateArgs) -> anyhow::Result<()> {
 
 /// Applies `changes` to the config text in place (comments kept), checks the result parses to `want`'s
 /// values, and writes it atomically, keeping the old file as `<config>.bak`.
-fn write_config(path: &Path, source: &str, changes: &[Change], want: &Config) -> anyhow::Result<()> {
+fn write_config(
+    path: &Path,
+    source: &str,
+    changes: &[Change],
+    want: &Config,
+) -> anyhow::Result<()> {
     let text = match yaml_edit::apply(source, changes, want) {
         Some(t) => t,
         None => {
@@ -403,10 +408,7 @@ pub fn tune(a: TuneArgs) -> anyhow::Result<()> {
     use semroute::tune::{self, Example};
     let loaded = config::load_file(&a.config)?;
     let cfg = &loaded.config;
-    let base = semroute::embedding::resolve_model_dir(
-        &cfg.encoder.model,
-        &semroute::router::model_search_dirs(&loaded),
-    )?;
+    let base = semroute::router::model_dir(&loaded)?;
     let examples: Vec<Example> = cfg
         .routes
         .iter()
@@ -448,7 +450,9 @@ pub fn tune(a: TuneArgs) -> anyhow::Result<()> {
     );
     if a.set_model {
         // Relative to the config's folder when possible, so the pair can move together.
-        let base_dir = loaded.base_dir();
+        let base_dir = Some(loaded.base_dir())
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or_else(|| PathBuf::from("."));
         let out_abs = std::path::absolute(&a.out)?;
         let base_abs = std::path::absolute(&base_dir)?;
         let model = out_abs

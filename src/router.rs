@@ -279,10 +279,21 @@ pub fn model_search_dirs(loaded: &LoadedConfig) -> Vec<PathBuf> {
     dirs
 }
 
+/// The folder of the model `encoder.model` names: a relative folder path is taken against the config's own
+/// folder first (where `semroute tune --set-model` writes it from), then as [`resolve_model_dir`] does.
+pub fn model_dir(loaded: &LoadedConfig) -> Result<PathBuf, EmbedError> {
+    let spec = &loaded.config.encoder.model;
+    let beside = loaded.base_dir().join(spec);
+    if std::path::Path::new(spec).is_relative() && beside.is_dir() {
+        return resolve_model_dir(&beside.display().to_string(), &[]);
+    }
+    resolve_model_dir(spec, &model_search_dirs(loaded))
+}
+
 /// Loads the model named by `config.encoder` and starts its thread. Blocking: call from a blocking context.
 pub fn start_embedder(loaded: &LoadedConfig, threads: usize) -> Result<Embedder, EmbedError> {
     let enc = &loaded.config.encoder;
-    let dir = resolve_model_dir(&enc.model, &model_search_dirs(loaded))?;
+    let dir = model_dir(loaded)?;
     let device = DeviceSpec::parse(&enc.device).map_err(|reason| EmbedError::Load {
         what: "encoder.device".into(),
         reason,

@@ -163,3 +163,63 @@ fn dataset_writes_the_recipe() {
     );
     assert!(!bad.status.success());
 }
+
+#[test]
+fn tune_writes_a_model_the_config_then_uses() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("routes.yaml"), ROUTES).unwrap();
+    std::fs::write(d.join("dev.jsonl"), DEV).unwrap();
+    let tune = |out: &str| {
+        semroute(
+            d,
+            &[
+                "tune",
+                "--config",
+                "routes.yaml",
+                "--out",
+                out,
+                "--epochs",
+                "2",
+                "--set-model",
+            ],
+        )
+    };
+    let out = tune("models/tuned");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("on 6 utterances of 2 routes"), "{stdout}");
+    assert!(stdout.contains("epoch 2: loss"), "{stdout}");
+    assert!(d.join("models/tuned/model.safetensors").is_file());
+    // encoder.model now names the folder, relative to the config; the file keeps its comments.
+    let config = std::fs::read_to_string(d.join("routes.yaml")).unwrap();
+    assert!(config.contains("  model: models/tuned\n"), "{config}");
+    assert!(config.starts_with("# tiny route set\n"), "{config}");
+    assert!(d.join("routes.yaml.bak").is_file());
+
+    // The tuned model serves: eval runs on it and reports it.
+    let out = semroute(
+        d,
+        &["eval", "--config", "routes.yaml", "--data", "dev.jsonl"],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("in-scope accuracy"), "{stdout}");
+
+    // A folder that is not a tuning's output is refused with a clear message and left alone.
+    std::fs::create_dir(d.join("other")).unwrap();
+    std::fs::write(d.join("other/keep.txt"), "x").unwrap();
+    let out = tune("other");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("refusing to replace it"), "{stderr}");
+    assert!(d.join("other/keep.txt").is_file());
+}

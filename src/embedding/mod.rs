@@ -9,8 +9,8 @@ mod worker;
 
 pub use bert::Backend;
 pub use device::DeviceSpec;
-pub use encoder::{Pooling, SentenceEncoder, TokenEmbedding};
 pub(crate) use encoder::{batch_tokenizer, max_tokens_for, read_json};
+pub use encoder::{Pooling, SentenceEncoder, TokenEmbedding};
 pub use source::{resolve_model_dir, FETCH_HINT};
 pub use worker::{Embedder, ModelInfo};
 

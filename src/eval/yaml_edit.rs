@@ -38,7 +38,7 @@ fn offset(source: &str, line: usize, column: usize) -> Option<usize> {
 fn is_plain_token(s: &str) -> bool {
     !s.is_empty()
         && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '+' | '_'))
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '+' | '_' | '/'))
 }
 
 /// Applies `changes` to `source` in place; `None` when any change cannot be made safely or the result does not
@@ -201,6 +201,35 @@ mod tests {
             out.contains("matching:\n  exact_search_max: 7\n  top_k: 10"),
             "{out}"
         );
+    }
+
+    #[test]
+    fn sets_a_model_path_in_place() {
+        // `semroute tune --set-model` writes a folder path; it must not cost the file its comments.
+        let src = "encoder:\n  model: sentence-transformers/all-MiniLM-L6-v2 # the default\nroutes:\n  - name: a\n    utterances: [x]\n";
+        let mut w = parse_str(src, "t").unwrap();
+        w.encoder.model = "models/tuned-k10".into();
+        let out = apply(
+            src,
+            &[Change::Set(
+                "encoder.model".into(),
+                "models/tuned-k10".into(),
+            )],
+            &w,
+        )
+        .unwrap();
+        assert!(
+            out.contains("  model: models/tuned-k10 # the default\n"),
+            "{out}"
+        );
+        // A path YAML would not read back as the same plain string is refused, not mangled.
+        w.encoder.model = "my models: v2".into();
+        assert!(apply(
+            src,
+            &[Change::Set("encoder.model".into(), "my models: v2".into())],
+            &w
+        )
+        .is_none());
     }
 
     #[test]

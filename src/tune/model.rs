@@ -200,7 +200,9 @@ impl TrainableBert {
         let (b, s, h) = x.dims3()?;
         let d = h / self.heads;
         let heads = |t: Tensor| -> Result<Tensor> {
-            t.reshape((b, s, self.heads, d))?.transpose(1, 2)?.contiguous()
+            t.reshape((b, s, self.heads, d))?
+                .transpose(1, 2)?
+                .contiguous()
         };
         let q = heads(l.query.forward(x)?)?;
         let k = heads(l.key.forward(x)?)?;
@@ -222,5 +224,10 @@ impl TrainableBert {
 
 /// Rows divided by their L2 norms.
 pub fn normalize_rows(x: &Tensor) -> Result<Tensor> {
-    x.broadcast_div(&x.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?.clamp(1e-12, f64::MAX)?)
+    x.broadcast_div(
+        &x.sqr()?
+            .sum_keepdim(D::Minus1)?
+            .sqrt()?
+            .clamp(1e-12, f64::MAX)?,
+    )
 }
