@@ -165,7 +165,7 @@ pub enum Command {
         #[arg(long, env = "SEMROUTE_TUNE_SET_MODEL")]
         set_model: bool,
         /// Transformer layers trained, from the top.
-        #[arg(long, env = "SEMROUTE_TUNE_LAYERS", default_value_t = 2)]
+        #[arg(long, env = "SEMROUTE_TUNE_LAYERS", default_value_t = 4)]
         layers: usize,
         /// Passes over the utterances.
         #[arg(long, env = "SEMROUTE_TUNE_EPOCHS", default_value_t = 3)]

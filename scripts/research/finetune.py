@@ -1,6 +1,6 @@
 # Does fine-tuning the encoder on the K exemplars (cross-entropy through a cosine classifier initialised at
 # the route centroids) lift CLINC150 past the frozen-encoder frontier? Thresholds on val + oos_val only.
-# Usage: /work/venv-torch/bin/python finetune.py K LAYERS EPOCHS LR   (LAYERS = top layers trained; 0 = head only)
+# Usage: python finetune.py K LAYERS EPOCHS LR [SCALE] [nodrop|drop] [MARGIN] [WORD_DROPOUT]   (LAYERS = top layers trained)
 import json, sys, time, numpy as np, torch
 from sentence_transformers import SentenceTransformer
 sys.path.insert(0, __import__('os').path.dirname(__file__)); from common import metrics, calibrate
