@@ -405,21 +405,11 @@ pub struct TuneArgs {
 /// `semroute tune`: fine-tunes the config's encoder on its routes' utterances and writes the model folder;
 /// with `set_model`, points `encoder.model` at it.
 pub fn tune(a: TuneArgs) -> anyhow::Result<()> {
-    use semroute::tune::{self, Example};
+    use semroute::tune;
     let loaded = config::load_file(&a.config)?;
     let cfg = &loaded.config;
     let base = semroute::router::model_dir(&loaded)?;
-    let examples: Vec<Example> = cfg
-        .routes
-        .iter()
-        .enumerate()
-        .flat_map(|(route, r)| {
-            r.utterances.iter().map(move |u| Example {
-                text: u.clone(),
-                route,
-            })
-        })
-        .collect();
+    let examples = tune::examples(cfg);
     println!(
         "tuning {} on {} utterances of {} routes: top {} layers, {} epochs, lr {}",
         base.display(),

@@ -243,18 +243,7 @@ fn tuning_lifts_clinc150_k10() {
     let data = dataset::clinc150(&path, Some(10), MatchingConfig::default())
         .unwrap_or_else(|e| panic!("{e} (set SEMROUTE_SHARED_DIR)"));
     let names: Vec<String> = data.config.routes.iter().map(|r| r.name.clone()).collect();
-    let examples: Vec<Example> = data
-        .config
-        .routes
-        .iter()
-        .enumerate()
-        .flat_map(|(route, r)| {
-            r.utterances.iter().map(move |u| Example {
-                text: u.clone(),
-                route,
-            })
-        })
-        .collect();
+    let examples = tune::examples(&data.config);
     assert_eq!(examples.len(), 1500);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("tuned");

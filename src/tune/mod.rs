@@ -140,6 +140,21 @@ pub struct Example {
     pub route: usize,
 }
 
+/// One [`Example`] per utterance of `config`'s routes, route indices in the config's order.
+pub fn examples(config: &crate::config::Config) -> Vec<Example> {
+    config
+        .routes
+        .iter()
+        .enumerate()
+        .flat_map(|(route, r)| {
+            r.utterances.iter().map(move |u| Example {
+                text: u.clone(),
+                route,
+            })
+        })
+        .collect()
+}
+
 /// Fine-tunes the model in `base` on `examples` and writes a complete model folder to `out` (replacing
 /// an earlier tuning's output; any other existing folder is refused). `progress`
 /// sees each epoch as it ends.
