@@ -194,6 +194,10 @@ pub enum Command {
         /// `matching.aggregation` written into routes.yaml (max, mean, centroid, hybrid or late).
         #[arg(long, env = "SEMROUTE_DATASET_AGGREGATION", default_value = "hybrid")]
         aggregation: semroute::config::Aggregation,
+        /// Also write the training split's out-of-scope utterances (CLINC150: the 100 of oos_train) as
+        /// `out_of_scope:` negative exemplars.
+        #[arg(long, env = "SEMROUTE_DATASET_OOS_NEGATIVES")]
+        oos_negatives: bool,
     },
 }
 

@@ -124,7 +124,8 @@ fn run(command: Command) -> anyhow::Result<()> {
             k,
             out,
             aggregation,
-        } => quality::dataset(name, &data, &k, &out, aggregation),
+            oos_negatives,
+        } => quality::dataset(name, &data, &k, &out, aggregation, oos_negatives),
         Command::Serve {
             config,
             listen,

@@ -258,7 +258,7 @@ pub fn calibrate(a: CalibrateArgs) -> anyhow::Result<()> {
         let head = evidence
             .iter()
             .any(|e| e.late.as_ref().is_some_and(|l| !l.head.is_empty()));
-        cal::rule_grid(m, head)
+        cal::rule_grid(m, head, snapshot.index.negative_count() > 0)
     } else {
         vec![Rule::of(m)]
     };
@@ -287,6 +287,16 @@ pub fn calibrate(a: CalibrateArgs) -> anyhow::Result<()> {
         let mw = fmt_f32(new_m.margin_weight);
         want.matching.margin_weight = mw.parse()?;
         changes.push(Change::Set("matching.margin_weight".into(), mw));
+        if snapshot.index.negative_count() > 0 {
+            let nw = fmt_f32(new_m.negative_weight);
+            want.matching.negative_weight = nw.parse()?;
+            changes.push(Change::Set("matching.negative_weight".into(), nw));
+            want.matching.negative_neighbours = new_m.negative_neighbours;
+            changes.push(Change::Set(
+                "matching.negative_neighbours".into(),
+                new_m.negative_neighbours.to_string(),
+            ));
+        }
         if new_m.aggregation == Aggregation::Late {
             let lw = fmt_f32(new_m.late_weight);
             want.matching.late_weight = lw.parse()?;
@@ -335,19 +345,31 @@ pub fn calibrate(a: CalibrateArgs) -> anyhow::Result<()> {
             m.hybrid_weight, m.hybrid_neighbours
         ),
     };
+    let negatives = |m: &semroute::config::MatchingConfig| {
+        if snapshot.index.negative_count() == 0 {
+            String::new()
+        } else {
+            format!(
+                ", out-of-scope penalty {} x mean of {}",
+                m.negative_weight, m.negative_neighbours
+            )
+        }
+    };
     println!(
-        "before: {:?} {} margin {}, threshold {}",
+        "before: {:?} {} margin {}{}, threshold {}",
         m.aggregation,
         weights(m),
         m.margin_weight,
+        negatives(m),
         m.threshold
     );
     show("before", &before);
     println!(
-        "after:  {:?} {} margin {}, threshold {}{}",
+        "after:  {:?} {} margin {}{}, threshold {}{}",
         want.matching.aggregation,
         weights(&want.matching),
         want.matching.margin_weight,
+        negatives(&want.matching),
         want.matching.threshold,
         match &c.per_route {
             Some(_) => format!(
@@ -470,6 +492,7 @@ pub fn dataset(
     k: &str,
     out: &Path,
     aggregation: Aggregation,
+    oos_negatives: bool,
 ) -> anyhow::Result<()> {
     let k = match k {
         "all" => None,
@@ -486,17 +509,29 @@ pub fn dataset(
                 aggregation,
                 ..Default::default()
             };
-            let d = dataset::clinc150(data, k, matching)?;
+            let mut d = dataset::clinc150(data, k, matching)?;
+            let (negatives, flag) = if oos_negatives {
+                d.config.out_of_scope = d.oos_train.clone();
+                (
+                    format!(
+                        "\nout_of_scope: the {} oos_train utterances, as negative exemplars.",
+                        d.oos_train.len()
+                    ),
+                    " --oos-negatives",
+                )
+            } else {
+                (String::new(), "")
+            };
             let header = format!(
                 "CLINC150 (Larson et al., 2019; CC BY 3.0), {} exemplars per intent: the first train utterances of\n\
-                 each intent in file order. Written by `semroute dataset clinc150 --k {}`. Calibrate on val.jsonl,\n\
-                 report on test.jsonl:\n  semroute calibrate --config routes.yaml --data val.jsonl\n  semroute eval --config routes.yaml --data test.jsonl",
+                 each intent in file order.{negatives}\nWritten by `semroute dataset clinc150 --k {}{flag}`.\n\
+                 Calibrate on val.jsonl, report on test.jsonl:\n  semroute calibrate --config routes.yaml --data val.jsonl\n  semroute eval --config routes.yaml --data test.jsonl",
                 k.map_or("all".to_string(), |k| k.to_string()),
                 k.map_or("all".to_string(), |k| k.to_string()),
             );
             dataset::write(&d, out, &header)?;
             println!(
-                "wrote {}/routes.yaml ({} routes, {} exemplars), val.jsonl ({}), test.jsonl ({})",
+                "wrote {}/routes.yaml ({} routes, {} exemplars, {} out of scope), val.jsonl ({}), test.jsonl ({})",
                 out.display(),
                 d.config.routes.len(),
                 d.config
@@ -504,6 +539,7 @@ pub fn dataset(
                     .iter()
                     .map(|r| r.utterances.len())
                     .sum::<usize>(),
+                d.config.out_of_scope.len(),
                 d.val.len(),
                 d.test.len()
             );

@@ -13,7 +13,8 @@ use crate::config::Aggregation;
 use crate::config::{Config, LoadedConfig};
 use crate::embedding::{resolve_model_dir, DeviceSpec, EmbedError, Embedder, SentenceEncoder};
 use crate::index::{
-    decision_score, Exemplar, HeadTraining, IndexError, LateQuery, RouteIndex, Scoring, TokenRows,
+    decision_score, negative_penalised, Exemplar, HeadTraining, IndexError, LateQuery, RouteIndex,
+    Scoring, TokenRows,
 };
 use crate::store::EmbeddingStore;
 
@@ -144,6 +145,10 @@ impl Snapshot {
             Some(&(r, s)) => {
                 let route_cfg = &self.config.routes[r];
                 let d = decision_score(&scores, m.margin_weight).unwrap_or(s);
+                let negatives = self
+                    .index
+                    .negative_similarities(query, m.negative_neighbours);
+                let d = negative_penalised(d, &negatives, m.negative_weight, m.negative_neighbours);
                 (
                     s,
                     d >= self.config.threshold_for(route_cfg),
@@ -471,7 +476,18 @@ fn build_snapshot(
             .cloned()
             .collect()
     };
-    let embedded = missing.len();
+    // Negative exemplars need sentence vectors only (the penalty compares sentence vectors).
+    let missing_negatives: Vec<String> = {
+        let store = store.lock().unwrap_or_else(|p| p.into_inner());
+        let mut seen = std::collections::HashSet::new();
+        config
+            .out_of_scope
+            .iter()
+            .filter(|u| store.get(u).is_none() && seen.insert(u.as_str()))
+            .cloned()
+            .collect()
+    };
+    let embedded = missing.len() + missing_negatives.len();
     let mut fresh = Vec::with_capacity(embedded);
     let mut fresh_tokens = Vec::new();
     for chunk in missing.chunks(BUILD_CHUNK) {
@@ -487,17 +503,22 @@ fn build_snapshot(
             embedder.embed_blocking(chunk.to_vec())?
         };
         fresh.extend(chunk.iter().cloned().zip(vectors));
-        if embedded > BUILD_CHUNK {
+        if missing.len() > BUILD_CHUNK {
             tracing::info!(
                 version,
                 done = fresh.len(),
-                of = embedded,
+                of = missing.len(),
                 "embedding utterances"
             );
         }
     }
+    for chunk in missing_negatives.chunks(BUILD_CHUNK) {
+        let vectors = embedder.embed_blocking(chunk.to_vec())?;
+        fresh.extend(chunk.iter().cloned().zip(vectors));
+    }
 
     let mut exemplars = Vec::new();
+    let mut negatives = Vec::with_capacity(config.out_of_scope.len());
     let mut tokens = Vec::new();
     {
         let mut store = store.lock().unwrap_or_else(|p| p.into_inner());
@@ -520,10 +541,15 @@ fn build_snapshot(
                 });
             }
         }
+        for u in &config.out_of_scope {
+            let vector = store.get(u).cloned().ok_or(EmbedError::Stopped)?;
+            negatives.push((u.clone(), vector));
+        }
         let in_use: std::collections::HashSet<&str> = config
             .routes
             .iter()
             .flat_map(|r| r.utterances.iter().map(String::as_str))
+            .chain(config.out_of_scope.iter().map(String::as_str))
             .collect();
         store.prune_unless_used(&|t| in_use.contains(t));
         if let Err(e) = store.save() {
@@ -533,7 +559,8 @@ fn build_snapshot(
     }
     let n = exemplars.len();
     let names = config.routes.iter().map(|r| r.name.clone()).collect();
-    let mut index = RouteIndex::build(dim, names, exemplars, config.matching.exact_search_max)?;
+    let mut index = RouteIndex::build(dim, names, exemplars, config.matching.exact_search_max)?
+        .with_negatives(negatives)?;
     if late {
         let head = (config.matching.head_weight > 0.0 || options.always_train_head)
             .then(HeadTraining::default);
@@ -563,6 +590,7 @@ fn build_snapshot(
         version,
         routes = config.routes.len(),
         exemplars = n,
+        out_of_scope = index.negative_count(),
         embedded,
         mode = ?index.mode(),
         millis = build_duration.as_millis() as u64,

@@ -292,7 +292,7 @@ fn clinc150_k10_late_interaction() {
         c.names.len(),
         &val,
         &late,
-        &cal::rule_grid(&late, false),
+        &cal::rule_grid(&late, false, false),
         Objective::Balanced,
         None,
     )
@@ -350,7 +350,7 @@ fn clinc150_kall_late_with_head_meets_the_goal() {
             names.len(),
             &val,
             &base,
-            &cal::rule_grid(&base, head),
+            &cal::rule_grid(&base, head, false),
             Objective::Balanced,
             None,
         )

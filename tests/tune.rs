@@ -263,49 +263,62 @@ fn tuning_lifts_clinc150_k10() {
     let e = Embedder::start(enc, 32, 1024, 2).unwrap();
     let embed = |texts: Vec<String>| e.embed_blocking(texts).unwrap();
     let ex_vectors = embed(examples.iter().map(|x| x.text.clone()).collect());
-    let exemplars = examples
+    let negatives: Vec<(String, Vec<f32>)> = data
+        .oos_train
         .iter()
-        .zip(ex_vectors)
-        .map(|(x, vector)| Exemplar {
-            route: x.route,
-            text: x.text.clone(),
-            vector,
-        })
+        .cloned()
+        .zip(embed(data.oos_train.clone()))
         .collect();
-    let index = RouteIndex::build(384, names.clone(), exemplars, 20_000).unwrap();
+    assert_eq!(negatives.len(), 100);
+    // The index with CLINC150's oos_train as negative exemplars; a rule with `negative_weight: 0` ignores
+    // them, so one index serves both settings.
+    let index = || {
+        let exemplars = examples
+            .iter()
+            .zip(&ex_vectors)
+            .map(|(x, vector)| Exemplar {
+                route: x.route,
+                text: x.text.clone(),
+                vector: vector.clone(),
+            })
+            .collect();
+        RouteIndex::build(384, names.clone(), exemplars, 20_000)
+            .unwrap()
+            .with_negatives(negatives.clone())
+            .unwrap()
+    };
     let val = embed(data.val.iter().map(|s| s.text.clone()).collect());
     let test = embed(data.test.iter().map(|s| s.text.clone()).collect());
     let val_labels = eval::label_ids(&data.val, &names, "val").unwrap();
     let test_labels = eval::label_ids(&data.test, &names, "test").unwrap();
+    let evidence = eval::collect_evidence(&index(), 10, &val, &val_labels);
+    // Calibrates `rules` on val for `objective` and scores the result on test.
+    let calibrated_test = |rules: &[Rule], base: &MatchingConfig, objective| {
+        let c = cal::calibrate(names.len(), &evidence, base, rules, objective, None).unwrap();
+        let mut config = data.config.clone();
+        config.out_of_scope = data.oos_train.clone();
+        config.matching = MatchingConfig {
+            threshold: c.threshold,
+            ..c.rule.apply(base)
+        };
+        let snapshot = Snapshot {
+            config: std::sync::Arc::new(config),
+            index: index(),
+            version: 1,
+            built_at: std::time::SystemTime::now(),
+            build_duration: std::time::Duration::ZERO,
+            embedded: 0,
+        };
+        let r = eval::evaluate(&snapshot, &data.test, &test_labels, &test, 3).report;
+        (c, r, snapshot)
+    };
 
     let m = MatchingConfig {
         aggregation: Aggregation::Centroid,
+        negative_weight: 0.0,
         ..MatchingConfig::default()
     };
-    let evidence = eval::collect_evidence(&index, m.top_k, &val, &val_labels);
-    let c = cal::calibrate(
-        names.len(),
-        &evidence,
-        &m,
-        &[Rule::of(&m)],
-        Objective::MinOosRecall(0.9),
-        None,
-    )
-    .unwrap();
-    let mut config = data.config.clone();
-    config.matching = MatchingConfig {
-        threshold: c.threshold,
-        ..m
-    };
-    let snapshot = Snapshot {
-        config: std::sync::Arc::new(config),
-        index,
-        version: 1,
-        built_at: std::time::SystemTime::now(),
-        build_duration: std::time::Duration::ZERO,
-        embedded: 0,
-    };
-    let r = eval::evaluate(&snapshot, &data.test, &test_labels, &test, 3).report;
+    let (c, r, snapshot) = calibrated_test(&[Rule::of(&m)], &m, Objective::MinOosRecall(0.9));
     let (mut right, mut n) = (0, 0);
     for (q, l) in test.iter().zip(&test_labels) {
         let Some(l) = l else { continue };
@@ -332,6 +345,29 @@ fn tuning_lifts_clinc150_k10() {
     assert!(
         r.in_scope_accuracy >= 0.835 && r.oos_recall.unwrap() >= 0.80,
         "tuned floor: accuracy {}, OOS recall {:?}",
+        r.in_scope_accuracy,
+        r.oos_recall
+    );
+
+    // With the 100 oos_train utterances as negative exemplars and the rule's penalty chosen on val too,
+    // the issue's goal: >= 0.85 in-scope accuracy and >= 0.85 OOS recall at one calibrated setting.
+    // min-oos-recall 0.92 on val, because val holds only 100 OOS queries (a recall's standard error is
+    // about 0.03 there). Measured: 0.860 / 0.866 (README, Quality).
+    let grid = cal::rule_grid(&m, false, true);
+    let (c, r, _) = calibrated_test(&grid, &m, Objective::MinOosRecall(0.92));
+    eprintln!(
+        "CLINC150 K=10 tuned, centroid, oos_train negatives: penalty {} x mean of {}, threshold {:.3}: \
+         test in-scope {:.3}, OOS recall {:.3}",
+        c.rule.negative_weight,
+        c.rule.negative_neighbours,
+        c.threshold,
+        r.in_scope_accuracy,
+        r.oos_recall.unwrap()
+    );
+    assert!(c.rule.negative_weight > 0.0, "the penalty was not chosen");
+    assert!(
+        r.in_scope_accuracy >= 0.85 && r.oos_recall.unwrap() >= 0.85,
+        "goal floor with negatives: accuracy {}, OOS recall {:?}",
         r.in_scope_accuracy,
         r.oos_recall
     );

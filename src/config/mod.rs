@@ -148,6 +148,9 @@ struct Violation {
     message: String,
 }
 
+/// Most negative exemplars `matching.negative_neighbours` may average.
+pub const MAX_NEGATIVE_NEIGHBOURS: usize = 100;
+
 fn violation(field: impl Into<String>, message: impl Into<String>) -> Violation {
     Violation {
         field: field.into(),
@@ -231,6 +234,24 @@ fn validate(c: &Config) -> Result<(), Violation> {
             format!("{} must be between 1 and 1000", c.matching.late_shortlist),
         ));
     }
+    let nw = c.matching.negative_weight;
+    if !nw.is_finite() || !(0.0..=2.0).contains(&nw) {
+        return Err(violation(
+            "matching.negative_weight",
+            format!("{nw} is outside [0, 2] (the weight of the out-of-scope penalty)"),
+        ));
+    }
+    if c.matching.negative_neighbours == 0
+        || c.matching.negative_neighbours > MAX_NEGATIVE_NEIGHBOURS
+    {
+        return Err(violation(
+            "matching.negative_neighbours",
+            format!(
+                "{} must be between 1 and {MAX_NEGATIVE_NEIGHBOURS}",
+                c.matching.negative_neighbours
+            ),
+        ));
+    }
     if c.limits.max_input_bytes == 0 {
         return Err(violation("limits.max_input_bytes", "must be at least 1"));
     }
@@ -270,6 +291,26 @@ fn validate(c: &Config) -> Result<(), Violation> {
                     format!("blank utterance in route `{}`", r.name),
                 ));
             }
+        }
+    }
+    // An utterance both in a route and out of scope would pull the same prompt both ways.
+    let routed: HashSet<&str> = c
+        .routes
+        .iter()
+        .flat_map(|r| r.utterances.iter().map(String::as_str))
+        .collect();
+    for (j, u) in c.out_of_scope.iter().enumerate() {
+        if u.trim().is_empty() {
+            return Err(violation(
+                format!("out_of_scope[{j}]"),
+                "blank out-of-scope utterance",
+            ));
+        }
+        if routed.contains(u.as_str()) {
+            return Err(violation(
+                format!("out_of_scope[{j}]"),
+                format!("`{u}` is also a route's utterance"),
+            ));
         }
     }
     let models = validate_upstream(c)?;
@@ -544,6 +585,10 @@ mod tests {
             ("matching.late_shortlist", "late_shortlist: 0"),
             ("matching.head_weight", "head_weight: 11"),
             ("matching.head_weight", "head_weight: -0.5"),
+            ("matching.negative_weight", "negative_weight: 2.5"),
+            ("matching.negative_weight", "negative_weight: -0.1"),
+            ("matching.negative_neighbours", "negative_neighbours: 0"),
+            ("matching.negative_neighbours", "negative_neighbours: 101"),
         ] {
             let e = parse_str(&format!("matching:\n  {bad}\n{base}"), "t.yaml")
                 .unwrap_err()
@@ -551,6 +596,29 @@ mod tests {
             assert!(e.starts_with("t.yaml:2:"), "{e}");
             assert!(e.contains(&format!("{field}: ")), "{e}");
         }
+    }
+
+    #[test]
+    fn out_of_scope_utterances_checked_with_location() {
+        let base = "routes:\n  - name: a\n    utterances: [hello, bye]\n";
+        let c = parse_str(&format!("{base}out_of_scope:\n  - weather\n"), "t.yaml").unwrap();
+        assert_eq!(c.out_of_scope, vec!["weather".to_string()]);
+        assert!(parse_str(base, "t.yaml").unwrap().out_of_scope.is_empty());
+        let e = parse_str(
+            &format!("{base}out_of_scope:\n  - weather\n  - bye\n"),
+            "t.yaml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            e,
+            "t.yaml:6:5: out_of_scope[1]: `bye` is also a route's utterance"
+        );
+        let e = parse_str(&format!("{base}out_of_scope: ['  ']\n"), "t.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("t.yaml:4:"), "{e}");
+        assert!(e.contains("out_of_scope[0]: blank"), "{e}");
     }
 
     #[test]

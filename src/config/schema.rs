@@ -30,6 +30,11 @@ pub struct Config {
     pub models: Vec<ModelConfig>,
     /// The routes, each declared by example utterances.
     pub routes: Vec<RouteConfig>,
+    /// Example prompts that belong to no route (negative exemplars). A prompt close to them is less likely
+    /// in scope: its decision score drops by `matching.negative_weight` x its mean similarity to its
+    /// `matching.negative_neighbours` most similar ones. Empty (the default): no penalty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub out_of_scope: Vec<String>,
 }
 
 /// `encoder:` — the embedding model.
@@ -146,6 +151,14 @@ pub struct MatchingConfig {
     /// takes about 2-4 s per build at 15,000 exemplars and 150 routes (it grows with exemplars x routes).
     #[serde(default)]
     pub head_weight: f32,
+    /// With `out_of_scope` utterances: the decision score is lowered by this weight times the prompt's mean
+    /// similarity to its `negative_neighbours` most similar ones, in [0, 2]. Chosen on CLINC150's val
+    /// split; `semroute calibrate --tune-rule` searches it.
+    #[serde(default = "default_negative_weight")]
+    pub negative_weight: f32,
+    /// With `out_of_scope` utterances: how many of the most similar ones are averaged, 1..=100.
+    #[serde(default = "default_negative_neighbours")]
+    pub negative_neighbours: usize,
 }
 
 /// `limits:` — request limits.
@@ -430,6 +443,8 @@ impl Default for MatchingConfig {
             late_weight: default_late_weight(),
             late_shortlist: default_late_shortlist(),
             head_weight: 0.0,
+            negative_weight: default_negative_weight(),
+            negative_neighbours: default_negative_neighbours(),
         }
     }
 }
@@ -477,6 +492,12 @@ fn default_late_weight() -> f32 {
 }
 fn default_late_shortlist() -> usize {
     10
+}
+fn default_negative_weight() -> f32 {
+    0.5
+}
+fn default_negative_neighbours() -> usize {
+    3
 }
 fn default_max_input_bytes() -> usize {
     64 * 1024

@@ -4,7 +4,9 @@
 use serde::Serialize;
 
 use crate::config::{Aggregation, MatchingConfig};
-use crate::index::{aggregate, aggregate_late, decision_score, LateEvidence, Scoring};
+use crate::index::{
+    aggregate, aggregate_late, decision_score, negative_penalised, LateEvidence, Scoring,
+};
 
 /// What calibration maximises.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -47,6 +49,9 @@ pub struct Evidence {
     pub hits: Vec<(usize, f32)>,
     /// Token-level evidence, for `aggregation: late` (see [`crate::eval::add_late_evidence`]).
     pub late: Option<LateEvidence>,
+    /// Similarities to the most similar negative exemplars (`out_of_scope`), most similar first; empty
+    /// without any.
+    pub negatives: Vec<f32>,
 }
 
 /// One query's decision under a rule, before thresholds: the top route and the score that is thresholded.
@@ -62,11 +67,26 @@ pub struct Scored {
 
 /// Scores `evidence` under the rule in `matching`.
 pub fn score_all(n_routes: usize, evidence: &[Evidence], matching: &MatchingConfig) -> Vec<Scored> {
+    penalise(
+        evidence,
+        &unpenalised(n_routes, evidence, matching),
+        matching,
+    )
+}
+
+/// Each query's decision before the out-of-scope penalty (`None`: no route scored), aligned with
+/// `evidence`. Kept apart because the penalty moves neither the top route nor this score, so calibration
+/// computes it once for every penalty it tries.
+fn unpenalised(
+    n_routes: usize,
+    evidence: &[Evidence],
+    matching: &MatchingConfig,
+) -> Vec<Option<Scored>> {
     let scoring = Scoring::from_config(matching);
     let k = matching.top_k;
     evidence
         .iter()
-        .filter_map(|e| {
+        .map(|e| {
             let hits = &e.hits[..e.hits.len().min(k)];
             let s = match (&e.late, scoring.aggregation) {
                 (Some(late), Aggregation::Late) => aggregate_late(late, scoring),
@@ -77,6 +97,30 @@ pub fn score_all(n_routes: usize, evidence: &[Evidence], matching: &MatchingConf
                 label: e.label,
                 top,
                 score: decision_score(&s, matching.margin_weight)?,
+            })
+        })
+        .collect()
+}
+
+/// `scored` (from [`unpenalised`]) with `matching`'s out-of-scope penalty applied.
+fn penalise(
+    evidence: &[Evidence],
+    scored: &[Option<Scored>],
+    matching: &MatchingConfig,
+) -> Vec<Scored> {
+    evidence
+        .iter()
+        .zip(scored)
+        .filter_map(|(e, s)| {
+            let s = (*s)?;
+            Some(Scored {
+                score: negative_penalised(
+                    s.score,
+                    &e.negatives,
+                    matching.negative_weight,
+                    matching.negative_neighbours,
+                ),
+                ..s
             })
         })
         .collect()
@@ -211,6 +255,10 @@ pub struct Rule {
     pub late_weight: f32,
     /// `matching.head_weight`.
     pub head_weight: f32,
+    /// `matching.negative_weight`.
+    pub negative_weight: f32,
+    /// `matching.negative_neighbours`.
+    pub negative_neighbours: usize,
 }
 
 fn ser_agg<S: serde::Serializer>(a: &Aggregation, s: S) -> Result<S::Ok, S::Error> {
@@ -227,6 +275,18 @@ impl Rule {
             margin_weight: m.margin_weight,
             late_weight: m.late_weight,
             head_weight: m.head_weight,
+            negative_weight: m.negative_weight,
+            negative_neighbours: m.negative_neighbours,
+        }
+    }
+
+    /// This rule without its out-of-scope penalty settings: rules equal here decide alike before the
+    /// penalty.
+    fn before_penalty(&self) -> Self {
+        Self {
+            negative_weight: 0.0,
+            negative_neighbours: 1,
+            ..*self
         }
     }
 
@@ -239,6 +299,8 @@ impl Rule {
             margin_weight: self.margin_weight,
             late_weight: self.late_weight,
             head_weight: self.head_weight,
+            negative_weight: self.negative_weight,
+            negative_neighbours: self.negative_neighbours,
             ..m.clone()
         }
     }
@@ -251,10 +313,44 @@ pub const LATE_WEIGHTS: [f32; 10] = [0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 
 /// it out). Measured on CLINC150 K = all: every weight from 2 to 6 lands within a point of the others.
 pub const HEAD_WEIGHTS: [f32; 7] = [0.0, 0.5, 1.0, 2.0, 3.0, 4.0, 6.0];
 
+/// The out-of-scope penalty weights `calibrate` tries when there are negative exemplars (0: no penalty).
+pub const NEGATIVE_WEIGHTS: [f32; 6] = [0.0, 0.25, 0.5, 0.75, 1.0, 1.5];
+
+/// The numbers of most similar negative exemplars `calibrate` tries averaging.
+pub const NEGATIVE_NEIGHBOURS: [usize; 4] = [1, 2, 3, 5];
+
 /// The rules `calibrate` searches when asked to tune the rule: the configured aggregation's weights
 /// (`hybrid`: weight 0.3..1 by 0.1, neighbours 1..3; `late`: [`LATE_WEIGHTS`], times [`HEAD_WEIGHTS`] when
-/// `head` says the evidence has head scores) and margin weights 0, 0.25, 0.5.
-pub fn rule_grid(m: &MatchingConfig, head: bool) -> Vec<Rule> {
+/// `head` says the evidence has head scores) and margin weights 0, 0.25, 0.5; each of them with every
+/// out-of-scope penalty ([`NEGATIVE_WEIGHTS`] x [`NEGATIVE_NEIGHBOURS`]) when `negatives` says there are
+/// negative exemplars.
+pub fn rule_grid(m: &MatchingConfig, head: bool, negatives: bool) -> Vec<Rule> {
+    let base = base_grid(m, head);
+    if !negatives {
+        return base;
+    }
+    // Penalties innermost: consecutive rules then share their unpenalised scores in `calibrate`.
+    let mut out =
+        Vec::with_capacity(base.len() * NEGATIVE_WEIGHTS.len() * NEGATIVE_NEIGHBOURS.len());
+    for rule in base {
+        out.push(Rule {
+            negative_weight: 0.0,
+            ..rule
+        });
+        for w in &NEGATIVE_WEIGHTS[1..] {
+            for n in NEGATIVE_NEIGHBOURS {
+                out.push(Rule {
+                    negative_weight: *w,
+                    negative_neighbours: n,
+                    ..rule
+                });
+            }
+        }
+    }
+    out
+}
+
+fn base_grid(m: &MatchingConfig, head: bool) -> Vec<Rule> {
     let head_weights: &[f32] = if head {
         &HEAD_WEIGHTS
     } else {
@@ -270,8 +366,7 @@ pub fn rule_grid(m: &MatchingConfig, head: bool) -> Vec<Rule> {
                         hybrid_weight: w as f32 / 10.0,
                         hybrid_neighbours: n,
                         margin_weight: margin,
-                        late_weight: m.late_weight,
-                        head_weight: m.head_weight,
+                        ..Rule::of(m)
                     });
                 }
             }
@@ -320,9 +415,14 @@ pub fn calibrate(
     per_route_shift: Option<f32>,
 ) -> Option<Calibration> {
     let mut best: Option<(f64, Rule, f32, Figures, Vec<Scored>)> = None;
+    let mut shared: Option<(Rule, Vec<Option<Scored>>)> = None;
     for rule in rules {
         let m = rule.apply(base);
-        let scored = score_all(n_routes, evidence, &m);
+        let key = rule.before_penalty();
+        if shared.as_ref().is_none_or(|(k, _)| *k != key) {
+            shared = Some((key, unpenalised(n_routes, evidence, &m)));
+        }
+        let scored = penalise(evidence, &shared.as_ref().expect("just set").1, &m);
         if let Some((t, f)) = best_global(&scored, objective) {
             let v = f.value(objective).unwrap_or(f64::NEG_INFINITY);
             if best.as_ref().is_none_or(|b| v > b.0 + 1e-9) {
@@ -415,12 +515,14 @@ mod tests {
                 centroid: vec![0.6, 0.5],
                 hits: vec![(1, 0.95), (0, 0.4)],
                 late: None,
+                negatives: vec![],
             },
             Evidence {
                 label: None,
                 centroid: vec![0.2, 0.1],
                 hits: vec![(0, 0.3), (1, 0.2)],
                 late: None,
+                negatives: vec![],
             },
         ];
         let base = MatchingConfig {
@@ -428,10 +530,50 @@ mod tests {
             top_k: 2,
             ..Default::default()
         };
-        let c = balanced(&ev, &base, &rule_grid(&base, false));
+        let c = balanced(&ev, &base, &rule_grid(&base, false, false));
         assert_eq!(c.figures.in_scope_accuracy, 1.0);
         assert_eq!(c.figures.oos_recall, 1.0);
         assert!(c.rule.hybrid_weight < 1.0);
+    }
+
+    #[test]
+    fn calibrate_chooses_an_out_of_scope_penalty() {
+        // The OOS query scores as high as the in-scope one, but sits next to a negative exemplar: only a
+        // penalty tells them apart.
+        let ev = vec![
+            Evidence {
+                label: Some(0),
+                centroid: vec![0.7, 0.2],
+                hits: vec![(0, 0.7)],
+                late: None,
+                negatives: vec![0.1, 0.05],
+            },
+            Evidence {
+                label: None,
+                centroid: vec![0.72, 0.1],
+                hits: vec![(0, 0.72)],
+                late: None,
+                negatives: vec![0.9, 0.2],
+            },
+        ];
+        let base = MatchingConfig {
+            aggregation: Aggregation::Centroid,
+            negative_weight: 0.0,
+            ..Default::default()
+        };
+        let without = balanced(&ev, &base, &rule_grid(&base, false, false));
+        assert!(without.figures.in_scope_accuracy + without.figures.oos_recall < 2.0);
+        let grid = rule_grid(&base, false, true);
+        assert_eq!(
+            grid.len(),
+            3 * (1 + (NEGATIVE_WEIGHTS.len() - 1) * NEGATIVE_NEIGHBOURS.len())
+        );
+        let with = balanced(&ev, &base, &grid);
+        assert_eq!(with.figures.in_scope_accuracy, 1.0);
+        assert_eq!(with.figures.oos_recall, 1.0);
+        assert!(with.rule.negative_weight > 0.0);
+        let scored = score_all(2, &ev, &with.rule.apply(&base));
+        assert!(scored[1].score < with.threshold && scored[0].score >= with.threshold);
     }
 
     #[test]
@@ -452,12 +594,14 @@ mod tests {
                 centroid: vec![0.6, 0.5],
                 hits: vec![(0, 0.9), (1, 0.5)],
                 late: late(vec![0.6, 0.5], vec![(0, 0.5), (1, 0.9)]),
+                negatives: vec![],
             },
             Evidence {
                 label: None,
                 centroid: vec![0.2, 0.1],
                 hits: vec![(0, 0.3), (1, 0.2)],
                 late: late(vec![0.2, 0.1], vec![(0, 0.3), (1, 0.2)]),
+                negatives: vec![],
             },
         ];
         let base = MatchingConfig {
@@ -466,7 +610,7 @@ mod tests {
             top_k: 2,
             ..Default::default()
         };
-        let grid = rule_grid(&base, false);
+        let grid = rule_grid(&base, false, false);
         assert!(grid.iter().all(|r| r.aggregation == Aggregation::Late));
         assert!(grid.iter().all(|r| r.head_weight == 0.0));
         let c = balanced(&ev, &base, &grid);
@@ -496,12 +640,14 @@ mod tests {
                 centroid: vec![0.6, 0.5],
                 hits: vec![(0, 0.9), (1, 0.5)],
                 late: late(vec![0.6, 0.5], vec![(0, 0.6), (1, 0.5)], vec![0.2, 0.8]),
+                negatives: vec![],
             },
             Evidence {
                 label: None,
                 centroid: vec![0.2, 0.1],
                 hits: vec![(0, 0.3), (1, 0.2)],
                 late: late(vec![0.2, 0.1], vec![(0, 0.3), (1, 0.2)], vec![-0.5, -0.6]),
+                negatives: vec![],
             },
         ];
         let base = MatchingConfig {
@@ -509,9 +655,9 @@ mod tests {
             top_k: 2,
             ..Default::default()
         };
-        let without = balanced(&ev, &base, &rule_grid(&base, false));
+        let without = balanced(&ev, &base, &rule_grid(&base, false, false));
         assert_eq!(without.figures.in_scope_accuracy, 0.0);
-        let grid = rule_grid(&base, true);
+        let grid = rule_grid(&base, true, false);
         assert_eq!(grid.len(), 3 * LATE_WEIGHTS.len() * HEAD_WEIGHTS.len());
         let c = balanced(&ev, &base, &grid);
         assert_eq!(c.figures.in_scope_accuracy, 1.0);

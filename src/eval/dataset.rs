@@ -21,6 +21,9 @@ pub struct Clinc150 {
     pub val: Vec<Sample>,
     /// test + oos_test: for reporting.
     pub test: Vec<Sample>,
+    /// oos_train: the training split's out-of-scope utterances, which `semroute dataset --oos-negatives`
+    /// writes as the config's `out_of_scope` (negative exemplars). Not part of the recipe's routes.
+    pub oos_train: Vec<String>,
 }
 
 /// Reads `data_full.json` and applies the recipe with `k` exemplars per intent (`None`: every train
@@ -93,6 +96,7 @@ pub fn clinc150_from_str(
         }
         Ok(out)
     };
+    let oos_train = pairs("oos_train")?.into_iter().map(|(t, _)| t).collect();
     let val = samples("val", "oos_val")?;
     let test = samples("test", "oos_test")?;
     let config = Config {
@@ -104,8 +108,14 @@ pub fn clinc150_from_str(
         upstream: Default::default(),
         providers: Vec::new(),
         models: Vec::new(),
+        out_of_scope: Vec::new(),
     };
-    Ok(Clinc150 { config, val, test })
+    Ok(Clinc150 {
+        config,
+        val,
+        test,
+        oos_train,
+    })
 }
 
 /// Writes `routes.yaml`, `val.jsonl` and `test.jsonl` for `data` into `dir` (created if missing).
@@ -143,7 +153,7 @@ mod tests {
     const MINI: &str = r#"{
         "train": [["a1","A"],["b1","B"],["a2","A"],["a3","A"],["b2","B"]],
         "val": [["av","A"]], "oos_val": [["ov","oos"]],
-        "test": [["bt","B"]], "oos_test": [["ot","oos"]]
+        "test": [["bt","B"]], "oos_test": [["ot","oos"]], "oos_train": [["on1","oos"],["on2","oos"]]
     }"#;
 
     #[test]
@@ -158,13 +168,16 @@ mod tests {
         assert_eq!(d.val[0].label.as_deref(), Some("A"));
         assert_eq!(d.val[1].label, None);
         assert_eq!(d.test[0].label.as_deref(), Some("B"));
+        assert_eq!(d.oos_train, vec!["on1", "on2"]);
+        assert!(d.config.out_of_scope.is_empty());
         let all = clinc150_from_str(MINI, None, MatchingConfig::default()).unwrap();
         assert_eq!(all.config.routes[0].utterances.len(), 3);
     }
 
     #[test]
     fn written_files_load_back() {
-        let d = clinc150_from_str(MINI, Some(1), MatchingConfig::default()).unwrap();
+        let mut d = clinc150_from_str(MINI, Some(1), MatchingConfig::default()).unwrap();
+        d.config.out_of_scope = d.oos_train.clone();
         let dir = tempfile::tempdir().unwrap();
         write(&d, dir.path(), "CLINC150 test\nsecond line").unwrap();
         let loaded = crate::config::load_file(&dir.path().join("routes.yaml")).unwrap();

@@ -142,8 +142,8 @@ mod tests {
     }
 }
 
-/// Evidence for calibration: each vector's similarity to every route prototype and its `k` nearest
-/// exemplars.
+/// Evidence for calibration: each vector's similarity to every route prototype, its `k` nearest
+/// exemplars and its most similar negative exemplars (as many as `matching.negative_neighbours` may ask).
 pub fn collect_evidence(
     index: &crate::index::RouteIndex,
     k: usize,
@@ -162,6 +162,7 @@ pub fn collect_evidence(
                 .map(|h| (index.exemplar_route(h.id), h.similarity))
                 .collect(),
             late: None,
+            negatives: index.negative_similarities(v, crate::config::MAX_NEGATIVE_NEIGHBOURS),
         })
         .collect()
 }

@@ -89,6 +89,8 @@ pub struct RouteIndex {
     scan: Option<QuantisedScan>,
     /// Token matrices and token-pooled prototypes; only with `aggregation: late`.
     late: Option<LateIndex>,
+    /// Row-major unit vectors of the config's `out_of_scope` utterances (negative exemplars).
+    negatives: Vec<f32>,
 }
 
 impl RouteIndex {
@@ -145,7 +147,54 @@ impl RouteIndex {
             graph,
             scan,
             late: None,
+            negatives: Vec::new(),
         })
+    }
+
+    /// Adds negative exemplars: vectors of prompts that belong to no route (re-normalised like exemplars).
+    pub fn with_negatives(
+        mut self,
+        negatives: Vec<(String, Vec<f32>)>,
+    ) -> Result<Self, IndexError> {
+        let mut flat = Vec::with_capacity(negatives.len() * self.dim);
+        for (text, mut v) in negatives {
+            if v.len() != self.dim {
+                return Err(IndexError::Dimension {
+                    text,
+                    got: v.len(),
+                    want: self.dim,
+                });
+            }
+            if !normalize(&mut v) {
+                return Err(IndexError::Degenerate(text));
+            }
+            flat.extend_from_slice(&v);
+        }
+        self.negatives = flat;
+        Ok(self)
+    }
+
+    /// Number of negative exemplars.
+    pub fn negative_count(&self) -> usize {
+        self.negatives.len() / self.dim.max(1)
+    }
+
+    /// The query's similarities to its `n` most similar negative exemplars, most similar first (fewer when
+    /// there are fewer negatives; empty without any). A plain scan: negatives are few.
+    pub fn negative_similarities(&self, query: &[f32], n: usize) -> Vec<f32> {
+        let mut sims: Vec<f32> = self
+            .negatives
+            .chunks_exact(self.dim)
+            .map(|v| dot(query, v))
+            .collect();
+        let n = n.min(sims.len());
+        if n == 0 {
+            return Vec::new();
+        }
+        sims.select_nth_unstable_by(n - 1, |a, b| b.total_cmp(a));
+        sims.truncate(n);
+        sims.sort_by(|a, b| b.total_cmp(a));
+        sims
     }
 
     /// Adds the token-level index that `aggregation: late` scores with; `tokens[i]` belongs to exemplar `i`
@@ -452,6 +501,17 @@ pub fn decision_score(scores: &[(usize, f32)], margin_weight: f32) -> Option<f32
     }
 }
 
+/// `decision` lowered by the out-of-scope penalty: `weight` times the mean of the first `neighbours` of
+/// `negatives` (the prompt's similarities to the negative exemplars, most similar first). No negatives, no
+/// penalty.
+pub fn negative_penalised(decision: f32, negatives: &[f32], weight: f32, neighbours: usize) -> f32 {
+    let taken = &negatives[..negatives.len().min(neighbours.max(1))];
+    if taken.is_empty() || weight == 0.0 {
+        return decision;
+    }
+    decision - weight * taken.iter().sum::<f32>() / taken.len() as f32
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -487,6 +547,31 @@ mod tests {
             },
         ];
         RouteIndex::build(3, vec!["a".into(), "b".into()], ex, 100).unwrap()
+    }
+
+    #[test]
+    fn negatives_rank_and_penalise() {
+        let idx = small()
+            .with_negatives(vec![
+                ("z".into(), vec![0.0, 0.0, 2.0]),
+                ("y".into(), vec![0.0, 0.6, 0.8]),
+            ])
+            .unwrap();
+        assert_eq!(idx.negative_count(), 2);
+        let q = unit(&[0.0, 0.0, 1.0]);
+        let sims = idx.negative_similarities(&q, 5);
+        assert_eq!(sims.len(), 2);
+        assert!((sims[0] - 1.0).abs() < 1e-6 && (sims[1] - 0.8).abs() < 1e-6);
+        assert_eq!(idx.negative_similarities(&q, 1), vec![sims[0]]);
+        // Mean of the first two, weighted: 0.5 - 0.5 x 0.9.
+        assert!((negative_penalised(0.5, &sims, 0.5, 2) - 0.05).abs() < 1e-6);
+        assert_eq!(negative_penalised(0.5, &sims, 0.0, 2), 0.5);
+        assert_eq!(negative_penalised(0.5, &[], 1.0, 3), 0.5);
+        assert!(small().negative_similarities(&q, 3).is_empty());
+        assert!(matches!(
+            small().with_negatives(vec![("bad".into(), vec![1.0])]),
+            Err(IndexError::Dimension { .. })
+        ));
     }
 
     #[test]
