@@ -616,3 +616,57 @@ fn late_rule_through_the_router_cache_and_store() {
         .to_string_lossy()
         .starts_with("tokens-")));
 }
+
+/// `out_of_scope` negative exemplars through the router (real model, shipped routes.yaml): a prompt close
+/// to one loses its route while other prompts keep theirs, the penalty shows in no other score, and a
+/// rebuild takes the negatives' vectors from the embedding store.
+#[test]
+fn out_of_scope_utterances_unroute_prompts_near_them() {
+    let load = || {
+        semroute::config::load_file(&common::repo().join("routes.yaml"))
+            .unwrap()
+            .config
+    };
+    let mut config = load();
+    config.default_route = None;
+    config.encoder.cache_size = 0;
+    let router =
+        semroute::router::Router::build(common::embedder().clone(), config.clone()).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let route = |t: &str| {
+        rt.block_on(router.route(semroute::router::RouteQuery {
+            text: t.into(),
+            ..Default::default()
+        }))
+        .unwrap()
+    };
+    let near = "can you convert my invoice into a spreadsheet for me";
+    let far = "translate 'good morning' into German";
+    let (before_near, before_far) = (route(near), route(far));
+    assert!(before_near.matched, "{before_near:?}");
+    assert_eq!(before_far.route.as_deref(), Some("translation"));
+
+    config.out_of_scope = vec![
+        "please turn this invoice into a spreadsheet".into(),
+        "what's the weather in Lisbon".into(),
+    ];
+    config.matching.negative_weight = 1.0;
+    config.matching.negative_neighbours = 1;
+    let snap = router.rebuild(config.clone()).unwrap();
+    assert_eq!(snap.index.negative_count(), 2);
+    assert_eq!(snap.embedded, 2, "only the negatives are new");
+    let (after_near, after_far) = (route(near), route(far));
+    assert!(!after_near.matched, "{after_near:?}");
+    assert_eq!(after_near.route, None);
+    assert_eq!(after_far.route.as_deref(), Some("translation"));
+    // The penalty moves the decision, not the route scores.
+    assert_eq!(after_near.candidates, before_near.candidates);
+
+    let again = router.rebuild(config).unwrap();
+    assert_eq!(again.embedded, 0);
+    let without = router.rebuild(load()).unwrap();
+    assert_eq!(without.index.negative_count(), 0);
+}
