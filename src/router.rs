@@ -462,30 +462,14 @@ fn build_snapshot(
     let dim = embedder.info().dim;
     // Token vectors are kept only for the rule that uses them: they cost about 10x a sentence vector.
     let late = config.matching.aggregation == Aggregation::Late;
-    let missing: Vec<String> = {
-        let store = store.lock().unwrap_or_else(|p| p.into_inner());
-        let mut seen = std::collections::HashSet::new();
-        config
-            .routes
-            .iter()
-            .flat_map(|r| r.utterances.iter())
-            .filter(|u| {
-                (store.get(u).is_none() || (late && store.get_tokens(u).is_none()))
-                    && seen.insert(u.as_str())
-            })
-            .cloned()
-            .collect()
-    };
     // Negative exemplars need sentence vectors only (the penalty compares sentence vectors).
-    let missing_negatives: Vec<String> = {
+    let (missing, missing_negatives) = {
         let store = store.lock().unwrap_or_else(|p| p.into_inner());
-        let mut seen = std::collections::HashSet::new();
-        config
-            .out_of_scope
-            .iter()
-            .filter(|u| store.get(u).is_none() && seen.insert(u.as_str()))
-            .cloned()
-            .collect()
+        let utterances = config.routes.iter().flat_map(|r| r.utterances.iter());
+        (
+            not_stored(&store, utterances, late),
+            not_stored(&store, config.out_of_scope.iter(), false),
+        )
     };
     let embedded = missing.len() + missing_negatives.len();
     let mut fresh = Vec::with_capacity(embedded);
@@ -604,6 +588,22 @@ fn build_snapshot(
         build_duration,
         embedded,
     })
+}
+
+/// The distinct `texts` whose vectors (and, with `tokens`, token vectors) `store` lacks, in order.
+fn not_stored<'a>(
+    store: &EmbeddingStore,
+    texts: impl Iterator<Item = &'a String>,
+    tokens: bool,
+) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    texts
+        .filter(|u| {
+            (store.get(u).is_none() || (tokens && store.get_tokens(u).is_none()))
+                && seen.insert(u.as_str())
+        })
+        .cloned()
+        .collect()
 }
 
 /// Picks the text to embed and enforces the input rules.

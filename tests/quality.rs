@@ -506,24 +506,32 @@ fn heldout_llm_prompts_route_correctly() {
     assert!(acc >= 0.80, "held-out accuracy {acc}");
 }
 
-#[test]
-fn repeated_prompts_come_from_the_cache_with_the_same_decision() {
-    let mut config = semroute::config::load_file(&common::repo().join("routes.yaml"))
+/// The shipped routes.yaml.
+fn shipped_config() -> Config {
+    semroute::config::load_file(&common::repo().join("routes.yaml"))
         .unwrap()
-        .config;
-    config.encoder.cache_size = 2;
-    let router = semroute::router::Router::build(common::embedder().clone(), config).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
+        .config
+}
+
+/// Routes `text` on `router` from synchronous test code.
+fn route_blocking(router: &semroute::router::Router, text: &str) -> semroute::router::Decision {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .unwrap();
-    let route = |t: &str| {
-        rt.block_on(router.route(semroute::router::RouteQuery {
-            text: t.into(),
+        .unwrap()
+        .block_on(router.route(semroute::router::RouteQuery {
+            text: text.into(),
             ..Default::default()
         }))
         .unwrap()
-    };
+}
+
+#[test]
+fn repeated_prompts_come_from_the_cache_with_the_same_decision() {
+    let mut config = shipped_config();
+    config.encoder.cache_size = 2;
+    let router = semroute::router::Router::build(common::embedder().clone(), config).unwrap();
+    let route = |t: &str| route_blocking(&router, t);
     let first = route("how do I get a refund for a double charge?");
     let second = route("how do I get a refund for a double charge?");
     assert_eq!(first.candidates, second.candidates);
@@ -540,21 +548,11 @@ fn repeated_prompts_come_from_the_cache_with_the_same_decision() {
         semroute::router::CacheStats { hits: 1, misses: 4 }
     );
 
-    let mut off = semroute::config::load_file(&common::repo().join("routes.yaml"))
-        .unwrap()
-        .config;
+    let mut off = shipped_config();
     off.encoder.cache_size = 0;
     let router = semroute::router::Router::build(common::embedder().clone(), off).unwrap();
-    rt.block_on(router.route(semroute::router::RouteQuery {
-        text: "hi".into(),
-        ..Default::default()
-    }))
-    .unwrap();
-    rt.block_on(router.route(semroute::router::RouteQuery {
-        text: "hi".into(),
-        ..Default::default()
-    }))
-    .unwrap();
+    route_blocking(&router, "hi");
+    route_blocking(&router, "hi");
     assert_eq!(
         router.cache_stats(),
         semroute::router::CacheStats { hits: 0, misses: 0 }
@@ -565,9 +563,7 @@ fn repeated_prompts_come_from_the_cache_with_the_same_decision() {
 /// included), and the embedding store, which keeps exemplar tokens so a second build embeds nothing.
 #[test]
 fn late_rule_through_the_router_cache_and_store() {
-    let mut config = semroute::config::load_file(&common::repo().join("routes.yaml"))
-        .unwrap()
-        .config;
+    let mut config = shipped_config();
     config.matching.aggregation = Aggregation::Late;
     let e = common::embedder();
     let dir = tempfile::tempdir().unwrap();
@@ -577,17 +573,7 @@ fn late_rule_through_the_router_cache_and_store() {
         semroute::router::Router::build_with_store(e.clone(), config.clone(), open()).unwrap();
     let first = router.snapshot();
     assert!(first.wants_tokens() && first.embedded > 0);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let route = |t: &str| {
-        rt.block_on(router.route(semroute::router::RouteQuery {
-            text: t.into(),
-            ..Default::default()
-        }))
-        .unwrap()
-    };
+    let route = |t: &str| route_blocking(&router, t);
     let set = common::read_labelled(&common::repo().join("tests/data/heldout_prompts.jsonl"));
     let labelled: Vec<_> = set.iter().filter(|(_, l)| l.is_some()).collect();
     let correct = labelled
@@ -622,27 +608,12 @@ fn late_rule_through_the_router_cache_and_store() {
 /// rebuild takes the negatives' vectors from the embedding store.
 #[test]
 fn out_of_scope_utterances_unroute_prompts_near_them() {
-    let load = || {
-        semroute::config::load_file(&common::repo().join("routes.yaml"))
-            .unwrap()
-            .config
-    };
-    let mut config = load();
+    let mut config = shipped_config();
     config.default_route = None;
     config.encoder.cache_size = 0;
     let router =
         semroute::router::Router::build(common::embedder().clone(), config.clone()).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let route = |t: &str| {
-        rt.block_on(router.route(semroute::router::RouteQuery {
-            text: t.into(),
-            ..Default::default()
-        }))
-        .unwrap()
-    };
+    let route = |t: &str| route_blocking(&router, t);
     let near = "can you convert my invoice into a spreadsheet for me";
     let far = "translate 'good morning' into German";
     let (before_near, before_far) = (route(near), route(far));
@@ -667,6 +638,6 @@ fn out_of_scope_utterances_unroute_prompts_near_them() {
 
     let again = router.rebuild(config).unwrap();
     assert_eq!(again.embedded, 0);
-    let without = router.rebuild(load()).unwrap();
+    let without = router.rebuild(shipped_config()).unwrap();
     assert_eq!(without.index.negative_count(), 0);
 }
