@@ -119,7 +119,7 @@ fn dataset_writes_the_recipe() {
     std::fs::write(
         &src,
         r#"{"train": [["a1","A"],["b1","B"],["a2","A"]], "val": [["av","A"]], "oos_val": [["ov","oos"]],
-            "test": [["bt","B"]], "oos_test": [["ot","oos"]]}"#,
+            "test": [["bt","B"]], "oos_test": [["ot","oos"]], "oos_train": [["on","oos"]]}"#,
     )
     .unwrap();
     let out = semroute(
@@ -148,6 +148,23 @@ fn dataset_writes_the_recipe() {
         test,
         "{\"text\":\"bt\",\"label\":\"B\"}\n{\"text\":\"ot\",\"label\":null}\n"
     );
+    assert!(c.config.out_of_scope.is_empty());
+    let negatives = semroute(
+        dir.path(),
+        &[
+            "dataset",
+            "clinc150",
+            "--data",
+            "data_full.json",
+            "--out",
+            "neg",
+            "--oos-negatives",
+        ],
+    );
+    assert!(negatives.status.success());
+    let n = semroute::config::load_file(&dir.path().join("neg/routes.yaml")).unwrap();
+    assert_eq!(n.config.out_of_scope, vec!["on"]);
+    assert_eq!(n.config.routes[0].utterances, vec!["a1", "a2"]);
     let bad = semroute(
         dir.path(),
         &[
