@@ -145,10 +145,15 @@ impl Snapshot {
             Some(&(r, s)) => {
                 let route_cfg = &self.config.routes[r];
                 let d = decision_score(&scores, m.margin_weight).unwrap_or(s);
-                let negatives = self
-                    .index
-                    .negative_similarities(query, m.negative_neighbours);
-                let d = negative_penalised(d, &negatives, m.negative_weight, m.negative_neighbours);
+                // No scan when calibration chose no penalty (weight 0) for a config with negatives.
+                let d = if m.negative_weight > 0.0 {
+                    let negatives = self
+                        .index
+                        .negative_similarities(query, m.negative_neighbours);
+                    negative_penalised(d, &negatives, m.negative_weight, m.negative_neighbours)
+                } else {
+                    d
+                };
                 (
                     s,
                     d >= self.config.threshold_for(route_cfg),
