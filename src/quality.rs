@@ -227,6 +227,15 @@ fn fmt_f32(x: f32) -> String {
     }
 }
 
+/// Queues `matching.<field>: x` as short YAML text and returns the value that text parses back to, so the
+/// wanted config holds exactly what the file will.
+fn set_f32(changes: &mut Vec<Change>, field: &str, x: f32) -> anyhow::Result<f32> {
+    let text = fmt_f32(x);
+    let parsed = text.parse()?;
+    changes.push(Change::Set(format!("matching.{field}"), text));
+    Ok(parsed)
+}
+
 pub fn calibrate(a: CalibrateArgs) -> anyhow::Result<()> {
     let source = std::fs::read_to_string(&a.config)
         .with_context(|| format!("reading {}", a.config.display()))?;
@@ -268,29 +277,22 @@ pub fn calibrate(a: CalibrateArgs) -> anyhow::Result<()> {
     // The wanted config, with every value exactly as its YAML text parses.
     let mut want = cfg.clone();
     let mut changes = Vec::new();
-    let t_text = fmt_f32(c.threshold);
-    want.matching.threshold = t_text.parse()?;
-    changes.push(Change::Set("matching.threshold".into(), t_text));
+    want.matching.threshold = set_f32(&mut changes, "threshold", c.threshold)?;
     let new_m = c.rule.apply(m);
     if a.tune_rule {
         let agg = format!("{:?}", new_m.aggregation).to_lowercase();
         want.matching.aggregation = new_m.aggregation;
         changes.push(Change::Set("matching.aggregation".into(), agg));
-        let w = fmt_f32(new_m.hybrid_weight);
-        want.matching.hybrid_weight = w.parse()?;
-        changes.push(Change::Set("matching.hybrid_weight".into(), w));
+        want.matching.hybrid_weight = set_f32(&mut changes, "hybrid_weight", new_m.hybrid_weight)?;
         want.matching.hybrid_neighbours = new_m.hybrid_neighbours;
         changes.push(Change::Set(
             "matching.hybrid_neighbours".into(),
             new_m.hybrid_neighbours.to_string(),
         ));
-        let mw = fmt_f32(new_m.margin_weight);
-        want.matching.margin_weight = mw.parse()?;
-        changes.push(Change::Set("matching.margin_weight".into(), mw));
+        want.matching.margin_weight = set_f32(&mut changes, "margin_weight", new_m.margin_weight)?;
         if snapshot.index.negative_count() > 0 {
-            let nw = fmt_f32(new_m.negative_weight);
-            want.matching.negative_weight = nw.parse()?;
-            changes.push(Change::Set("matching.negative_weight".into(), nw));
+            want.matching.negative_weight =
+                set_f32(&mut changes, "negative_weight", new_m.negative_weight)?;
             want.matching.negative_neighbours = new_m.negative_neighbours;
             changes.push(Change::Set(
                 "matching.negative_neighbours".into(),
@@ -298,12 +300,8 @@ pub fn calibrate(a: CalibrateArgs) -> anyhow::Result<()> {
             ));
         }
         if new_m.aggregation == Aggregation::Late {
-            let lw = fmt_f32(new_m.late_weight);
-            want.matching.late_weight = lw.parse()?;
-            changes.push(Change::Set("matching.late_weight".into(), lw));
-            let hw = fmt_f32(new_m.head_weight);
-            want.matching.head_weight = hw.parse()?;
-            changes.push(Change::Set("matching.head_weight".into(), hw));
+            want.matching.late_weight = set_f32(&mut changes, "late_weight", new_m.late_weight)?;
+            want.matching.head_weight = set_f32(&mut changes, "head_weight", new_m.head_weight)?;
         }
     }
     for (i, r) in want.routes.iter_mut().enumerate() {
