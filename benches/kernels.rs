@@ -23,6 +23,7 @@ fn bench(c: &mut Criterion) {
     let isa = Isa::detect();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let team = Team::new(threads, "bench-kernels").unwrap();
+    let solo = Team::new(1, "bench-solo").unwrap();
     for (m, n, k, name) in [
         (13, 1152, 384, "qkv"),
         (13, 1536, 384, "up"),
@@ -45,13 +46,19 @@ fn bench(c: &mut Criterion) {
                     .unwrap()
             })
         });
-        for precision in [Precision::F32, Precision::Int8] {
+        for precision in [Precision::F32, Precision::Int8, Precision::Int8Fast] {
             let lin = Linear::new(&w, n, k, Some(b.clone()), precision, isa);
             let mut out = vec![0f32; m * n];
             let label = format!("{}-{precision:?}", isa.name()).to_lowercase();
             g.bench_function(BenchmarkId::new("ours", label), |bench| {
                 bench.iter(|| team.install(|| lin.forward(&x, m, Activation::None, &mut out)))
             });
+            g.bench_function(
+                BenchmarkId::new("ours-1t", format!("{precision:?}")),
+                |bench| {
+                    bench.iter(|| solo.install(|| lin.forward(&x, m, Activation::None, &mut out)))
+                },
+            );
         }
         g.finish();
     }

@@ -137,7 +137,7 @@ fn missing_model_names_the_fetch_command() {
     assert!(err.contains("no-such-model-here"), "{err}");
 }
 
-/// The int8 fast path stays close to the reference (the bar: cosine >= 0.99 on every item), and
+/// The int8 paths (int8 and int8-fast) stay close to the reference (the bar: cosine >= 0.99 on every item), and
 /// the candle baseline backend still matches exactly.
 #[test]
 fn int8_and_candle_backends_against_reference() {
@@ -148,6 +148,8 @@ fn int8_and_candle_backends_against_reference() {
     for (backend, bar) in [
         (Backend::Kernels(Isa::detect(), Precision::Int8), 0.99),
         (Backend::Kernels(Isa::Portable, Precision::Int8), 0.99),
+        (Backend::Kernels(Isa::detect(), Precision::Int8Fast), 0.99),
+        (Backend::Kernels(Isa::Portable, Precision::Int8Fast), 0.99),
         (Backend::Kernels(Isa::Portable, Precision::F32), 0.9999),
         (Backend::Candle, 0.9999),
     ] {

@@ -97,8 +97,7 @@ impl Backend {
     pub fn describe(&self) -> String {
         match self {
             Backend::Candle => "candle-f32".into(),
-            Backend::Kernels(isa, Precision::F32) => format!("{}-f32", isa.name()),
-            Backend::Kernels(isa, Precision::Int8) => format!("{}-int8", isa.name()),
+            Backend::Kernels(isa, precision) => format!("{}-{}", isa.name(), precision.name()),
         }
     }
 }
@@ -135,12 +134,54 @@ fn layer_norm(vb: &VarBuilder, size: usize, eps: f64) -> Result<LayerNorm> {
     ))
 }
 
-fn packed(l: &Linear, precision: Precision, isa: Isa) -> Result<kernels::Linear> {
+/// A linear layer's weights as plain vectors: `(w (n x k), n, k, bias)`.
+type PlainWeights = (Vec<f32>, usize, usize, Option<Vec<f32>>);
+
+/// A candle linear layer's weights as plain vectors.
+fn weights_of(l: &Linear) -> Result<PlainWeights> {
     let (n, k) = l.weight().dims2()?;
     let w = l.weight().flatten_all()?.to_vec1::<f32>()?;
     let b = l.bias().map(|b| b.to_vec1::<f32>()).transpose()?;
+    Ok((w, n, k, b))
+}
+
+fn packed(l: &Linear, precision: Precision, isa: Isa) -> Result<kernels::Linear> {
+    let (w, n, k, b) = weights_of(l)?;
     Ok(kernels::Linear::new(&w, n, k, b, precision, isa))
 }
+
+/// Packs `l` for the int8-fast path with SmoothQuant factors `c_i = sqrt(max|x_i| / max_j |w_ji|)` from
+/// the input maxima seen in calibration: each input channel's range is split evenly between the
+/// activations (divided by `c_i`) and the weights (multiplied by it), so a few outlier channels no longer
+/// set every row's activation scale.
+fn packed_fast(l: &Linear, input_max: &[f32], isa: Isa) -> Result<kernels::Linear> {
+    let (w, n, k, b) = weights_of(l)?;
+    if input_max.len() != k {
+        candle_core::bail!(
+            "calibration saw {} inputs for a {k}-wide layer",
+            input_max.len()
+        );
+    }
+    let mut w_max = vec![0f32; k];
+    for row in w.chunks_exact(k) {
+        for (m, v) in w_max.iter_mut().zip(row) {
+            *m = m.max(v.abs());
+        }
+    }
+    // The floor keeps dead channels (never active, or all-zero weights) at a finite, harmless factor.
+    let smooth: Vec<f32> = input_max
+        .iter()
+        .zip(&w_max)
+        .map(|(&a, &wm)| (a.max(1e-5) / wm.max(1e-5)).sqrt())
+        .collect();
+    Ok(kernels::Linear::int8_fast(&w, n, k, b, &smooth, isa))
+}
+
+/// Token inputs the int8-fast path calibrates on at load: `(ids, type_ids, mask)`, one sentence each.
+pub type Calibration = Vec<(Tensor, Tensor, Tensor)>;
+
+/// Linear-layer inputs per encoder layer, in the order the forward pass meets them.
+const INPUTS_PER_LAYER: usize = 4;
 
 fn norm(l: &LayerNorm, eps: f64) -> Result<Norm> {
     Ok(Norm {
@@ -155,8 +196,14 @@ fn norm(l: &LayerNorm, eps: f64) -> Result<Norm> {
 }
 
 impl Bert {
-    /// Loads the weights named like a Hugging Face BERT checkpoint, for `backend`.
-    pub fn load(vb: VarBuilder, c: &Config, backend: Backend) -> Result<Self> {
+    /// Loads the weights named like a Hugging Face BERT checkpoint, for `backend`. The int8-fast precision
+    /// needs `calibration` (its smoothing is measured on it with the F32 kernels); the others ignore it.
+    pub fn load(
+        vb: VarBuilder,
+        c: &Config,
+        backend: Backend,
+        calibration: Option<&Calibration>,
+    ) -> Result<Self> {
         let vb = if vb.contains_tensor("bert.embeddings.word_embeddings.weight") {
             vb.pp("bert")
         } else {
@@ -198,10 +245,8 @@ impl Bert {
                 out_norm: layer_norm(&l.pp("output.LayerNorm"), h, c.layer_norm_eps)?,
             });
         }
-        let layers = match backend {
-            Backend::Candle => Layers::Candle(layers),
-            // Pack once; the candle copies of the weights are dropped here, so only one copy is resident.
-            Backend::Kernels(isa, precision) => Layers::Kernels(
+        let pack_all = |precision: Precision, isa: Isa| -> Result<Layers> {
+            Ok(Layers::Kernels(
                 layers
                     .iter()
                     .map(|l| {
@@ -216,18 +261,92 @@ impl Bert {
                     })
                     .collect::<Result<_>>()?,
                 isa,
-            ),
+            ))
         };
-        Ok(Self {
+        // Pack once; the candle copies of the weights are dropped at the end, so only one copy stays.
+        let packed_layers = match backend {
+            Backend::Candle => None,
+            // Calibrate on the exact (F32) kernels first; the fast layers replace them below.
+            Backend::Kernels(isa, Precision::Int8Fast) => Some(pack_all(Precision::F32, isa)?),
+            Backend::Kernels(isa, precision) => Some(pack_all(precision, isa)?),
+        };
+        let fast = matches!(backend, Backend::Kernels(_, Precision::Int8Fast));
+        let mut bert = Self {
             word: emb("word_embeddings", c.vocab_size)?,
             position: emb("position_embeddings", c.max_position_embeddings)?,
             token_type: emb("token_type_embeddings", c.type_vocab_size)?,
             norm: layer_norm(&e.pp("LayerNorm"), h, c.layer_norm_eps)?,
-            layers,
+            layers: packed_layers.unwrap_or(Layers::Candle(Vec::new())),
             heads: c.num_attention_heads,
             head_dim: h / c.num_attention_heads,
             backend,
-        })
+        };
+        match (&bert.layers, backend) {
+            (Layers::Kernels(_, _), Backend::Kernels(isa, _)) if fast => {
+                let Some(calibration) = calibration.filter(|c| !c.is_empty()) else {
+                    candle_core::bail!("the int8-fast precision needs calibration sentences");
+                };
+                let maxima = bert.input_maxima(calibration)?;
+                bert.layers = Layers::Kernels(
+                    layers
+                        .iter()
+                        .zip(maxima.chunks_exact(INPUTS_PER_LAYER))
+                        .map(|(l, m)| {
+                            Ok(KernelLayer {
+                                qkv: packed_fast(&l.qkv, &m[0], isa)?,
+                                attn_out: packed_fast(&l.attn_out, &m[1], isa)?,
+                                attn_norm: norm(&l.attn_norm, c.layer_norm_eps)?,
+                                up: packed_fast(&l.up, &m[2], isa)?,
+                                down: packed_fast(&l.down, &m[3], isa)?,
+                                out_norm: norm(&l.out_norm, c.layer_norm_eps)?,
+                            })
+                        })
+                        .collect::<Result<_>>()?,
+                    isa,
+                );
+            }
+            (Layers::Candle(_), _) => bert.layers = Layers::Candle(layers),
+            _ => {}
+        }
+        Ok(bert)
+    }
+
+    /// The largest magnitude each linear layer's input takes in each channel over `calibration`, in the
+    /// order the forward pass meets them ([`INPUTS_PER_LAYER`] per layer).
+    fn input_maxima(&self, calibration: &Calibration) -> Result<Vec<Vec<f32>>> {
+        let Layers::Kernels(layers, isa) = &self.layers else {
+            candle_core::bail!("calibration runs on our kernels");
+        };
+        let mut maxima: Vec<Vec<f32>> = Vec::new();
+        let mut failed = None;
+        for (ids, type_ids, mask) in calibration {
+            let x = self.embed_tokens(ids, type_ids)?;
+            let mut observe = |i: usize, t: &Tensor| {
+                let r = (|| -> Result<()> {
+                    let k = t.dim(D::Minus1)?;
+                    let v = t.flatten_all()?.to_vec1::<f32>()?;
+                    if maxima.len() <= i {
+                        maxima.resize(i + 1, Vec::new());
+                    }
+                    let m = &mut maxima[i];
+                    m.resize(k, 0.0);
+                    for row in v.chunks_exact(k) {
+                        for (a, x) in m.iter_mut().zip(row) {
+                            *a = a.max(x.abs());
+                        }
+                    }
+                    Ok(())
+                })();
+                if let Err(e) = r {
+                    failed.get_or_insert(e);
+                }
+            };
+            self.kernel_layers(layers, *isa, x, mask, &mut observe)?;
+        }
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        Ok(maxima)
     }
 
     /// Which code runs the layers.
@@ -237,6 +356,17 @@ impl Bert {
 
     /// Token vectors `(batch, seq, hidden)` for `ids` and `mask` (both `(batch, seq)` u32; mask 1 = token).
     pub fn forward(&self, ids: &Tensor, type_ids: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        let x = self.embed_tokens(ids, type_ids)?;
+        match &self.layers {
+            Layers::Candle(layers) => self.candle_layers(layers, x, mask),
+            Layers::Kernels(layers, isa) => {
+                self.kernel_layers(layers, *isa, x, mask, &mut |_, _| {})
+            }
+        }
+    }
+
+    /// The embedding layer: word + position + token type, then layer norm.
+    fn embed_tokens(&self, ids: &Tensor, type_ids: &Tensor) -> Result<Tensor> {
         let (_, s) = ids.dims2()?;
         let positions = Tensor::arange(0u32, s as u32, ids.device())?;
         let x = self
@@ -244,19 +374,18 @@ impl Bert {
             .forward(ids)?
             .broadcast_add(&self.position.forward(&positions)?)?
             .add(&self.token_type.forward(type_ids)?)?;
-        let x = self.norm.forward(&x)?;
-        match &self.layers {
-            Layers::Candle(layers) => self.candle_layers(layers, x, mask),
-            Layers::Kernels(layers, isa) => self.kernel_layers(layers, *isa, x, mask),
-        }
+        self.norm.forward(&x)
     }
 
+    /// The encoder layers on our kernels. `observe(i, input)` sees every linear layer's input, numbered
+    /// in order ([`INPUTS_PER_LAYER`] per layer), for calibration.
     fn kernel_layers(
         &self,
         layers: &[KernelLayer],
         isa: Isa,
         mut x: Tensor,
         mask: &Tensor,
+        observe: &mut dyn FnMut(usize, &Tensor),
     ) -> Result<Tensor> {
         let mask = mask.to_dtype(DType::F32)?;
         let attention = AttentionOp {
@@ -279,11 +408,16 @@ impl Bert {
             )
         };
         x = x.contiguous()?;
-        for l in layers {
+        for (i, l) in layers.iter().enumerate() {
+            let at = i * INPUTS_PER_LAYER;
+            observe(at, &x);
             let qkv = lin(&l.qkv, Activation::None, &x)?;
             let ctx = qkv.apply_op2_no_bwd(&mask, &attention)?;
+            observe(at + 1, &ctx);
             x = add_norm(&l.attn_norm, &lin(&l.attn_out, Activation::None, &ctx)?, &x)?;
+            observe(at + 2, &x);
             let up = lin(&l.up, Activation::Gelu, &x)?;
+            observe(at + 3, &up);
             x = add_norm(&l.out_norm, &lin(&l.down, Activation::None, &up)?, &x)?;
         }
         Ok(x)

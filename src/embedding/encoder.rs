@@ -8,7 +8,7 @@ use candle_core::{DType, Device, Tensor, D};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::Config as BertConfig;
 
-use super::bert::{Backend, Bert};
+use super::bert::{Backend, Bert, Calibration};
 use crate::kernels::Precision;
 use serde::Deserialize;
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams, TruncationStrategy};
@@ -86,11 +86,31 @@ fn model_identity(
     }
     h.update(format!("{pooling:?}/{normalize}/{max_tokens}").as_bytes());
     // Int8 vectors differ slightly from F32 ones; F32 keeps the identity it always had.
-    if precision == Precision::Int8 {
-        h.update(b"/int8");
+    match precision {
+        Precision::F32 => {}
+        Precision::Int8 => h.update(b"/int8"),
+        Precision::Int8Fast => h.update(b"/int8-fast"),
     }
     let digest = h.finalize();
     Ok(digest.iter().take(12).map(|b| format!("{b:02x}")).collect())
+}
+
+/// The calibration sentences as model inputs, one unpadded sentence each (padding would add rows the
+/// model never sees in service).
+fn calibration_inputs(tokenizer: &Tokenizer, device: &Device) -> Result<Calibration, EmbedError> {
+    super::calibration::SENTENCES
+        .iter()
+        .map(|text| {
+            let e = tokenizer
+                .encode(*text, true)
+                .map_err(|e| EmbedError::Tokenize(e.to_string()))?;
+            let n = e.get_ids().len();
+            let ids = Tensor::from_vec(e.get_ids().to_vec(), (1, n), device)?;
+            let mask = Tensor::from_vec(e.get_attention_mask().to_vec(), (1, n), device)?;
+            let types = ids.zeros_like()?;
+            Ok((ids, types, mask))
+        })
+        .collect()
 }
 
 pub(crate) fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, EmbedError> {
@@ -250,7 +270,11 @@ impl SentenceEncoder {
         // SAFETY: the weights file is memory-mapped read-only; we never write to it, and a model folder being
         // rewritten under a running process is an operator error the fetch script avoids (atomic rename).
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, &device)? };
-        let model = Bert::load(vb, &bert_config, backend)?;
+        let calibration = match precision {
+            Precision::Int8Fast => Some(calibration_inputs(&tokenizer, &device)?),
+            _ => None,
+        };
+        let model = Bert::load(vb, &bert_config, backend, calibration.as_ref())?;
         let identity = model_identity(dir, pooling, normalize, max_tokens, precision)?;
         tracing::info!(
             identity = %identity,

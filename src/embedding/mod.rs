@@ -1,6 +1,7 @@
 //! Embeddings: model discovery, the candle sentence-transformer, and the model thread that serves it.
 
 mod bert;
+mod calibration;
 mod device;
 mod encoder;
 mod ops;
