@@ -50,6 +50,7 @@ fn backends() -> Vec<Backend> {
         Backend::Candle,
         Backend::Kernels(isa, Precision::F32),
         Backend::Kernels(isa, Precision::Int8),
+        Backend::Kernels(isa, Precision::Int8Fast),
     ]
 }
 

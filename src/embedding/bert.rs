@@ -177,6 +177,30 @@ fn packed_fast(l: &Linear, input_max: &[f32], isa: Isa) -> Result<kernels::Linea
     Ok(kernels::Linear::int8_fast(&w, n, k, b, &smooth, isa))
 }
 
+/// Our kernel layers for candle's `layers`, each linear layer packed by `pack(linear, i)`, where `i`
+/// numbers the layer inputs in forward order ([`INPUTS_PER_LAYER`] per layer).
+fn kernel_layers_of(
+    layers: &[CandleLayer],
+    eps: f64,
+    mut pack: impl FnMut(&Linear, usize) -> Result<kernels::Linear>,
+) -> Result<Vec<KernelLayer>> {
+    layers
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let at = i * INPUTS_PER_LAYER;
+            Ok(KernelLayer {
+                qkv: pack(&l.qkv, at)?,
+                attn_out: pack(&l.attn_out, at + 1)?,
+                attn_norm: norm(&l.attn_norm, eps)?,
+                up: pack(&l.up, at + 2)?,
+                down: pack(&l.down, at + 3)?,
+                out_norm: norm(&l.out_norm, eps)?,
+            })
+        })
+        .collect()
+}
+
 /// Token inputs the int8-fast path calibrates on at load: `(ids, type_ids, mask)`, one sentence each.
 pub type Calibration = Vec<(Tensor, Tensor, Tensor)>;
 
@@ -245,69 +269,39 @@ impl Bert {
                 out_norm: layer_norm(&l.pp("output.LayerNorm"), h, c.layer_norm_eps)?,
             });
         }
-        let pack_all = |precision: Precision, isa: Isa| -> Result<Layers> {
-            Ok(Layers::Kernels(
-                layers
-                    .iter()
-                    .map(|l| {
-                        Ok(KernelLayer {
-                            qkv: packed(&l.qkv, precision, isa)?,
-                            attn_out: packed(&l.attn_out, precision, isa)?,
-                            attn_norm: norm(&l.attn_norm, c.layer_norm_eps)?,
-                            up: packed(&l.up, precision, isa)?,
-                            down: packed(&l.down, precision, isa)?,
-                            out_norm: norm(&l.out_norm, c.layer_norm_eps)?,
-                        })
-                    })
-                    .collect::<Result<_>>()?,
-                isa,
-            ))
-        };
-        // Pack once; the candle copies of the weights are dropped at the end, so only one copy stays.
-        let packed_layers = match backend {
-            Backend::Candle => None,
-            // Calibrate on the exact (F32) kernels first; the fast layers replace them below.
-            Backend::Kernels(isa, Precision::Int8Fast) => Some(pack_all(Precision::F32, isa)?),
-            Backend::Kernels(isa, precision) => Some(pack_all(precision, isa)?),
-        };
-        let fast = matches!(backend, Backend::Kernels(_, Precision::Int8Fast));
         let mut bert = Self {
             word: emb("word_embeddings", c.vocab_size)?,
             position: emb("position_embeddings", c.max_position_embeddings)?,
             token_type: emb("token_type_embeddings", c.type_vocab_size)?,
             norm: layer_norm(&e.pp("LayerNorm"), h, c.layer_norm_eps)?,
-            layers: packed_layers.unwrap_or(Layers::Candle(Vec::new())),
+            layers: Layers::Candle(Vec::new()),
             heads: c.num_attention_heads,
             head_dim: h / c.num_attention_heads,
             backend,
         };
-        match (&bert.layers, backend) {
-            (Layers::Kernels(_, _), Backend::Kernels(isa, _)) if fast => {
+        let eps = c.layer_norm_eps;
+        // Pack once; the candle copies of the weights are dropped on return, so only one copy stays.
+        bert.layers = match backend {
+            Backend::Candle => Layers::Candle(layers),
+            Backend::Kernels(isa, Precision::Int8Fast) => {
                 let Some(calibration) = calibration.filter(|c| !c.is_empty()) else {
                     candle_core::bail!("the int8-fast precision needs calibration sentences");
                 };
+                // Measure the inputs on the exact (F32) kernels, then pack the fast layers for them.
+                let exact = kernel_layers_of(&layers, eps, |l, _| packed(l, Precision::F32, isa))?;
+                bert.layers = Layers::Kernels(exact, isa);
                 let maxima = bert.input_maxima(calibration)?;
-                bert.layers = Layers::Kernels(
-                    layers
-                        .iter()
-                        .zip(maxima.chunks_exact(INPUTS_PER_LAYER))
-                        .map(|(l, m)| {
-                            Ok(KernelLayer {
-                                qkv: packed_fast(&l.qkv, &m[0], isa)?,
-                                attn_out: packed_fast(&l.attn_out, &m[1], isa)?,
-                                attn_norm: norm(&l.attn_norm, c.layer_norm_eps)?,
-                                up: packed_fast(&l.up, &m[2], isa)?,
-                                down: packed_fast(&l.down, &m[3], isa)?,
-                                out_norm: norm(&l.out_norm, c.layer_norm_eps)?,
-                            })
-                        })
-                        .collect::<Result<_>>()?,
-                    isa,
-                );
+                if maxima.len() != layers.len() * INPUTS_PER_LAYER {
+                    candle_core::bail!("calibration saw {} layer inputs", maxima.len());
+                }
+                let fast = kernel_layers_of(&layers, eps, |l, i| packed_fast(l, &maxima[i], isa))?;
+                Layers::Kernels(fast, isa)
             }
-            (Layers::Candle(_), _) => bert.layers = Layers::Candle(layers),
-            _ => {}
-        }
+            Backend::Kernels(isa, precision) => Layers::Kernels(
+                kernel_layers_of(&layers, eps, |l, _| packed(l, precision, isa))?,
+                isa,
+            ),
+        };
         Ok(bert)
     }
 
