@@ -50,9 +50,9 @@ pub struct EncoderConfig {
     /// Truncate inputs to this many tokens (including [CLS]/[SEP]); at most the model's max_seq_length.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_tokens: Option<usize>,
-    /// Precision of the encoder's linear layers on CPU: `int8` (default: int8 weights, 12-bit
-    /// activations), `int8-fast` (7-bit weights, 8-bit activations, smoothing calibrated at load: the
-    /// fastest) or `f32` (exact). CUDA always runs F32.
+    /// Precision of the encoder's linear layers on CPU: `int8-fast` (default: 7-bit weights, 8-bit
+    /// activations, smoothing calibrated at load), `int8` (int8 weights, 12-bit activations) or `f32`
+    /// (exact). CUDA always runs F32.
     #[serde(default)]
     pub precision: crate::kernels::Precision,
     /// Most texts the model thread embeds in one forward pass.

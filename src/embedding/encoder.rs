@@ -270,6 +270,7 @@ impl SentenceEncoder {
         // SAFETY: the weights file is memory-mapped read-only; we never write to it, and a model folder being
         // rewritten under a running process is an operator error the fetch script avoids (atomic rename).
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, &device)? };
+        let started = std::time::Instant::now();
         let calibration = match precision {
             Precision::Int8Fast => Some(calibration_inputs(&tokenizer, &device)?),
             _ => None,
@@ -284,6 +285,7 @@ impl SentenceEncoder {
             max_tokens,
             device = ?device,
             backend = %backend.describe(),
+            millis = started.elapsed().as_millis() as u64,
             "model loaded"
         );
         Ok(Self {

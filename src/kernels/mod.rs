@@ -75,13 +75,14 @@ pub enum Activation {
 pub enum Precision {
     /// F32 weights and activations: the reference result (cosine > 0.9999 to sentence-transformers).
     F32,
-    /// Int8 weights with per-channel scales, activations quantised per row on the fly (12-bit): the fast
-    /// path, cosine >= 0.998 to the reference on the test items.
-    #[default]
+    /// Int8 weights with per-channel scales, activations quantised per row on the fly (12-bit): cosine
+    /// >= 0.998 to the reference on the test items.
     Int8,
     /// 7-bit weights with per-channel scales and 8-bit activations (per row, with a zero point), inputs
-    /// smoothed per channel with factors calibrated at load: the fastest path on CPUs without VNNI,
-    /// cosine >= 0.99 to the reference.
+    /// smoothed per channel with factors calibrated at load: the fast path and the default (about 1.35x
+    /// the batch throughput of `Int8`; cosine >= 0.996 to the reference; CLINC150 K = 10 accuracy within
+    /// 0.1 points of F32).
+    #[default]
     #[serde(rename = "int8-fast")]
     Int8Fast,
 }
