@@ -201,6 +201,51 @@ fn kernel_layers_of(
         .collect()
 }
 
+/// The largest magnitude each observed input takes in each channel, input by input.
+#[derive(Default)]
+struct ChannelMaxima {
+    maxima: Vec<Vec<f32>>,
+    failed: Option<candle_core::Error>,
+}
+
+impl ChannelMaxima {
+    /// Folds input `i` (any shape; channels on the last axis) in.
+    fn observe(&mut self, i: usize, t: &Tensor) {
+        let mut fold = || -> Result<()> {
+            let k = t.dim(D::Minus1)?;
+            let v = t.flatten_all()?.to_vec1::<f32>()?;
+            if self.maxima.len() <= i {
+                self.maxima.resize(i + 1, Vec::new());
+            }
+            let m = &mut self.maxima[i];
+            m.resize(k, 0.0);
+            for row in v.chunks_exact(k) {
+                for (a, x) in m.iter_mut().zip(row) {
+                    *a = a.max(x.abs());
+                }
+            }
+            Ok(())
+        };
+        if let Err(e) = fold() {
+            self.failed.get_or_insert(e);
+        }
+    }
+
+    /// The maxima of inputs `0..inputs`, or the first error met while observing.
+    fn finish(self, inputs: usize) -> Result<Vec<Vec<f32>>> {
+        if let Some(e) = self.failed {
+            return Err(e);
+        }
+        if self.maxima.len() != inputs {
+            candle_core::bail!(
+                "calibration saw {} of {inputs} layer inputs",
+                self.maxima.len()
+            );
+        }
+        Ok(self.maxima)
+    }
+}
+
 /// Token inputs the int8-fast path calibrates on at load: `(ids, type_ids, mask)`, one sentence each.
 pub type Calibration = Vec<(Tensor, Tensor, Tensor)>;
 
@@ -287,14 +332,28 @@ impl Bert {
                 let Some(calibration) = calibration.filter(|c| !c.is_empty()) else {
                     candle_core::bail!("the int8-fast precision needs calibration sentences");
                 };
-                // Measure the inputs on the exact (F32) kernels, then pack the fast layers for them.
-                let exact = kernel_layers_of(&layers, eps, |l, _| packed(l, Precision::F32, isa))?;
-                bert.layers = Layers::Kernels(exact, isa);
-                let maxima = bert.input_maxima(calibration)?;
-                if maxima.len() != layers.len() * INPUTS_PER_LAYER {
-                    candle_core::bail!("calibration saw {} layer inputs", maxima.len());
+                // Layer by layer: the sentences' hidden states go through layer i on the exact (F32)
+                // kernels, the maxima of its inputs set its smoothing, and only that one layer's F32
+                // weights are ever packed (all six at once left ~40 MB of freed heap resident).
+                let mut states = calibration
+                    .iter()
+                    .map(|(ids, type_ids, _)| bert.embed_tokens(ids, type_ids))
+                    .collect::<Result<Vec<_>>>()?;
+                let mut fast = Vec::with_capacity(layers.len());
+                for l in &layers {
+                    let one = std::slice::from_ref(l);
+                    let exact = kernel_layers_of(one, eps, |l, _| packed(l, Precision::F32, isa))?;
+                    let mut maxima = ChannelMaxima::default();
+                    for (x, (_, _, mask)) in states.iter_mut().zip(calibration) {
+                        *x = bert.kernel_layers(&exact, isa, x.clone(), mask, &mut |i, t| {
+                            maxima.observe(i, t)
+                        })?;
+                    }
+                    let m = maxima.finish(INPUTS_PER_LAYER)?;
+                    fast.extend(kernel_layers_of(one, eps, |l, i| {
+                        packed_fast(l, &m[i], isa)
+                    })?);
                 }
-                let fast = kernel_layers_of(&layers, eps, |l, i| packed_fast(l, &maxima[i], isa))?;
                 Layers::Kernels(fast, isa)
             }
             Backend::Kernels(isa, precision) => Layers::Kernels(
@@ -303,44 +362,6 @@ impl Bert {
             ),
         };
         Ok(bert)
-    }
-
-    /// The largest magnitude each linear layer's input takes in each channel over `calibration`, in the
-    /// order the forward pass meets them ([`INPUTS_PER_LAYER`] per layer).
-    fn input_maxima(&self, calibration: &Calibration) -> Result<Vec<Vec<f32>>> {
-        let Layers::Kernels(layers, isa) = &self.layers else {
-            candle_core::bail!("calibration runs on our kernels");
-        };
-        let mut maxima: Vec<Vec<f32>> = Vec::new();
-        let mut failed = None;
-        for (ids, type_ids, mask) in calibration {
-            let x = self.embed_tokens(ids, type_ids)?;
-            let mut observe = |i: usize, t: &Tensor| {
-                let r = (|| -> Result<()> {
-                    let k = t.dim(D::Minus1)?;
-                    let v = t.flatten_all()?.to_vec1::<f32>()?;
-                    if maxima.len() <= i {
-                        maxima.resize(i + 1, Vec::new());
-                    }
-                    let m = &mut maxima[i];
-                    m.resize(k, 0.0);
-                    for row in v.chunks_exact(k) {
-                        for (a, x) in m.iter_mut().zip(row) {
-                            *a = a.max(x.abs());
-                        }
-                    }
-                    Ok(())
-                })();
-                if let Err(e) = r {
-                    failed.get_or_insert(e);
-                }
-            };
-            self.kernel_layers(layers, *isa, x, mask, &mut observe)?;
-        }
-        if let Some(e) = failed {
-            return Err(e);
-        }
-        Ok(maxima)
     }
 
     /// Which code runs the layers.
