@@ -20,15 +20,14 @@
 //! bytes (columns 0-7) then 8 x 4 (columns 8-15): one load is exactly what `vpmaddubsw` pairs up against a
 //! broadcast quad of activations.
 
-use super::{Activation, Isa, SendPtr};
+use super::{Activation, Isa};
 
 /// Output columns per panel.
-pub const NR: usize = 16;
+pub const NR: usize = super::PANEL;
 /// Rows per register block on AVX2: 5 rows x 2 accumulators + 2 weight vectors + ones + broadcast +
 /// product = 15 of the 16 ymm registers.
 const MR_AVX2: usize = 5;
 const MR_PORTABLE: usize = 4;
-const MC: usize = 96;
 /// Largest weight magnitude after quantisation: 7 bits, so `vpmaddubsw` never saturates.
 const WMAX: f32 = 63.0;
 /// Largest activation code (u8).
@@ -124,10 +123,6 @@ impl PackedA8 {
         }
         w
     }
-
-    fn panels(&self) -> usize {
-        self.n.div_ceil(NR)
-    }
 }
 
 /// Where input `kk` of panel column `j` sits inside its panel.
@@ -193,82 +188,50 @@ pub fn matmul(
 ) {
     let (n, k) = (w.n, w.k);
     assert_eq!(a.len(), m * k, "activation size");
-    assert_eq!(out.len(), m * n, "output size");
-    if let Some(b) = bias {
-        assert_eq!(b.len(), n, "bias size");
-    }
     let aq = match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `Isa::Avx2` is only chosen when the CPU has AVX2 and FMA.
         Isa::Avx2 => unsafe { avx2::quantise(a, m, k, w.kq, &w.inv_smooth) },
         _ => quantise_rows(a, m, k, w.kq, &w.inv_smooth),
     };
-    let out_ptr = SendPtr(out.as_mut_ptr());
-    let run = |panels: std::ops::Range<usize>| {
-        // SAFETY: every task writes only the columns of its own panels, rows 0..m, inside `out`.
-        unsafe { run_panels(isa, &aq, m, w, bias, act, out_ptr, panels) }
-    };
-    // The AVX2 kernel does about twice the multiply-adds per cycle of the i16 one: count work accordingly.
-    super::split_panels(w.panels(), m * n * k / 4, run);
-}
-
-#[allow(clippy::too_many_arguments)]
-unsafe fn run_panels(
-    isa: Isa,
-    aq: &Quantised,
-    m: usize,
-    w: &PackedA8,
-    bias: Option<&[f32]>,
-    act: Activation,
-    out: SendPtr<f32>,
-    panels: std::ops::Range<usize>,
-) {
-    let (n, kq) = (w.n, w.kq);
+    let kq = w.kq;
     let mr = match isa {
         Isa::Avx2 => MR_AVX2,
         Isa::Portable => MR_PORTABLE,
     };
-    for rows in (0..m).step_by(MC) {
-        let rows_end = (rows + MC).min(m);
-        for p in panels.clone() {
-            let cols = NR.min(n - p * NR);
-            let mut bias_p = [0f32; NR];
-            if let Some(bias) = bias {
-                bias_p[..cols].copy_from_slice(&bias[p * NR..p * NR + cols]);
-            }
-            let mut wscale = [0f32; NR];
-            wscale.copy_from_slice(&w.scales[p * NR..(p + 1) * NR]);
-            let mut wsum = [0i32; NR];
-            wsum.copy_from_slice(&w.sums[p * NR..(p + 1) * NR]);
-            let mut r = rows;
-            while r < rows_end {
-                let h = super::tile_rows(rows_end - r, mr);
-                let tile = Tile {
-                    a: aq.q.as_ptr().add(r * kq),
-                    ascale: &aq.scales[r..r + h],
-                    azero: &aq.zeros[r..r + h],
-                    lda: kq,
-                    b: w.data.as_ptr().add(p * kq * NR),
-                    quads: kq / 4,
-                    c: out.get().add(r * n + p * NR),
-                    ldc: n,
-                    cols,
-                    bias: &bias_p,
-                    wscale: &wscale,
-                    wsum: &wsum,
-                    act,
-                };
-                match isa {
-                    #[cfg(target_arch = "x86_64")]
-                    Isa::Avx2 => avx2::tile(h, &tile),
-                    #[cfg(not(target_arch = "x86_64"))]
-                    Isa::Avx2 => unreachable!("AVX2 is only detected on x86-64"),
-                    Isa::Portable => portable_tile(h, &tile),
-                }
-                r += h;
+    // The AVX2 kernel does about twice the multiply-adds per cycle of the i16 one: count work accordingly.
+    super::run_blocks(m, n, mr, m * n * k / 4, bias, out, |at, out| {
+        let (p, r) = (at.panel, at.row);
+        // SAFETY: the block's rows and panel lie inside the quantised rows, the packed weights and `out`.
+        unsafe {
+            let tile = Tile {
+                a: aq.q.as_ptr().add(r * kq),
+                ascale: &aq.scales[r..r + at.rows],
+                azero: &aq.zeros[r..r + at.rows],
+                lda: kq,
+                b: w.data.as_ptr().add(p * kq * NR),
+                quads: kq / 4,
+                c: out.add(r * n + p * NR),
+                ldc: n,
+                cols: at.cols,
+                bias: at.bias,
+                wscale: w.scales[p * NR..(p + 1) * NR]
+                    .try_into()
+                    .expect("a panel of scales"),
+                wsum: w.sums[p * NR..(p + 1) * NR]
+                    .try_into()
+                    .expect("a panel of sums"),
+                act,
+            };
+            match isa {
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx2 => avx2::tile(at.rows, &tile),
+                #[cfg(not(target_arch = "x86_64"))]
+                Isa::Avx2 => unreachable!("AVX2 is only detected on x86-64"),
+                Isa::Portable => portable_tile(at.rows, &tile),
             }
         }
-    }
+    });
 }
 
 struct Tile<'a> {
@@ -291,16 +254,9 @@ struct Tile<'a> {
 /// activation, stores.
 #[inline(always)]
 unsafe fn finish<const MR: usize>(t: &Tile, acc: &[[i32; NR]; MR]) {
-    let mut row = [0f32; NR];
     for (r, acc_r) in acc.iter().enumerate() {
-        let (s, z) = (t.ascale[r], t.azero[r]);
-        for j in 0..NR {
-            row[j] = (acc_r[j] - z * t.wsum[j]) as f32 * (s * t.wscale[j]) + t.bias[j];
-        }
-        if t.act == Activation::Gelu {
-            super::math::gelu_slice(&mut row);
-        }
-        std::ptr::copy_nonoverlapping(row.as_ptr(), t.c.add(r * t.ldc), t.cols);
+        let (s, z, out) = (t.ascale[r], t.azero[r], t.c.add(r * t.ldc));
+        super::finish_int_row(acc_r, s, z, t.wsum, t.wscale, t.bias, t.act, out, t.cols);
     }
 }
 
@@ -431,12 +387,7 @@ mod avx2 {
             }
             b = b.add(NR * 4);
         }
-        let mut acc = [[0i32; NR]; MR];
-        for r in 0..MR {
-            _mm256_storeu_si256(acc[r].as_mut_ptr() as *mut __m256i, lo[r]);
-            _mm256_storeu_si256(acc[r].as_mut_ptr().add(8) as *mut __m256i, hi[r]);
-        }
-        finish(t, &acc);
+        finish(t, &crate::kernels::avx2_acc_rows(&lo, &hi));
     }
 
     #[target_feature(enable = "avx2,fma")]

@@ -6,16 +6,14 @@
 //! the weights are read in order, once per row block. This is what candle's `gemm` cannot do for us: it
 //! re-packs the weights on every call, which dominates at the few-row activations of one query.
 
-use super::{Activation, Isa, SendPtr};
+use super::{Activation, Isa};
 
 /// Output columns per panel (two AVX2 vectors).
-pub const NR: usize = 16;
+pub const NR: usize = super::PANEL;
 /// Rows per register block on AVX2: 6 rows x 2 vectors = 12 accumulators of the 16 ymm registers.
 const MR_AVX2: usize = 6;
 /// Rows per block in the portable kernel (arrays the compiler keeps in vector registers where it can).
 const MR_PORTABLE: usize = 4;
-/// Rows whose activations are reused across all panels before moving on (keeps them in L2).
-const MC: usize = 96;
 
 /// Weights of one linear layer packed for [`matmul`].
 #[derive(Debug, Clone)]
@@ -54,10 +52,6 @@ impl PackedF32 {
         self.k
     }
 
-    fn panels(&self) -> usize {
-        self.n.div_ceil(NR)
-    }
-
     fn panel(&self, p: usize) -> &[f32] {
         &self.data[p * self.k * NR..(p + 1) * self.k * NR]
     }
@@ -76,73 +70,33 @@ pub fn matmul(
 ) {
     let (n, k) = (w.n, w.k);
     assert_eq!(a.len(), m * k, "activation size");
-    assert_eq!(out.len(), m * n, "output size");
-    if let Some(b) = bias {
-        assert_eq!(b.len(), n, "bias size");
-    }
-    let out_ptr = SendPtr(out.as_mut_ptr());
-    let run = |panels: std::ops::Range<usize>| {
-        // SAFETY: every task writes only the columns of its own panels, rows 0..m, inside `out`.
-        unsafe { run_panels(isa, a, m, w, bias, act, out_ptr, panels) }
+    let mr = match isa {
+        Isa::Avx2 => MR_AVX2,
+        Isa::Portable => MR_PORTABLE,
     };
-    super::split_panels(w.panels(), m * n * k, run);
-}
-
-#[allow(clippy::too_many_arguments)]
-unsafe fn run_panels(
-    isa: Isa,
-    a: &[f32],
-    m: usize,
-    w: &PackedF32,
-    bias: Option<&[f32]>,
-    act: Activation,
-    out: SendPtr<f32>,
-    panels: std::ops::Range<usize>,
-) {
-    let (n, k) = (w.n, w.k);
-    let zero = [0f32; NR];
-    for rows in (0..m).step_by(MC) {
-        let rows_end = (rows + MC).min(m);
-        for p in panels.clone() {
-            let cols = NR.min(n - p * NR);
-            let b = w.panel(p);
-            let bias_p = match bias {
-                Some(bias) => {
-                    let mut t = [0f32; NR];
-                    t[..cols].copy_from_slice(&bias[p * NR..p * NR + cols]);
-                    t
-                }
-                None => zero,
+    super::run_blocks(m, n, mr, m * n * k, bias, out, |at, out| {
+        // SAFETY: the block's rows and panel lie inside `a`, the packed weights and `out` (m x n).
+        unsafe {
+            let tile = Tile {
+                a: a.as_ptr().add(at.row * k),
+                lda: k,
+                b: w.panel(at.panel).as_ptr(),
+                k,
+                c: out.add(at.row * n + at.panel * NR),
+                ldc: n,
+                cols: at.cols,
+                bias: at.bias,
+                act,
             };
-            let mr = match isa {
-                Isa::Avx2 => MR_AVX2,
-                Isa::Portable => MR_PORTABLE,
-            };
-            let mut r = rows;
-            while r < rows_end {
-                let h = super::tile_rows(rows_end - r, mr);
-                let tile = Tile {
-                    a: a.as_ptr().add(r * k),
-                    lda: k,
-                    b: b.as_ptr(),
-                    k,
-                    c: out.0.add(r * n + p * NR),
-                    ldc: n,
-                    cols,
-                    bias: &bias_p,
-                    act,
-                };
-                match isa {
-                    #[cfg(target_arch = "x86_64")]
-                    Isa::Avx2 => avx2::tile(h, &tile),
-                    #[cfg(not(target_arch = "x86_64"))]
-                    Isa::Avx2 => unreachable!("AVX2 is only detected on x86-64"),
-                    Isa::Portable => portable_tile(h, &tile),
-                }
-                r += h;
+            match isa {
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx2 => avx2::tile(at.rows, &tile),
+                #[cfg(not(target_arch = "x86_64"))]
+                Isa::Avx2 => unreachable!("AVX2 is only detected on x86-64"),
+                Isa::Portable => portable_tile(at.rows, &tile),
             }
         }
-    }
+    });
 }
 
 /// One register block's inputs: `rows x cols` outputs at `c` from `rows` activation rows at `a`.

@@ -14,13 +14,12 @@
 //! Layout: panels of [`NR`] output columns; within a panel, for each pair of input positions, 16 columns x 2
 //! bytes. Sign-extending 16 bytes gives one ymm of 8 columns x 2 inputs, exactly what `vpmaddwd` pairs up.
 
-use super::{Activation, Isa, SendPtr};
+use super::{Activation, Isa};
 
 /// Output columns per panel.
-pub const NR: usize = 16;
+pub const NR: usize = super::PANEL;
 const MR_AVX2: usize = 6;
 const MR_PORTABLE: usize = 4;
-const MC: usize = 96;
 /// Largest activation magnitude after quantisation (12 bits signed).
 const QMAX: f32 = 2047.0;
 
@@ -108,10 +107,6 @@ impl PackedI8 {
         let bound = s_w / 2.0 * x_l1 + s_x / 2.0 * w_l1 + 0.75 * self.k as f32 * s_x * s_w;
         bound * 1.01 + 1e-5
     }
-
-    fn panels(&self) -> usize {
-        self.n.div_ceil(NR)
-    }
 }
 
 /// Activations quantised per row: `kp` i16 per row (zero-padded) and one scale per row.
@@ -151,77 +146,45 @@ pub fn matmul(
 ) {
     let (n, k) = (w.n, w.k);
     assert_eq!(a.len(), m * k, "activation size");
-    assert_eq!(out.len(), m * n, "output size");
-    if let Some(b) = bias {
-        assert_eq!(b.len(), n, "bias size");
-    }
     let aq = match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `Isa::Avx2` is only chosen when the CPU has AVX2 and FMA.
         Isa::Avx2 => unsafe { avx2::quantise(a, m, k, w.kp) },
         _ => quantise_rows(a, m, k, w.kp),
     };
-    let out_ptr = SendPtr(out.as_mut_ptr());
-    let run = |panels: std::ops::Range<usize>| {
-        // SAFETY: every task writes only the columns of its own panels, rows 0..m, inside `out`.
-        unsafe { run_panels(isa, &aq, m, w, bias, act, out_ptr, panels) }
+    let kp = w.kp;
+    let mr = match isa {
+        Isa::Avx2 => MR_AVX2,
+        Isa::Portable => MR_PORTABLE,
     };
-    super::split_panels(w.panels(), m * n * k / 2, run);
-}
-
-#[allow(clippy::too_many_arguments)]
-unsafe fn run_panels(
-    isa: Isa,
-    aq: &Quantised,
-    m: usize,
-    w: &PackedI8,
-    bias: Option<&[f32]>,
-    act: Activation,
-    out: SendPtr<f32>,
-    panels: std::ops::Range<usize>,
-) {
-    let (n, kp) = (w.n, w.kp);
-    for rows in (0..m).step_by(MC) {
-        let rows_end = (rows + MC).min(m);
-        for p in panels.clone() {
-            let cols = NR.min(n - p * NR);
-            let mut bias_p = [0f32; NR];
-            if let Some(bias) = bias {
-                bias_p[..cols].copy_from_slice(&bias[p * NR..p * NR + cols]);
-            }
-            let mut wscale = [0f32; NR];
-            wscale.copy_from_slice(&w.scales[p * NR..(p + 1) * NR]);
-            let mr = match isa {
-                Isa::Avx2 => MR_AVX2,
-                Isa::Portable => MR_PORTABLE,
+    super::run_blocks(m, n, mr, m * n * k / 2, bias, out, |at, out| {
+        let p = at.panel;
+        // SAFETY: the block's rows and panel lie inside the quantised rows, the packed weights and `out`.
+        unsafe {
+            let tile = Tile {
+                a: aq.q.as_ptr().add(at.row * kp),
+                ascale: &aq.scales[at.row..at.row + at.rows],
+                lda: kp,
+                b: w.data.as_ptr().add(p * kp * NR),
+                pairs: kp / 2,
+                c: out.add(at.row * n + p * NR),
+                ldc: n,
+                cols: at.cols,
+                bias: at.bias,
+                wscale: w.scales[p * NR..(p + 1) * NR]
+                    .try_into()
+                    .expect("a panel of scales"),
+                act,
             };
-            let mut r = rows;
-            while r < rows_end {
-                let h = super::tile_rows(rows_end - r, mr);
-                let tile = Tile {
-                    a: aq.q.as_ptr().add(r * kp),
-                    ascale: &aq.scales[r..r + h],
-                    lda: kp,
-                    b: w.data.as_ptr().add(p * kp * NR),
-                    pairs: kp / 2,
-                    c: out.0.add(r * n + p * NR),
-                    ldc: n,
-                    cols,
-                    bias: &bias_p,
-                    wscale: &wscale,
-                    act,
-                };
-                match isa {
-                    #[cfg(target_arch = "x86_64")]
-                    Isa::Avx2 => avx2::tile(h, &tile),
-                    #[cfg(not(target_arch = "x86_64"))]
-                    Isa::Avx2 => unreachable!("AVX2 is only detected on x86-64"),
-                    Isa::Portable => portable_tile(h, &tile),
-                }
-                r += h;
+            match isa {
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx2 => avx2::tile(at.rows, &tile),
+                #[cfg(not(target_arch = "x86_64"))]
+                Isa::Avx2 => unreachable!("AVX2 is only detected on x86-64"),
+                Isa::Portable => portable_tile(at.rows, &tile),
             }
         }
-    }
+    });
 }
 
 struct Tile<'a> {
@@ -241,16 +204,19 @@ struct Tile<'a> {
 /// Scales the exact integer sums back to floats, adds the bias, applies the activation, stores.
 #[inline(always)]
 unsafe fn finish<const MR: usize>(t: &Tile, acc: &[[i32; NR]; MR]) {
-    let mut row = [0f32; NR];
     for (r, acc_r) in acc.iter().enumerate() {
-        let s = t.ascale[r];
-        for j in 0..NR {
-            row[j] = acc_r[j] as f32 * (s * t.wscale[j]) + t.bias[j];
-        }
-        if t.act == Activation::Gelu {
-            super::math::gelu_slice(&mut row);
-        }
-        std::ptr::copy_nonoverlapping(row.as_ptr(), t.c.add(r * t.ldc), t.cols);
+        let out = t.c.add(r * t.ldc);
+        super::finish_int_row(
+            acc_r,
+            t.ascale[r],
+            0,
+            &[0; NR],
+            t.wscale,
+            t.bias,
+            t.act,
+            out,
+            t.cols,
+        );
     }
 }
 
@@ -346,12 +312,7 @@ mod avx2 {
             }
             b = b.add(NR * 2);
         }
-        let mut acc = [[0i32; NR]; MR];
-        for r in 0..MR {
-            _mm256_storeu_si256(acc[r].as_mut_ptr() as *mut __m256i, lo[r]);
-            _mm256_storeu_si256(acc[r].as_mut_ptr().add(8) as *mut __m256i, hi[r]);
-        }
-        finish(t, &acc);
+        finish(t, &crate::kernels::avx2_acc_rows(&lo, &hi));
     }
 
     #[target_feature(enable = "avx2,fma")]

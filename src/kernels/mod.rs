@@ -189,8 +189,8 @@ impl Linear {
     /// Bytes held by the packed weights.
     pub fn weight_bytes(&self) -> usize {
         match &self.weights {
-            PackedWeights::F32(w) => w.n().next_multiple_of(gemm_f32::NR) * w.k() * 4,
-            PackedWeights::Int8(w) => w.n().next_multiple_of(gemm_i8::NR) * (w.k() + 4),
+            PackedWeights::F32(w) => w.n().next_multiple_of(PANEL) * w.k() * 4,
+            PackedWeights::Int8(w) => w.n().next_multiple_of(PANEL) * (w.k() + 4),
             PackedWeights::A8(w) => w.bytes(),
         }
     }
@@ -216,6 +216,130 @@ impl<T> SendPtr<T> {
 /// so a one-row tile costs nearly as much weight traffic as a full one for a sixth of the work.
 fn tile_rows(left: usize, mr: usize) -> usize {
     left.div_ceil(left.div_ceil(mr))
+}
+
+/// Output columns per weight panel in every kernel (two AVX2 vectors of eight lanes).
+pub const PANEL: usize = 16;
+
+/// Rows whose activations are reused across all of a task's panels before moving on (keeps them in L2).
+const MC: usize = 96;
+
+/// Where one register block of a kernel task goes: rows `row..row + rows` of panel `panel`, whose first
+/// `cols` columns are real, with those columns' bias (zero-padded, zeros without a bias).
+struct TileAt<'a> {
+    row: usize,
+    rows: usize,
+    panel: usize,
+    cols: usize,
+    bias: &'a [f32; PANEL],
+}
+
+/// Runs a linear-layer kernel over `out` (`m x n`, row-major): the panels are split over the current team
+/// when `work` (multiply-adds, in the kernel's own units) pays for it, and each task walks its register
+/// blocks with [`for_each_tile`], calling `block(at, out)` for each (rows of at most `mr`).
+///
+/// `block` must write only rows `at.row..at.row + at.rows`, columns of panel `at.panel`, of `out`; then
+/// tasks never touch the same output.
+fn run_blocks(
+    m: usize,
+    n: usize,
+    mr: usize,
+    work: usize,
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+    block: impl Fn(TileAt, *mut f32) + Sync,
+) {
+    assert_eq!(out.len(), m * n, "output size");
+    if let Some(b) = bias {
+        assert_eq!(b.len(), n, "bias size");
+    }
+    let out_ptr = SendPtr(out.as_mut_ptr());
+    split_panels(n.div_ceil(PANEL), work, |panels| {
+        for_each_tile(m, n, mr, panels, bias, |at| block(at, out_ptr.get()))
+    });
+}
+
+/// Walks a task's register blocks in the order every kernel uses: [`MC`]-row blocks, then each panel of
+/// `panels`, then row tiles of at most `mr` rows, as even as possible ([`tile_rows`]).
+fn for_each_tile(
+    m: usize,
+    n: usize,
+    mr: usize,
+    panels: std::ops::Range<usize>,
+    bias: Option<&[f32]>,
+    mut f: impl FnMut(TileAt),
+) {
+    for rows in (0..m).step_by(MC) {
+        let rows_end = (rows + MC).min(m);
+        for panel in panels.clone() {
+            let cols = PANEL.min(n - panel * PANEL);
+            let mut bias_p = [0f32; PANEL];
+            if let Some(bias) = bias {
+                bias_p[..cols].copy_from_slice(&bias[panel * PANEL..panel * PANEL + cols]);
+            }
+            let mut row = rows;
+            while row < rows_end {
+                let h = tile_rows(rows_end - row, mr);
+                f(TileAt {
+                    row,
+                    rows: h,
+                    panel,
+                    cols,
+                    bias: &bias_p,
+                });
+                row += h;
+            }
+        }
+    }
+}
+
+/// The integer kernels' epilogue for one output row: the exact sum minus the activations' zero point
+/// times the column's weight sum, scaled back to floats (`ascale * wscale`), plus bias, then the
+/// activation, stored to the row's first `cols` outputs at `out`. Int8's symmetric activations pass zero
+/// for `zero` (the compiler drops the term).
+///
+/// # Safety
+/// `out` must be valid for `cols` writes.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn finish_int_row(
+    acc: &[i32; PANEL],
+    ascale: f32,
+    zero: i32,
+    wsum: &[i32; PANEL],
+    wscale: &[f32; PANEL],
+    bias: &[f32; PANEL],
+    act: Activation,
+    out: *mut f32,
+    cols: usize,
+) {
+    let mut row = [0f32; PANEL];
+    for j in 0..PANEL {
+        row[j] = (acc[j] - zero * wsum[j]) as f32 * (ascale * wscale[j]) + bias[j];
+    }
+    if act == Activation::Gelu {
+        math::gelu_slice(&mut row);
+    }
+    std::ptr::copy_nonoverlapping(row.as_ptr(), out, cols);
+}
+
+/// The AVX2 integer kernels' accumulators (per row: columns 0-7 in `lo`, 8-15 in `hi`) as plain rows.
+///
+/// # Safety
+/// The CPU must have AVX2.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn avx2_acc_rows<const MR: usize>(
+    lo: &[std::arch::x86_64::__m256i; MR],
+    hi: &[std::arch::x86_64::__m256i; MR],
+) -> [[i32; PANEL]; MR] {
+    use std::arch::x86_64::{__m256i, _mm256_storeu_si256};
+    let mut acc = [[0i32; PANEL]; MR];
+    for r in 0..MR {
+        _mm256_storeu_si256(acc[r].as_mut_ptr() as *mut __m256i, lo[r]);
+        _mm256_storeu_si256(acc[r].as_mut_ptr().add(8) as *mut __m256i, hi[r]);
+    }
+    acc
 }
 
 /// Below this many multiply-adds a product runs on the calling thread: handing work to the team costs a
@@ -280,6 +404,21 @@ mod tests {
             .unwrap()
     }
 
+    /// The largest absolute difference between two outputs.
+    fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max)
+    }
+
+    /// Root mean square of `a - b` and of `a`: an error relative to the output's scale.
+    fn rms_error(a: &[f32], b: &[f32]) -> (f32, f32) {
+        let n = a.len() as f32;
+        let err = (a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f32>() / n).sqrt();
+        (err, (a.iter().map(|v| v * v).sum::<f32>() / n).sqrt())
+    }
+
     /// Shapes: the encoder's own (few rows and a batch; 384 / 1152 / 1536 wide) and awkward ones that
     /// exercise partial panels, partial row blocks and odd widths.
     const SHAPES: &[(usize, usize, usize)] = &[
@@ -306,11 +445,7 @@ mod tests {
                 let lin = Linear::new(&w, n, k, Some(b.clone()), Precision::F32, isa);
                 let mut got = vec![0f32; m * n];
                 lin.forward(&x, m, Activation::None, &mut got);
-                let worst = expect
-                    .iter()
-                    .zip(&got)
-                    .map(|(e, g)| (e - g).abs())
-                    .fold(0f32, f32::max);
+                let worst = max_abs_diff(&expect, &got);
                 // Sums of k products of magnitude <= 1 in a different order: a few ulps of sqrt(k).
                 assert!(
                     worst < 1e-4,
@@ -339,11 +474,7 @@ mod tests {
                 let expect = candle_linear(&x, m, &packed.dequantised(), n, k, &b);
                 let mut got = vec![0f32; m * n];
                 lin.forward(&x, m, Activation::None, &mut got);
-                let worst = expect
-                    .iter()
-                    .zip(&got)
-                    .map(|(e, g)| (e - g).abs())
-                    .fold(0f32, f32::max);
+                let worst = max_abs_diff(&expect, &got);
                 let bound = 3.0 * (k as f32).sqrt() / 4094.0 + 1e-5;
                 assert!(
                     worst < bound,
@@ -352,14 +483,7 @@ mod tests {
                 );
                 // And against the exact F32 weights, relative to the output scale.
                 let exact = candle_linear(&x, m, &w, n, k, &b);
-                let rms = (exact.iter().map(|v| v * v).sum::<f32>() / exact.len() as f32).sqrt();
-                let err = (exact
-                    .iter()
-                    .zip(&got)
-                    .map(|(e, g)| (e - g) * (e - g))
-                    .sum::<f32>()
-                    / exact.len() as f32)
-                    .sqrt();
+                let (err, rms) = rms_error(&exact, &got);
                 assert!(
                     err < 0.02 * rms,
                     "{} {m}x{n}x{k}: rms error {err} vs rms {rms}",
@@ -394,11 +518,7 @@ mod tests {
                         // Against the dequantised weights only the activation rounding remains: half a
                         // step of (row range / 255) per element, summed over k terms of random sign.
                         let expect = candle_linear(&x, m, &packed.dequantised(), n, k, &b);
-                        let worst = expect
-                            .iter()
-                            .zip(&got)
-                            .map(|(e, g)| (e - g).abs())
-                            .fold(0f32, f32::max);
+                        let worst = max_abs_diff(&expect, &got);
                         let bound = 3.0 * (k as f32).sqrt() / 255.0 + 1e-4;
                         assert!(
                             worst < bound,
@@ -408,15 +528,7 @@ mod tests {
                     }
                     // Against the exact F32 weights, relative to the output scale.
                     let exact = candle_linear(&x, m, &w, n, k, &b);
-                    let rms =
-                        (exact.iter().map(|v| v * v).sum::<f32>() / exact.len() as f32).sqrt();
-                    let err = (exact
-                        .iter()
-                        .zip(&got)
-                        .map(|(e, g)| (e - g) * (e - g))
-                        .sum::<f32>()
-                        / exact.len() as f32)
-                        .sqrt();
+                    let (err, rms) = rms_error(&exact, &got);
                     assert!(
                         err < 0.04 * rms,
                         "{} {m}x{n}x{k} smoothed={smoothed}: rms error {err} vs rms {rms}",
