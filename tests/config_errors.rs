@@ -104,6 +104,30 @@ fn other_rules() {
         e.starts_with("routes.yaml:2:16: matching.aggregation: unknown variant `median`"),
         "{e}"
     );
+    let e = err(&format!("encoder:\n  precision: int4\n{ROUTES}"));
+    assert!(
+        e.starts_with("routes.yaml:2:14: encoder.precision: unknown variant `int4`")
+            && e.contains("`int8-fast`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn precision_names_parse_and_int8_fast_is_the_default() {
+    use semroute::kernels::Precision;
+    let precision = |yaml: &str| parse_str(yaml, "routes.yaml").unwrap().encoder.precision;
+    assert_eq!(precision(ROUTES), Precision::Int8Fast);
+    for (name, want) in [
+        ("f32", Precision::F32),
+        ("int8", Precision::Int8),
+        ("int8-fast", Precision::Int8Fast),
+    ] {
+        assert_eq!(
+            precision(&format!("encoder:\n  precision: {name}\n{ROUTES}")),
+            want
+        );
+        assert_eq!(want.name(), name);
+    }
 }
 
 #[test]
