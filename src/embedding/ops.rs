@@ -38,8 +38,7 @@ impl CustomOp1 for LinearOp<'_> {
         }
         let m = x.len() / k;
         let n = self.linear.out_features();
-        let mut out = vec![0f32; m * n];
-        self.linear.forward(x, m, self.act, &mut out);
+        let out = self.linear.forward_vec(x, m, self.act);
         let mut shape = dims.to_vec();
         *shape.last_mut().expect("non-empty") = n;
         Ok((CpuStorage::F32(out), Shape::from(shape)))

@@ -334,7 +334,7 @@ impl LateIndex {
             &self.tokens[r],
             None,
             Activation::None,
-            &mut sims,
+            crate::kernels::uninit_mut(&mut sims),
         );
         let total: f32 = sims
             .chunks_exact(n)

@@ -184,7 +184,7 @@ pub fn matmul(
     w: &PackedA8,
     bias: Option<&[f32]>,
     act: Activation,
-    out: &mut [f32],
+    out: &mut [std::mem::MaybeUninit<f32>],
 ) {
     let (n, k) = (w.n, w.k);
     assert_eq!(a.len(), m * k, "activation size");

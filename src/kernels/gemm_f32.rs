@@ -66,7 +66,7 @@ pub fn matmul(
     w: &PackedF32,
     bias: Option<&[f32]>,
     act: Activation,
-    out: &mut [f32],
+    out: &mut [std::mem::MaybeUninit<f32>],
 ) {
     let (n, k) = (w.n, w.k);
     assert_eq!(a.len(), m * k, "activation size");
@@ -120,7 +120,7 @@ unsafe fn store_block<const MR: usize>(t: &Tile, block: &mut [[f32; NR]; MR]) {
         if t.act == Activation::Gelu {
             super::math::gelu_slice(row);
         }
-        std::ptr::copy_nonoverlapping(row.as_ptr(), t.c.add(r * t.ldc), t.cols);
+        super::store_row(row, t.c.add(r * t.ldc), t.cols);
     }
 }
 

@@ -142,7 +142,7 @@ pub fn matmul(
     w: &PackedI8,
     bias: Option<&[f32]>,
     act: Activation,
-    out: &mut [f32],
+    out: &mut [std::mem::MaybeUninit<f32>],
 ) {
     let (n, k) = (w.n, w.k);
     assert_eq!(a.len(), m * k, "activation size");
