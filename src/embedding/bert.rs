@@ -7,6 +7,8 @@
 //! Q/K/V fused into one matmul and GELU as a vectorisable custom op instead of candle's scalar f64 `erf`.
 //! Weight names follow Hugging Face BERT checkpoints (with or without a `bert.` prefix).
 
+use std::ops::Range;
+
 use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Module, Result, Shape, Tensor, D};
 use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder};
 use candle_transformers::models::bert::Config;
@@ -264,6 +266,36 @@ fn norm(l: &LayerNorm, eps: f64) -> Result<Norm> {
     })
 }
 
+/// A padded batch's real tokens back to back (see [`Bert::ragged`]).
+struct Ragged {
+    /// `rows x hidden`.
+    x: Tensor,
+    /// Each row's index in the padded `batch x seq` layout.
+    rows: Vec<usize>,
+    /// Each sequence's rows.
+    sequences: Vec<Range<usize>>,
+    batch: usize,
+    seq: usize,
+}
+
+impl Ragged {
+    /// `y` (`rows x width`) back in the padded `(batch, seq, width)` layout, zeros at the padding.
+    fn padded(&self, y: &Tensor) -> Result<Tensor> {
+        let (rows, width) = y.dims2()?;
+        let (batch, seq) = (self.batch, self.seq);
+        if rows == batch * seq {
+            // No padding: the rows are already in order.
+            return y.reshape((batch, seq, width));
+        }
+        let y = y.flatten_all()?.to_vec1::<f32>()?;
+        let mut out = vec![0f32; batch * seq * width];
+        for (src, &dst) in y.chunks_exact(width).zip(&self.rows) {
+            out[dst * width..(dst + 1) * width].copy_from_slice(src);
+        }
+        Tensor::from_vec(out, (batch, seq, width), &Device::Cpu)
+    }
+}
+
 impl Bert {
     /// Loads the weights named like a Hugging Face BERT checkpoint, for `backend`. The int8-fast precision
     /// needs `calibration` (its smoothing is measured on it with the F32 kernels); the others ignore it.
@@ -337,17 +369,21 @@ impl Bert {
                 // weights are ever packed (all six at once left ~40 MB of freed heap resident).
                 let mut states = calibration
                     .iter()
-                    .map(|(ids, type_ids, _)| bert.embed_tokens(ids, type_ids))
+                    .map(|(ids, type_ids, mask)| bert.ragged(ids, type_ids, mask))
                     .collect::<Result<Vec<_>>>()?;
                 let mut fast = Vec::with_capacity(layers.len());
                 for l in &layers {
                     let one = std::slice::from_ref(l);
                     let exact = kernel_layers_of(one, eps, |l, _| packed(l, Precision::F32, isa))?;
                     let mut maxima = ChannelMaxima::default();
-                    for (x, (_, _, mask)) in states.iter_mut().zip(calibration) {
-                        *x = bert.kernel_layers(&exact, isa, x.clone(), mask, &mut |i, t| {
-                            maxima.observe(i, t)
-                        })?;
+                    for r in &mut states {
+                        r.x = bert.kernel_layers(
+                            &exact,
+                            isa,
+                            r.x.clone(),
+                            &r.sequences,
+                            &mut |i, t| maxima.observe(i, t),
+                        )?;
                     }
                     let m = maxima.finish(INPUTS_PER_LAYER)?;
                     fast.extend(kernel_layers_of(one, eps, |l, i| {
@@ -371,41 +407,79 @@ impl Bert {
 
     /// Token vectors `(batch, seq, hidden)` for `ids` and `mask` (both `(batch, seq)` u32; mask 1 = token).
     pub fn forward(&self, ids: &Tensor, type_ids: &Tensor, mask: &Tensor) -> Result<Tensor> {
-        let x = self.embed_tokens(ids, type_ids)?;
         match &self.layers {
-            Layers::Candle(layers) => self.candle_layers(layers, x, mask),
+            Layers::Candle(layers) => {
+                let (_, s) = ids.dims2()?;
+                let positions = Tensor::arange(0u32, s as u32, ids.device())?;
+                let x = self.embed(ids, &positions, type_ids)?;
+                self.candle_layers(layers, x, mask)
+            }
             Layers::Kernels(layers, isa) => {
-                self.kernel_layers(layers, *isa, x, mask, &mut |_, _| {})
+                let r = self.ragged(ids, type_ids, mask)?;
+                let y =
+                    self.kernel_layers(layers, *isa, r.x.clone(), &r.sequences, &mut |_, _| {})?;
+                r.padded(&y)
             }
         }
     }
 
-    /// The embedding layer: word + position + token type, then layer norm.
-    fn embed_tokens(&self, ids: &Tensor, type_ids: &Tensor) -> Result<Tensor> {
-        let (_, s) = ids.dims2()?;
-        let positions = Tensor::arange(0u32, s as u32, ids.device())?;
+    /// The embedding layer: word + position + token type, then layer norm. `positions` is either every
+    /// token's own position or one row of positions that broadcasts over the batch.
+    fn embed(&self, ids: &Tensor, positions: &Tensor, type_ids: &Tensor) -> Result<Tensor> {
         let x = self
             .word
             .forward(ids)?
-            .broadcast_add(&self.position.forward(&positions)?)?
+            .broadcast_add(&self.position.forward(positions)?)?
             .add(&self.token_type.forward(type_ids)?)?;
         self.norm.forward(&x)
     }
 
-    /// The encoder layers on our kernels. `observe(i, input)` sees every linear layer's input, numbered
+    /// The embedded real tokens of a padded batch (`ids`, `type_ids` and `mask` all `(batch, seq)`), back
+    /// to back: what our kernels run on, so no layer spends time on padding.
+    fn ragged(&self, ids: &Tensor, type_ids: &Tensor, mask: &Tensor) -> Result<Ragged> {
+        let (batch, seq) = ids.dims2()?;
+        let host = |t: &Tensor| t.to_dtype(DType::U32)?.flatten_all()?.to_vec1::<u32>();
+        let (all_ids, all_types, mask) = (host(ids)?, host(type_ids)?, host(mask)?);
+        let mut rows = Vec::with_capacity(batch * seq);
+        let mut sequences = Vec::with_capacity(batch);
+        for b in 0..batch {
+            let start = rows.len();
+            rows.extend((b * seq..(b + 1) * seq).filter(|&i| mask[i] != 0));
+            sequences.push(start..rows.len());
+        }
+        let pick = |values: &dyn Fn(usize) -> u32| -> Result<Tensor> {
+            let v: Vec<u32> = rows.iter().map(|&i| values(i)).collect();
+            Tensor::from_vec(v, rows.len(), ids.device())
+        };
+        let x = self.embed(
+            &pick(&|i| all_ids[i])?,
+            &pick(&|i| (i % seq) as u32)?,
+            &pick(&|i| all_types[i])?,
+        )?;
+        Ok(Ragged {
+            x,
+            rows,
+            sequences,
+            batch,
+            seq,
+        })
+    }
+
+    /// The encoder layers on our kernels over a ragged batch `x` (`rows x hidden`, the rows of each of
+    /// `sequences` attend to each other). `observe(i, input)` sees every linear layer's input, numbered
     /// in order ([`INPUTS_PER_LAYER`] per layer), for calibration.
     fn kernel_layers(
         &self,
         layers: &[KernelLayer],
         isa: Isa,
         mut x: Tensor,
-        mask: &Tensor,
+        sequences: &[Range<usize>],
         observe: &mut dyn FnMut(usize, &Tensor),
     ) -> Result<Tensor> {
-        let mask = mask.to_dtype(DType::F32)?;
         let attention = AttentionOp {
             heads: self.heads,
             head_dim: self.head_dim,
+            sequences,
             isa,
         };
         let lin = |l: &kernels::Linear, act: Activation, x: &Tensor| {
@@ -427,7 +501,7 @@ impl Bert {
             let at = i * INPUTS_PER_LAYER;
             observe(at, &x);
             let qkv = lin(&l.qkv, Activation::None, &x)?;
-            let ctx = qkv.apply_op2_no_bwd(&mask, &attention)?;
+            let ctx = qkv.apply_op1_no_bwd(&attention)?;
             observe(at + 1, &ctx);
             x = add_norm(&l.attn_norm, &lin(&l.attn_out, Activation::None, &ctx)?, &x)?;
             observe(at + 2, &x);

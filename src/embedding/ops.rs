@@ -3,7 +3,9 @@
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape};
 
-use crate::kernels::{self, attention::Dims, Activation, Isa};
+use std::ops::Range;
+
+use crate::kernels::{self, attention::Heads, Activation, Isa};
 
 /// The contiguous f32 data behind a CPU tensor.
 fn f32_data<'a>(op: &str, storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
@@ -108,50 +110,44 @@ unsafe fn add_norm_avx2(x: &[f32], r: &[f32], op: &AddNormOp, out: &mut [f32]) {
     add_norm(x, r, op, out)
 }
 
-/// Self-attention from the fused QKV projection `(batch, seq, 3 hidden)` and the mask `(batch, seq)` (f32,
-/// 1 = token) to the context `(batch, seq, hidden)`.
-pub struct AttentionOp {
+/// Self-attention from the fused QKV projection `(.., 3 hidden)` of a ragged batch (its sequences' real
+/// tokens back to back, see [`kernels::attention`]) to the context `(.., hidden)`.
+pub struct AttentionOp<'a> {
     /// Heads.
     pub heads: usize,
     /// Width of one head.
     pub head_dim: usize,
+    /// Each sequence's rows, consecutive, covering every row.
+    pub sequences: &'a [Range<usize>],
     /// Kernel instruction set.
     pub isa: Isa,
 }
 
-impl CustomOp2 for AttentionOp {
+impl CustomOp1 for AttentionOp<'_> {
     fn name(&self) -> &'static str {
         "semroute-attention"
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let qkv = f32_data(self.name(), s1, l1)?;
-        let mask = f32_data(self.name(), s2, l2)?;
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let qkv = f32_data(self.name(), storage, layout)?;
         let hidden = self.heads * self.head_dim;
-        let (batch, seq, width) = l1.shape().dims3()?;
-        if width != 3 * hidden || l2.shape().dims2()? != (batch, seq) {
+        let dims = layout.shape().dims();
+        let rows = self.sequences.last().map_or(0, |s| s.end);
+        if dims.last() != Some(&(3 * hidden)) || qkv.len() != rows * 3 * hidden {
             candle_core::bail!(
-                "semroute-attention: qkv {:?} and mask {:?} for {} heads of {}",
-                l1.shape(),
-                l2.shape(),
+                "semroute-attention: qkv {dims:?} for {rows} rows of {} heads of {}",
                 self.heads,
                 self.head_dim
             );
         }
-        let mut out = vec![0f32; batch * seq * hidden];
-        let dims = Dims {
-            batch,
-            seq,
+        let mut out = vec![0f32; rows * hidden];
+        let d = Heads {
             heads: self.heads,
             head_dim: self.head_dim,
         };
-        kernels::attention::attention(self.isa, qkv, mask, dims, &mut out);
-        Ok((CpuStorage::F32(out), Shape::from((batch, seq, hidden))))
+        kernels::attention::attention(self.isa, qkv, self.sequences, d, &mut out);
+        let mut shape = dims.to_vec();
+        *shape.last_mut().expect("non-empty") = hidden;
+        Ok((CpuStorage::F32(out), Shape::from(shape)))
     }
 }
