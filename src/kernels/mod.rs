@@ -88,7 +88,7 @@ pub enum Precision {
     /// >= 0.998 to the reference on the test items.
     Int8,
     /// 7-bit weights with per-channel scales and 8-bit activations (per row, with a zero point), inputs
-    /// smoothed per channel with factors calibrated at load: the fast path and the default (about 1.35x
+    /// smoothed per channel with factors calibrated at load: the fast path and the default (1.2-1.35x
     /// the batch throughput of `Int8`; cosine >= 0.996 to the reference; CLINC150 K = 10 accuracy within
     /// 0.1 points of F32).
     #[default]
