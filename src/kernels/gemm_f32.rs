@@ -88,13 +88,7 @@ pub fn matmul(
                 bias: at.bias,
                 act,
             };
-            match isa {
-                #[cfg(target_arch = "x86_64")]
-                Isa::Avx2 => avx2::tile(at.rows, &tile),
-                #[cfg(not(target_arch = "x86_64"))]
-                Isa::Avx2 => unreachable!("AVX2 is only detected on x86-64"),
-                Isa::Portable => portable_tile(at.rows, &tile),
-            }
+            dispatch_tile!(isa, at.rows, &tile)
         }
     });
 }

@@ -6,6 +6,21 @@
 //! portable version of the same algorithms everywhere else (any x86-64, ARM), so one binary runs anywhere.
 //! The encoder uses them through candle custom ops; on CUDA candle's own kernels run instead.
 
+/// Runs `tile(rows, &t)` from the calling kernel module's `avx2` or portable code per `isa`: one place
+/// for the dispatch every linear-layer kernel makes per register block (the AVX2 arm only exists on
+/// x86-64, where `Isa::Avx2` can be detected).
+macro_rules! dispatch_tile {
+    ($isa:expr, $rows:expr, $tile:expr) => {
+        match $isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => avx2::tile($rows, $tile),
+            #[cfg(not(target_arch = "x86_64"))]
+            Isa::Avx2 => unreachable!("AVX2 is only detected on x86-64"),
+            Isa::Portable => portable_tile($rows, $tile),
+        }
+    };
+}
+
 pub mod attention;
 pub mod gemm_a8;
 pub mod gemm_f32;
