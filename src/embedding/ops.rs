@@ -84,8 +84,8 @@ impl CustomOp2 for AddNormOp<'_> {
         let mut out = vec![0f32; x.len()];
         match self.isa {
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: `Isa::Avx2` is only chosen when the CPU has AVX2 and FMA.
-            Isa::Avx2 => unsafe { add_norm_avx2(x, r, self, &mut out) },
+            // SAFETY: `Isa::Avx2` and `Isa::Avx512` are only chosen when the CPU has AVX2 and FMA.
+            Isa::Avx2 | Isa::Avx512 => unsafe { add_norm_avx2(x, r, self, &mut out) },
             _ => add_norm(x, r, self, &mut out),
         }
         Ok((CpuStorage::F32(out), l1.shape().clone()))

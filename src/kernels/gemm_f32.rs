@@ -71,8 +71,11 @@ pub fn matmul(
     let (n, k) = (w.n, w.k);
     assert_eq!(a.len(), m * k, "activation size");
     let mr = match isa {
+        Isa::Avx512 => super::MR_AVX512,
         Isa::Avx2 => MR_AVX2,
         Isa::Portable => MR_PORTABLE,
+        #[cfg(test)]
+        Isa::Avx512Model => super::MR_AVX512,
     };
     super::run_blocks(m, n, mr, m * n * k, bias, out, |at, out| {
         // SAFETY: the block's rows and panel lie inside `a`, the packed weights and `out` (m x n).
@@ -193,5 +196,58 @@ mod avx2 {
             5 => block::<5>(t),
             _ => block::<6>(t),
         }
+    }
+}
+
+/// The AVX-512 microkernel's source, expanded against `std::arch` (module `avx512`) and, in tests, against
+/// the software model of the same intrinsics (module `avx512_model`; see [`super::avx512_model`]).
+macro_rules! avx512_kernel {
+    () => {
+        /// `MR` rows x 16 columns, one zmm accumulator per row: each step loads one panel row and
+        /// multiply-adds it with one broadcast activation per row (the FMA's embedded-broadcast operand).
+        #[inline(always)]
+        unsafe fn block<const MR: usize>(t: &Tile) {
+            let mut acc = [_mm512_setzero_ps(); MR];
+            let mut b = t.b;
+            for kk in 0..t.k {
+                let w = _mm512_loadu_ps(b);
+                for (r, acc_r) in acc.iter_mut().enumerate() {
+                    *acc_r = _mm512_fmadd_ps(_mm512_set1_ps(*t.a.add(r * t.lda + kk)), w, *acc_r);
+                }
+                b = b.add(NR);
+            }
+            let bias = _mm512_loadu_ps(t.bias.as_ptr());
+            let mut out = [[0f32; NR]; MR];
+            for (out_r, acc_r) in out.iter_mut().zip(acc) {
+                _mm512_storeu_ps(out_r.as_mut_ptr(), _mm512_add_ps(acc_r, bias));
+            }
+            store_block(t, &mut out);
+        }
+    };
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::{store_block, Tile, NR};
+    use std::arch::x86_64::*;
+
+    avx512_kernel!();
+
+    /// Dispatches a block of `rows` (1..=12) rows.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")]
+    pub(super) unsafe fn tile(rows: usize, t: &Tile) {
+        avx512_rows!(block, rows, t)
+    }
+}
+
+#[cfg(test)]
+mod avx512_model {
+    use super::super::avx512_model::*;
+    use super::{store_block, Tile, NR};
+
+    avx512_kernel!();
+
+    pub(super) unsafe fn tile(rows: usize, t: &Tile) {
+        avx512_rows!(block, rows, t)
     }
 }

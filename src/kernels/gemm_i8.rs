@@ -148,14 +148,17 @@ pub fn matmul(
     assert_eq!(a.len(), m * k, "activation size");
     let aq = match isa {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `Isa::Avx2` is only chosen when the CPU has AVX2 and FMA.
-        Isa::Avx2 => unsafe { avx2::quantise(a, m, k, w.kp) },
+        // SAFETY: `Isa::Avx2` and `Isa::Avx512` are only chosen when the CPU has AVX2 and FMA.
+        Isa::Avx2 | Isa::Avx512 => unsafe { avx2::quantise(a, m, k, w.kp) },
         _ => quantise_rows(a, m, k, w.kp),
     };
     let kp = w.kp;
     let mr = match isa {
+        Isa::Avx512 => super::MR_AVX512,
         Isa::Avx2 => MR_AVX2,
         Isa::Portable => MR_PORTABLE,
+        #[cfg(test)]
+        Isa::Avx512Model => super::MR_AVX512,
     };
     super::run_blocks(m, n, mr, m * n * k / 2, bias, out, |at, out| {
         let p = at.panel;
@@ -319,6 +322,56 @@ mod avx2 {
             5 => block::<5>(t),
             _ => block::<6>(t),
         }
+    }
+}
+
+/// The AVX-512 microkernel's source, expanded against `std::arch` (module `avx512`) and, in tests, against
+/// the software model of the same intrinsics (module `avx512_model`; see [`super::avx512_model`]).
+macro_rules! avx512_kernel {
+    () => {
+        /// `MR` rows x 16 columns, one zmm accumulator per row: per input pair, the panel's 32 weight
+        /// bytes sign-extended to i16 meet one broadcast activation pair per row in `vpdpwssd`, which
+        /// multiplies i16 pairs and adds both products to the i32 lane (no saturation).
+        #[inline(always)]
+        unsafe fn block<const MR: usize>(t: &Tile) {
+            let mut acc = [_mm512_setzero_si512(); MR];
+            let mut b = t.b;
+            for q in 0..t.pairs {
+                let w = _mm512_cvtepi8_epi16(_mm256_loadu_si256(b.cast()));
+                for (r, acc_r) in acc.iter_mut().enumerate() {
+                    let pair = t.a.add(r * t.lda + 2 * q).cast::<i32>().read_unaligned();
+                    *acc_r = _mm512_dpwssd_epi32(*acc_r, _mm512_set1_epi32(pair), w);
+                }
+                b = b.add(NR * 2);
+            }
+            finish(t, &crate::kernels::i32x16_rows(&acc));
+        }
+    };
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::{finish, Tile, NR};
+    use std::arch::x86_64::*;
+
+    avx512_kernel!();
+
+    /// Dispatches a block of `rows` (1..=12) rows.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")]
+    pub(super) unsafe fn tile(rows: usize, t: &Tile) {
+        avx512_rows!(block, rows, t)
+    }
+}
+
+#[cfg(test)]
+mod avx512_model {
+    use super::super::avx512_model::*;
+    use super::{finish, Tile, NR};
+
+    avx512_kernel!();
+
+    pub(super) unsafe fn tile(rows: usize, t: &Tile) {
+        avx512_rows!(block, rows, t)
     }
 }
 

@@ -2,30 +2,64 @@
 //! and an int8-weight fast path), attention over the fused QKV projection, and the element-wise maths
 //! (GELU, softmax, residual + layer norm) written to vectorise.
 //!
-//! Dispatch is at run time ([`Isa::detect`]): AVX2 + FMA intrinsics on x86-64 CPUs that have them, and a
-//! portable version of the same algorithms everywhere else (any x86-64, ARM), so one binary runs anywhere.
+//! Dispatch is at run time ([`Isa::detect`]): AVX-512 (with VNNI) linear-layer kernels and AVX2 + FMA
+//! intrinsics on x86-64 CPUs that have them, and a portable version of the same algorithms everywhere else
+//! (any x86-64, ARM), so one binary runs anywhere.
 //! The encoder uses them through candle custom ops; on CUDA candle's own kernels run instead.
 
-/// Runs `tile(rows, &t)` from the calling kernel module's `avx2` or portable code per `isa`: one place
-/// for the dispatch every linear-layer kernel makes per register block (the AVX2 arm only exists on
-/// x86-64, where `Isa::Avx2` can be detected).
+/// Runs `tile(rows, &t)` from the calling kernel module's `avx512`, `avx2` or portable code per `isa`:
+/// one place for the dispatch every linear-layer kernel makes per register block (the x86 arms only exist
+/// on x86-64, where those instruction sets can be detected; the model arm only in unit tests).
 macro_rules! dispatch_tile {
     ($isa:expr, $rows:expr, $tile:expr) => {
         match $isa {
             #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => avx512::tile($rows, $tile),
+            #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => avx2::tile($rows, $tile),
             #[cfg(not(target_arch = "x86_64"))]
-            Isa::Avx2 => unreachable!("AVX2 is only detected on x86-64"),
+            Isa::Avx2 | Isa::Avx512 => unreachable!("AVX2 and AVX-512 are only detected on x86-64"),
             Isa::Portable => portable_tile($rows, $tile),
+            #[cfg(test)]
+            Isa::Avx512Model => avx512_model::tile($rows, $tile),
         }
     };
 }
 
+/// `block::<R>(t)` for `rows` = R in `1..=12` (12 for anything larger): the AVX-512 kernels' register
+/// blocks, each row count its own fully unrolled instance.
+macro_rules! avx512_rows {
+    ($block:ident, $rows:expr, $t:expr) => {
+        match $rows {
+            1 => $block::<1>($t),
+            2 => $block::<2>($t),
+            3 => $block::<3>($t),
+            4 => $block::<4>($t),
+            5 => $block::<5>($t),
+            6 => $block::<6>($t),
+            7 => $block::<7>($t),
+            8 => $block::<8>($t),
+            9 => $block::<9>($t),
+            10 => $block::<10>($t),
+            11 => $block::<11>($t),
+            _ => $block::<12>($t),
+        }
+    };
+}
+
+/// Rows per register block in the AVX-512 kernels: 12 zmm accumulators of 16 columns, the weight vector
+/// and broadcasts fit easily in the 32 registers; a 13-token query is two blocks (7 + 6) reading each
+/// weight panel once from memory and once from L1.
+const MR_AVX512: usize = 12;
+
 pub mod attention;
+#[cfg(test)]
+mod avx512_model;
 pub mod gemm_a8;
 pub mod gemm_f32;
 pub mod gemm_i8;
 pub mod math;
+mod self_check;
 pub mod team;
 
 pub use gemm_a8::PackedA8;
@@ -45,41 +79,90 @@ pub fn uninit_mut(out: &mut [f32]) -> &mut [MaybeUninit<f32>] {
 /// The instruction set a kernel call uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Isa {
+    /// x86-64 with AVX-512 F/BW/VL and VNNI (Intel Cascade Lake, Ice Lake, Sapphire Rapids and later; AMD
+    /// Zen 4 and later): 12x16 linear-layer microkernels, the int8 ones on `vpdpbusd` / `vpdpwssd`.
+    /// Everything else (attention, norms, quantisation) runs the AVX2 code, which these CPUs also have.
+    Avx512,
     /// x86-64 with AVX2 and FMA: hand-written 6x16 microkernels.
     Avx2,
     /// Plain Rust the compiler vectorises for the build target; runs on any CPU.
     Portable,
+    /// Unit tests only: the AVX-512 microkernels' own source compiled against a software model of the
+    /// intrinsics they use ([`avx512_model`]), so their logic is tested on CPUs without AVX-512 (for
+    /// everything but the linear layers it runs the portable code).
+    #[cfg(test)]
+    Avx512Model,
 }
 
 impl Isa {
-    /// The best instruction set this CPU supports. `SEMROUTE_KERNELS=portable` forces the portable kernels
-    /// (to compare, or to rule ours out when chasing a problem).
+    /// The best instruction set this CPU supports, decided once per process.
+    ///
+    /// `SEMROUTE_KERNELS=portable` forces the portable kernels and `SEMROUTE_KERNELS=avx2` caps x86 at
+    /// AVX2 (to compare, or to rule ours out when chasing a problem). AVX-512 is only used after a
+    /// self-check: its kernels must agree with the portable ones on a few small products, or the process
+    /// logs an error and stays on AVX2 (a wrong embedding routes silently, so a CPU or compiler surprise
+    /// must cost speed, never answers).
     pub fn detect() -> Self {
-        if std::env::var("SEMROUTE_KERNELS").is_ok_and(|v| v == "portable") {
-            return Isa::Portable;
-        }
-        Self::available()
-            .into_iter()
-            .next()
-            .unwrap_or(Isa::Portable)
+        static BEST: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
+        *BEST.get_or_init(|| {
+            let forced = std::env::var("SEMROUTE_KERNELS").unwrap_or_default();
+            let usable = Self::available()
+                .into_iter()
+                .filter(|isa| match forced.as_str() {
+                    "portable" => *isa == Isa::Portable,
+                    "avx2" => *isa != Isa::Avx512,
+                    _ => true,
+                })
+                .find(|isa| match isa {
+                    Isa::Avx512 => {
+                        let agrees = self_check::agrees_with_portable(*isa);
+                        if !agrees {
+                            tracing::error!(
+                                "AVX-512 kernels disagree with the portable ones on this CPU; using AVX2"
+                            );
+                        }
+                        agrees
+                    }
+                    #[cfg(test)]
+                    Isa::Avx512Model => false,
+                    _ => true,
+                });
+            usable.unwrap_or(Isa::Portable)
+        })
     }
 
     /// Every instruction set usable on this CPU, best first (tests run each of them).
     pub fn available() -> Vec<Self> {
         let mut out = Vec::new();
         #[cfg(target_arch = "x86_64")]
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-            out.push(Isa::Avx2);
+        {
+            let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+            if avx2
+                && is_x86_feature_detected!("avx512f")
+                && is_x86_feature_detected!("avx512bw")
+                && is_x86_feature_detected!("avx512vl")
+                && is_x86_feature_detected!("avx512vnni")
+            {
+                out.push(Isa::Avx512);
+            }
+            if avx2 {
+                out.push(Isa::Avx2);
+            }
         }
         out.push(Isa::Portable);
+        #[cfg(test)]
+        out.push(Isa::Avx512Model);
         out
     }
 
     /// Short name for logs and benchmark labels.
     pub fn name(self) -> &'static str {
         match self {
+            Isa::Avx512 => "avx512",
             Isa::Avx2 => "avx2",
             Isa::Portable => "portable",
+            #[cfg(test)]
+            Isa::Avx512Model => "avx512-model",
         }
     }
 }
@@ -410,6 +493,17 @@ unsafe fn avx2_acc_rows<const MR: usize>(
     acc
 }
 
+/// The AVX-512 integer kernels' accumulators (one 16-lane vector of i32 per row) as plain rows.
+///
+/// # Safety
+/// `V` must be 64 bytes holding 16 `i32` lanes, lane 0 first in memory: `__m512i` (what a vector store
+/// writes is its lanes in order) or the test model's stand-in for it.
+#[inline(always)]
+unsafe fn i32x16_rows<V: Copy, const MR: usize>(acc: &[V; MR]) -> [[i32; PANEL]; MR] {
+    const { assert!(std::mem::size_of::<V>() == 4 * PANEL) };
+    std::ptr::read_unaligned(acc.as_ptr().cast())
+}
+
 /// Below this many multiply-adds a product runs on the calling thread: handing work to the team costs a
 /// microsecond or two.
 const PARALLEL_MIN_WORK: usize = 1 << 16;
@@ -444,18 +538,7 @@ mod tests {
     }
     use candle_core::{Device, Tensor};
 
-    /// Deterministic pseudo-random numbers in [-1, 1) (xorshift), so failures reproduce.
-    fn noise(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-            })
-            .collect()
-    }
+    use super::self_check::noise;
 
     /// candle's matmul: the reference every kernel is compared with.
     fn candle_linear(x: &[f32], m: usize, w: &[f32], n: usize, k: usize, b: &[f32]) -> Vec<f32> {
