@@ -7,19 +7,7 @@
 
 use candle_core::{Device, Tensor};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use semroute::kernels::{Activation, Isa, Linear, Precision, Team};
-
-fn noise(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-        })
-        .collect()
-}
+use semroute::kernels::{noise, Activation, Isa, Linear, Precision, Team};
 
 fn bench(c: &mut Criterion) {
     let mut isas: Vec<Isa> = Isa::available()

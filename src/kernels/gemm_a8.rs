@@ -399,54 +399,25 @@ mod avx2 {
     }
 }
 
-/// The AVX-512 microkernel's source, expanded against `std::arch` (module `avx512`) and, in tests, against
-/// the software model of the same intrinsics (module `avx512_model`; see [`super::avx512_model`]).
-macro_rules! avx512_kernel {
-    () => {
-        /// `MR` rows x 16 columns, one zmm accumulator per row: per quad of inputs, the panel's 64 weight
-        /// bytes (column j's quad in lane j, as packed) meet one broadcast activation quad per row in
-        /// `vpdpbusd`, which multiplies u8 activations by i8 weights and adds the four products to the
-        /// i32 lane (no saturation): one instruction for AVX2's `vpmaddubsw` + `vpmaddwd` + `vpaddd`.
-        #[inline(always)]
-        unsafe fn block<const MR: usize>(t: &Tile) {
-            let mut acc = [_mm512_setzero_si512(); MR];
-            let mut b = t.b;
-            for q in 0..t.quads {
-                let w = _mm512_loadu_si512(b.cast());
-                for (r, acc_r) in acc.iter_mut().enumerate() {
-                    let quad = t.a.add(r * t.lda + 4 * q).cast::<i32>().read_unaligned();
-                    *acc_r = _mm512_dpbusd_epi32(*acc_r, _mm512_set1_epi32(quad), w);
-                }
-                b = b.add(NR * 4);
+avx512_kernel! {
+    finish;
+    /// `MR` rows x 16 columns, one zmm accumulator per row: per quad of inputs, the panel's 64 weight
+    /// bytes (column j's quad in lane j, as packed) meet one broadcast activation quad per row in
+    /// `vpdpbusd`, which multiplies u8 activations by i8 weights and adds the four products to the
+    /// i32 lane (no saturation): one instruction for AVX2's `vpmaddubsw` + `vpmaddwd` + `vpaddd`.
+    #[inline(always)]
+    unsafe fn block<const MR: usize>(t: &Tile) {
+        let mut acc = [_mm512_setzero_si512(); MR];
+        let mut b = t.b;
+        for q in 0..t.quads {
+            let w = _mm512_loadu_si512(b.cast());
+            for (r, acc_r) in acc.iter_mut().enumerate() {
+                let quad = t.a.add(r * t.lda + 4 * q).cast::<i32>().read_unaligned();
+                *acc_r = _mm512_dpbusd_epi32(*acc_r, _mm512_set1_epi32(quad), w);
             }
-            finish(t, &crate::kernels::i32x16_rows(&acc));
+            b = b.add(NR * 4);
         }
-    };
-}
-
-#[cfg(target_arch = "x86_64")]
-mod avx512 {
-    use super::{finish, Tile, NR};
-    use std::arch::x86_64::*;
-
-    avx512_kernel!();
-
-    /// Dispatches a block of `rows` (1..=12) rows.
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")]
-    pub(super) unsafe fn tile(rows: usize, t: &Tile) {
-        avx512_rows!(block, rows, t)
-    }
-}
-
-#[cfg(test)]
-mod avx512_model {
-    use super::super::avx512_model::*;
-    use super::{finish, Tile, NR};
-
-    avx512_kernel!();
-
-    pub(super) unsafe fn tile(rows: usize, t: &Tile) {
-        avx512_rows!(block, rows, t)
+        finish(t, &crate::kernels::i32x16_rows(&acc));
     }
 }
 

@@ -199,55 +199,26 @@ mod avx2 {
     }
 }
 
-/// The AVX-512 microkernel's source, expanded against `std::arch` (module `avx512`) and, in tests, against
-/// the software model of the same intrinsics (module `avx512_model`; see [`super::avx512_model`]).
-macro_rules! avx512_kernel {
-    () => {
-        /// `MR` rows x 16 columns, one zmm accumulator per row: each step loads one panel row and
-        /// multiply-adds it with one broadcast activation per row (the FMA's embedded-broadcast operand).
-        #[inline(always)]
-        unsafe fn block<const MR: usize>(t: &Tile) {
-            let mut acc = [_mm512_setzero_ps(); MR];
-            let mut b = t.b;
-            for kk in 0..t.k {
-                let w = _mm512_loadu_ps(b);
-                for (r, acc_r) in acc.iter_mut().enumerate() {
-                    *acc_r = _mm512_fmadd_ps(_mm512_set1_ps(*t.a.add(r * t.lda + kk)), w, *acc_r);
-                }
-                b = b.add(NR);
+avx512_kernel! {
+    store_block;
+    /// `MR` rows x 16 columns, one zmm accumulator per row: each step loads one panel row and
+    /// multiply-adds it with one broadcast activation per row (the FMA's embedded-broadcast operand).
+    #[inline(always)]
+    unsafe fn block<const MR: usize>(t: &Tile) {
+        let mut acc = [_mm512_setzero_ps(); MR];
+        let mut b = t.b;
+        for kk in 0..t.k {
+            let w = _mm512_loadu_ps(b);
+            for (r, acc_r) in acc.iter_mut().enumerate() {
+                *acc_r = _mm512_fmadd_ps(_mm512_set1_ps(*t.a.add(r * t.lda + kk)), w, *acc_r);
             }
-            let bias = _mm512_loadu_ps(t.bias.as_ptr());
-            let mut out = [[0f32; NR]; MR];
-            for (out_r, acc_r) in out.iter_mut().zip(acc) {
-                _mm512_storeu_ps(out_r.as_mut_ptr(), _mm512_add_ps(acc_r, bias));
-            }
-            store_block(t, &mut out);
+            b = b.add(NR);
         }
-    };
-}
-
-#[cfg(target_arch = "x86_64")]
-mod avx512 {
-    use super::{store_block, Tile, NR};
-    use std::arch::x86_64::*;
-
-    avx512_kernel!();
-
-    /// Dispatches a block of `rows` (1..=12) rows.
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")]
-    pub(super) unsafe fn tile(rows: usize, t: &Tile) {
-        avx512_rows!(block, rows, t)
-    }
-}
-
-#[cfg(test)]
-mod avx512_model {
-    use super::super::avx512_model::*;
-    use super::{store_block, Tile, NR};
-
-    avx512_kernel!();
-
-    pub(super) unsafe fn tile(rows: usize, t: &Tile) {
-        avx512_rows!(block, rows, t)
+        let bias = _mm512_loadu_ps(t.bias.as_ptr());
+        let mut out = [[0f32; NR]; MR];
+        for (out_r, acc_r) in out.iter_mut().zip(acc) {
+            _mm512_storeu_ps(out_r.as_mut_ptr(), _mm512_add_ps(acc_r, bias));
+        }
+        store_block(t, &mut out);
     }
 }

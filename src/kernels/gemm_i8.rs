@@ -325,53 +325,24 @@ mod avx2 {
     }
 }
 
-/// The AVX-512 microkernel's source, expanded against `std::arch` (module `avx512`) and, in tests, against
-/// the software model of the same intrinsics (module `avx512_model`; see [`super::avx512_model`]).
-macro_rules! avx512_kernel {
-    () => {
-        /// `MR` rows x 16 columns, one zmm accumulator per row: per input pair, the panel's 32 weight
-        /// bytes sign-extended to i16 meet one broadcast activation pair per row in `vpdpwssd`, which
-        /// multiplies i16 pairs and adds both products to the i32 lane (no saturation).
-        #[inline(always)]
-        unsafe fn block<const MR: usize>(t: &Tile) {
-            let mut acc = [_mm512_setzero_si512(); MR];
-            let mut b = t.b;
-            for q in 0..t.pairs {
-                let w = _mm512_cvtepi8_epi16(_mm256_loadu_si256(b.cast()));
-                for (r, acc_r) in acc.iter_mut().enumerate() {
-                    let pair = t.a.add(r * t.lda + 2 * q).cast::<i32>().read_unaligned();
-                    *acc_r = _mm512_dpwssd_epi32(*acc_r, _mm512_set1_epi32(pair), w);
-                }
-                b = b.add(NR * 2);
+avx512_kernel! {
+    finish;
+    /// `MR` rows x 16 columns, one zmm accumulator per row: per input pair, the panel's 32 weight
+    /// bytes sign-extended to i16 meet one broadcast activation pair per row in `vpdpwssd`, which
+    /// multiplies i16 pairs and adds both products to the i32 lane (no saturation).
+    #[inline(always)]
+    unsafe fn block<const MR: usize>(t: &Tile) {
+        let mut acc = [_mm512_setzero_si512(); MR];
+        let mut b = t.b;
+        for q in 0..t.pairs {
+            let w = _mm512_cvtepi8_epi16(_mm256_loadu_si256(b.cast()));
+            for (r, acc_r) in acc.iter_mut().enumerate() {
+                let pair = t.a.add(r * t.lda + 2 * q).cast::<i32>().read_unaligned();
+                *acc_r = _mm512_dpwssd_epi32(*acc_r, _mm512_set1_epi32(pair), w);
             }
-            finish(t, &crate::kernels::i32x16_rows(&acc));
+            b = b.add(NR * 2);
         }
-    };
-}
-
-#[cfg(target_arch = "x86_64")]
-mod avx512 {
-    use super::{finish, Tile, NR};
-    use std::arch::x86_64::*;
-
-    avx512_kernel!();
-
-    /// Dispatches a block of `rows` (1..=12) rows.
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")]
-    pub(super) unsafe fn tile(rows: usize, t: &Tile) {
-        avx512_rows!(block, rows, t)
-    }
-}
-
-#[cfg(test)]
-mod avx512_model {
-    use super::super::avx512_model::*;
-    use super::{finish, Tile, NR};
-
-    avx512_kernel!();
-
-    pub(super) unsafe fn tile(rows: usize, t: &Tile) {
-        avx512_rows!(block, rows, t)
+        finish(t, &crate::kernels::i32x16_rows(&acc));
     }
 }
 

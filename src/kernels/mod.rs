@@ -26,10 +26,39 @@ macro_rules! dispatch_tile {
     };
 }
 
-/// `block::<R>(t)` for `rows` = R in `1..=12` (12 for anything larger): the AVX-512 kernels' register
-/// blocks, each row count its own fully unrolled instance.
-macro_rules! avx512_rows {
-    ($block:ident, $rows:expr, $t:expr) => {
+/// A linear-layer kernel's AVX-512 register block, given once as `fn block<const MR: usize>(t: &Tile)` (after
+/// `$epilogue;`, the kernel module's function that stores a finished block), expanded twice: as module
+/// `avx512`, against `std::arch` and compiled for AVX-512 + VNNI; and, in unit tests, as `avx512_model`,
+/// against the software model of the same intrinsics ([`avx512_model`]). Each gets a `tile(rows, t)` that
+/// runs the block for `rows` in `1..=12` rows, every row count its own fully unrolled instance.
+macro_rules! avx512_kernel {
+    ($epilogue:ident; $($block:tt)*) => {
+        #[cfg(target_arch = "x86_64")]
+        mod avx512 {
+            use super::{$epilogue, Tile, NR};
+            use std::arch::x86_64::*;
+
+            $($block)*
+
+            #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")]
+            pub(super) unsafe fn tile(rows: usize, t: &Tile) {
+                avx512_kernel!(@rows block, rows, t)
+            }
+        }
+
+        #[cfg(test)]
+        mod avx512_model {
+            use super::{$epilogue, Tile, NR};
+            use crate::kernels::avx512_model::*;
+
+            $($block)*
+
+            pub(super) unsafe fn tile(rows: usize, t: &Tile) {
+                avx512_kernel!(@rows block, rows, t)
+            }
+        }
+    };
+    (@rows $block:ident, $rows:expr, $t:expr) => {
         match $rows {
             1 => $block::<1>($t),
             2 => $block::<2>($t),
@@ -65,6 +94,7 @@ pub mod team;
 pub use gemm_a8::PackedA8;
 pub use gemm_f32::PackedF32;
 pub use gemm_i8::PackedI8;
+pub use self_check::noise;
 pub use team::Team;
 
 use std::mem::MaybeUninit;

@@ -43,8 +43,9 @@ pub(super) fn agrees_with_portable(isa: Isa) -> bool {
     true
 }
 
-/// Deterministic pseudo-random numbers in [-1, 1) (xorshift), so failures reproduce.
-pub(super) fn noise(len: usize, seed: u64) -> Vec<f32> {
+/// Deterministic pseudo-random numbers in [-1, 1) (xorshift): inputs for the self-check, the kernel tests
+/// and the kernel benchmarks that reproduce from run to run.
+pub fn noise(len: usize, seed: u64) -> Vec<f32> {
     let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     (0..len)
         .map(|_| {
