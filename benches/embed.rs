@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use semroute::embedding::{Backend, DeviceSpec, Embedder, SentenceEncoder};
-use semroute::kernels::{Isa, Precision};
+use semroute_kernels::{Isa, Precision};
 
 const QUERY: &str = "can you tell me how to say fly in italian please";
 

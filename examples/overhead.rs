@@ -1,20 +1,21 @@
-//! Gateway overhead: `Complete` with `route` given (no classification) against a local upstream that
-//! answers at once, versus calling that upstream directly, one request at a time at a fixed rate.
+//! Gateway overhead: `Complete` over gRPC and `POST /v1/chat/completions` over HTTP, with the route given
+//! (no classification), against a local upstream that answers at once, versus calling that upstream
+//! directly, one request at a time at a fixed rate.
 //!
 //! ```sh
 //! cargo run --release --example overhead -- [RATE_PER_S] [REQUESTS]     # default 200 req/s, 3000 requests
 //! ```
 //!
-//! Prints p50/p90/p99 for both and the difference. Needs the model in `models/` (the server loads it even
+//! Prints p50/p90/p99 for each path and what each face adds over the direct call. Needs the model in `models/` (the server loads it even
 //! though these requests skip classification).
 
 use std::time::{Duration, Instant};
 
 use axum::routing::post;
 use semroute::config::{self, LoadedConfig};
-use semroute::server::pb::router_client::RouterClient;
-use semroute::server::pb::{CompleteRequest, Message};
-use semroute::server::{self, ServeOptions};
+use semroute::grpc::pb::router_client::RouterClient;
+use semroute::grpc::pb::{CompleteRequest, Message};
+use semroute::serve::{self, ServeOptions};
 
 const ANSWER: &str = r#"{"choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1}}"#;
 
@@ -82,10 +83,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    tokio::spawn(server::serve(
+    let http_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let http_addr = http_listener.local_addr()?;
+    tokio::spawn(serve::serve(
         loaded,
-        listener,
-        ServeOptions::default(),
+        Some(listener),
+        ServeOptions {
+            http: Some(http_listener),
+            ..ServeOptions::default()
+        },
         std::future::pending(),
     ));
     let mut client = loop {
@@ -126,19 +132,34 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             c.complete(req).await.expect("complete");
         }
     };
-    // Warm both paths (connections, allocator, branch predictors).
+    let face_url = format!("http://{http_addr}/v1/chat/completions");
+    let face_body =
+        serde_json::json!({"model": "chat", "messages": [{"role": "user", "content": "hello"}]});
+    let http_face = || {
+        let req = http.post(&face_url).json(&face_body);
+        async move {
+            let r = req.send().await.expect("http face");
+            assert!(r.status().is_success(), "http face: {}", r.status());
+            let _ = r.bytes().await.expect("body");
+        }
+    };
+    // Warm every path (connections, allocator, branch predictors).
     paced(rate, n / 10, direct).await;
     paced(rate, n / 10, gateway).await;
+    paced(rate, n / 10, http_face).await;
 
     println!("{n} requests at {rate}/s, one at a time");
     let d = summary("direct", paced(rate, n, direct).await);
-    let g = summary("gateway", paced(rate, n, gateway).await);
+    let g = summary("grpc", paced(rate, n, gateway).await);
+    let h = summary("http", paced(rate, n, http_face).await);
     let us = |a: Duration, b: Duration| (a.as_secs_f64() - b.as_secs_f64()) * 1e6;
-    println!(
-        "added      p50={:>7.1} µs  p90={:>7.1} µs  p99={:>7.1} µs",
-        us(g[0], d[0]),
-        us(g[1], d[1]),
-        us(g[2], d[2])
-    );
+    for (name, x) in [("grpc", g), ("http", h)] {
+        println!(
+            "{name} adds  p50={:>7.1} µs  p90={:>7.1} µs  p99={:>7.1} µs",
+            us(x[0], d[0]),
+            us(x[1], d[1]),
+            us(x[2], d[2])
+        );
+    }
     Ok(())
 }

@@ -2,19 +2,25 @@
 //!
 //! A prompt is embedded by a local sentence-transformer ([`embedding`]), compared with labelled example
 //! utterances in an index ([`index`]), and the best route that clears its threshold wins ([`router`]).
-//! [`upstream`] forwards prompts to the route's downstream models. [`config`] reads `routes.yaml`; [`server`] is
-//! the tonic gRPC face. The core layers know nothing of gRPC.
+//! [`upstream`] forwards prompts to the route's downstream models. [`gateway`] is the transport-free core
+//! both faces call (route, complete, stream); [`grpc`] is the tonic face and only translates. [`config`]
+//! reads `routes.yaml`; [`admin`] changes it live; [`state`] keeps the embedding store; [`eval`] and
+//! [`tune`] are the offline quality tools. The SIMD kernels live in the `semroute-kernels` crate, the only
+//! place with `unsafe` code.
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod config;
-pub mod control;
 pub mod embedding;
 pub mod eval;
+pub mod gateway;
+pub mod grpc;
+pub mod http;
 pub mod index;
-pub mod kernels;
-pub mod persist;
+pub mod message;
 pub mod router;
-pub mod server;
-pub mod store;
+pub mod serve;
+pub mod state;
 pub mod tune;
 pub mod upstream;

@@ -11,10 +11,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::TestServer;
-use semroute::server::pb::admin_client::AdminClient;
-use semroute::server::pb::router_client::RouterClient;
-use semroute::server::pb::{self, upsert_route_request::Route as Upsert, RouteRequest};
-use semroute::server::AdminOptions;
+use semroute::grpc::pb::admin_client::AdminClient;
+use semroute::grpc::pb::router_client::RouterClient;
+use semroute::grpc::pb::{self, upsert_route_request::Route as Upsert, RouteRequest};
+use semroute::serve::AdminOptions;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
@@ -531,15 +531,21 @@ struct Proc {
 /// stderr; callers add their own flags.
 fn serve_command(config: &Path, data: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_semroute"));
-    cmd.args(["serve", "--listen", "127.0.0.1:0"])
-        .arg("--config")
-        .arg(config)
-        .arg("--data-dir")
-        .arg(data)
-        .env("SEMROUTE_MODELS_DIR", common::repo().join("models"))
-        .env("SEMROUTE_LOG", "info")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null());
+    cmd.args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--http-listen",
+        "127.0.0.1:0",
+    ])
+    .arg("--config")
+    .arg(config)
+    .arg("--data-dir")
+    .arg(data)
+    .env("SEMROUTE_MODELS_DIR", common::repo().join("models"))
+    .env("SEMROUTE_LOG", "info")
+    .stderr(Stdio::piped())
+    .stdout(Stdio::null());
     cmd
 }
 
@@ -561,7 +567,7 @@ fn spawn_binary(config: &Path, data: &Path) -> Proc {
         let a = format!("http://{}", a.split_whitespace().next().unwrap_or(""));
         if line.contains("admin listening") {
             admin = Some(a);
-        } else {
+        } else if line.contains("gRPC listening") {
             main = Some(a);
         }
     }

@@ -88,6 +88,25 @@ fn yaml_syntax_and_types() {
     );
 }
 
+/// Syntax errors say what is wrong in words, with the position once, up front.
+#[test]
+fn yaml_syntax_errors_in_words() {
+    let tab = err("routes:\n\t- name: a\n");
+    assert!(tab.starts_with("routes.yaml:2:"), "{tab}");
+    assert!(tab.contains("a tab character"), "{tab}");
+    let indent = err("routes:\n  - name: a\n    utterances: [x]\n   threshold: 0.3\n");
+    assert!(indent.contains("indentation"), "{indent}");
+    let colon = err("routes:\n  - name: a: b\n    utterances: [x]\n");
+    assert!(colon.contains("quote"), "{colon}");
+    for e in [&tab, &indent, &colon] {
+        assert_eq!(
+            e.matches(" at line ").count(),
+            0,
+            "the position is printed once: {e}"
+        );
+    }
+}
+
 #[test]
 fn other_rules() {
     let e = err("routes: []\n");
@@ -114,7 +133,7 @@ fn other_rules() {
 
 #[test]
 fn precision_names_parse_and_int8_fast_is_the_default() {
-    use semroute::kernels::Precision;
+    use semroute::config::Precision;
     let precision = |yaml: &str| parse_str(yaml, "routes.yaml").unwrap().encoder.precision;
     assert_eq!(precision(ROUTES), Precision::Int8Fast);
     for (name, want) in [

@@ -12,7 +12,9 @@ struct Item {
 }
 
 fn reference() -> Vec<Item> {
-    let path = common::shared_dir().join("reference/minilm_embeddings.json");
+    // A copy of ../shared/reference/minilm_embeddings.json (sentence-transformers 12 texts), shipped so the
+    // check runs on a clone of the repository alone.
+    let path = common::repo().join("tests/data/minilm_embeddings.json");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
     v["items"]
@@ -142,7 +144,7 @@ fn missing_model_names_the_fetch_command() {
 #[test]
 fn int8_and_candle_backends_against_reference() {
     use semroute::embedding::{Backend, DeviceSpec, SentenceEncoder};
-    use semroute::kernels::{Isa, Precision};
+    use semroute_kernels::{Isa, Precision};
     let items = reference();
     let texts: Vec<&str> = items.iter().map(|i| i.text.as_str()).collect();
     for (backend, bar) in [

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use common::upstream::{refused_addr, FakeUpstream, Fault, INPUT_TOKENS, OUTPUT_TOKENS};
 use common::TestServer;
-use semroute::server::pb::router_client::RouterClient;
-use semroute::server::pb::{AttemptOutcome, CompleteRequest, CompleteResponse, Message};
+use semroute::grpc::pb::router_client::RouterClient;
+use semroute::grpc::pb::{AttemptOutcome, CompleteRequest, CompleteResponse, Message};
 use tonic::transport::Channel;
 use tonic::Code;
 

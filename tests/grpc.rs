@@ -3,8 +3,8 @@
 mod common;
 
 use common::TestServer;
-use semroute::server::pb::router_client::RouterClient;
-use semroute::server::pb::{Message, RouteRequest};
+use semroute::grpc::pb::router_client::RouterClient;
+use semroute::grpc::pb::{Message, RouteRequest};
 use tonic::Code;
 
 fn text(t: &str) -> RouteRequest {
@@ -134,7 +134,7 @@ async fn no_match_without_default_is_empty_and_with_default_falls_back() {
 async fn bad_requests_get_invalid_argument() {
     let (_server, mut client) = shipped().await;
     let code = |r: Result<tonic::Response<_>, tonic::Status>| {
-        r.map(|_: tonic::Response<semroute::server::pb::RouteResponse>| ())
+        r.map(|_: tonic::Response<semroute::grpc::pb::RouteResponse>| ())
             .unwrap_err()
     };
 

@@ -12,9 +12,9 @@ use semroute::embedding::{DeviceSpec, Embedder, SentenceEncoder};
 use semroute::eval::calibrate::{self as cal, Objective, Rule};
 use semroute::eval::{self, dataset};
 use semroute::index::{dot, Exemplar, RouteIndex, Scoring};
-use semroute::kernels::Precision;
 use semroute::router::Snapshot;
 use semroute::tune::{self, Example, TuneError, TuneOptions, PROVENANCE_FILE};
+use semroute_kernels::Precision;
 
 /// Four routes a frozen encoder finds close: all are about money or accounts.
 const ROUTES: [(&str, [&str; 5]); 4] = [
@@ -239,9 +239,10 @@ fn tuned_folder_is_a_complete_deterministic_model_with_routes_further_apart() {
 /// defaults, served int8; centroid rule, threshold chosen on val + oos_val only, figures on test.
 #[test]
 fn tuning_lifts_clinc150_k10() {
-    let path = common::shared_dir().join("data/clinc150/data_full.json");
-    let data = dataset::clinc150(&path, Some(10), MatchingConfig::default())
-        .unwrap_or_else(|e| panic!("{e} (set SEMROUTE_SHARED_DIR)"));
+    let Some(path) = common::clinc150() else {
+        return;
+    };
+    let data = dataset::clinc150(&path, Some(10), MatchingConfig::default()).unwrap();
     let names: Vec<String> = data.config.routes.iter().map(|r| r.name.clone()).collect();
     let examples = tune::examples(&data.config);
     assert_eq!(examples.len(), 1500);

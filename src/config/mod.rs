@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 
 pub use locate::{Position, PositionMap};
 pub use schema::{
-    Aggregation, CascadeConfig, Config, EncoderConfig, LimitsConfig, MatchingConfig, ModelConfig,
-    ProviderConfig, ProviderKind, RouteConfig, Strategy, TargetConfig, TimeoutsConfig,
-    UpstreamConfig,
+    Aggregation, CascadeConfig, Config, DeviceSpec, EncoderConfig, HttpConfig, LimitsConfig,
+    MatchingConfig, ModelConfig, Precision, ProviderConfig, ProviderKind, RouteConfig, Strategy,
+    TargetConfig, TimeoutsConfig, UpstreamConfig,
 };
 
 /// Errors from reading or validating a configuration.
@@ -100,7 +100,7 @@ pub fn parse_fragment<T: serde::de::DeserializeOwned>(
     source: &str,
     file: &str,
 ) -> Result<T, ConfigError> {
-    serde_yaml::from_str(source).map_err(|e| parse_error(&e, file))
+    serde_yaml::from_str(source).map_err(|e| parse_error(&e, file, source))
 }
 
 /// Validates an in-memory config (e.g. after an admin mutation). Positions refer to `source`, the YAML the
@@ -124,22 +124,80 @@ pub fn to_yaml(config: &Config) -> String {
     serde_yaml::to_string(config).unwrap_or_default()
 }
 
-fn parse_error(e: &serde_yaml::Error, file: &str) -> ConfigError {
+fn parse_error(e: &serde_yaml::Error, file: &str, source: &str) -> ConfigError {
     let (line, column) = e
         .location()
         .map(|l| (l.line(), l.column()))
         .unwrap_or((1, 1));
-    // serde_yaml appends " at line L column C" to its message; we print the position up front instead.
-    let mut message = e.to_string();
-    if let Some(cut) = message.rfind(" at line ") {
-        message.truncate(cut);
-    }
     ConfigError::Parse {
         file: file.to_string(),
         line,
         column,
-        message,
+        message: explain_yaml(&e.to_string(), source, line, column),
     }
+}
+
+/// `raw` without the " at line L column C" pieces serde_yaml embeds (for the error and its context).
+fn strip_positions(raw: &str) -> String {
+    let digits = |s: &str| s.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+    let mut out = String::with_capacity(raw.len());
+    let mut rest = raw;
+    while let Some(at) = rest.find(" at line ") {
+        out.push_str(&rest[..at]);
+        let mut after = &rest[at + " at line ".len()..];
+        after = &after[after.len() - digits(after)..];
+        if let Some(col) = after.strip_prefix(" column ") {
+            after = &col[col.len() - digits(col)..];
+        }
+        rest = after;
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The parser's message in words an operator can act on. libyaml's messages name the scanner's state
+/// ("found character that cannot start any token") and repeat positions; we print the position once, up
+/// front, and say what is wrong and how to fix it. Schema errors (unknown field, wrong type) pass through.
+fn explain_yaml(raw: &str, source: &str, line: usize, column: usize) -> String {
+    let message = strip_positions(raw);
+    let at = source
+        .lines()
+        .nth(line.saturating_sub(1))
+        .and_then(|l| l.chars().nth(column.saturating_sub(1)));
+    let line_text = source.lines().nth(line.saturating_sub(1)).unwrap_or("");
+    if at == Some('\t') || (message.contains("cannot start any token") && line_text.contains('\t'))
+    {
+        return "a tab character: YAML indents with spaces only; replace the tab with spaces"
+            .into();
+    }
+    if message.contains("cannot start any token") {
+        if let Some(c) = at {
+            return format!(
+                "`{c}` cannot start a value here; put the value in quotes (e.g. \"{c}...\")"
+            );
+        }
+    }
+    if message.contains("mapping values are not allowed") {
+        return "a `key: value` appears where a plain value was expected: check the indentation, or quote \
+                a value that contains \": \""
+            .into();
+    }
+    if message.contains("did not find expected key")
+        || message.contains("did not find expected '-'")
+    {
+        return "the indentation does not line up with the entries above: keys of one mapping, and items \
+                of one list, start in the same column"
+            .into();
+    }
+    if message.contains("found unexpected end of stream")
+        || message.contains("found unexpected end")
+    {
+        return "the file ends inside a quoted string or a bracket: close it".into();
+    }
+    if message.contains("did not find expected") {
+        return format!("{message} (check the brackets, quotes and indentation on this line)");
+    }
+    message
 }
 
 /// A rule violation before it is given a position.
@@ -170,8 +228,7 @@ fn check_threshold(field: String, t: f32) -> Result<(), Violation> {
 
 /// Checks the rules serde cannot express. Returns the first violation, in file order.
 fn validate(c: &Config) -> Result<(), Violation> {
-    crate::embedding::DeviceSpec::parse(&c.encoder.device)
-        .map_err(|e| violation("encoder.device", e))?;
+    DeviceSpec::parse(&c.encoder.device).map_err(|e| violation("encoder.device", e))?;
     if c.encoder.model.trim().is_empty() {
         return Err(violation("encoder.model", "must not be empty"));
     }
@@ -316,6 +373,27 @@ fn validate(c: &Config) -> Result<(), Violation> {
     let models = validate_upstream(c)?;
     for (i, r) in c.routes.iter().enumerate() {
         validate_targets(i, r, &models)?;
+        // The HTTP face's `model` field names a route or a model: one name must not mean both.
+        if models.contains(r.name.as_str()) {
+            return Err(violation(
+                format!("routes[{i}].name"),
+                format!(
+                    "`{}` is also a model's name: the HTTP API's `model` field could not tell them apart; \
+                     rename one",
+                    r.name
+                ),
+            ));
+        }
+    }
+    let alias = c.http.model_alias.as_str();
+    if alias.trim().is_empty() {
+        return Err(violation("http.model_alias", "must not be empty"));
+    }
+    if names.contains(alias) || models.contains(alias) {
+        return Err(violation(
+            "http.model_alias",
+            format!("`{alias}` is also a route or model name; pick another alias"),
+        ));
     }
     if let Some(d) = &c.default_route {
         if !names.contains(d.as_str()) {
@@ -366,11 +444,32 @@ fn validate_upstream(c: &Config) -> Result<HashSet<&str>, Violation> {
                 format!("duplicate provider name `{}`", p.name),
             ));
         }
-        if !(p.base_url.starts_with("http://") || p.base_url.starts_with("https://")) {
-            return Err(violation(
-                at("base_url"),
-                format!("`{}` must start with http:// or https://", p.base_url),
-            ));
+        if p.kind == ProviderKind::Mock {
+            if !p.base_url.is_empty() {
+                return Err(violation(
+                    at("base_url"),
+                    "a mock provider answers locally: remove base_url",
+                ));
+            }
+        } else {
+            if p.base_url.is_empty() {
+                return Err(violation(
+                    at("base_url"),
+                    "missing: the provider's API root, e.g. https://api.openai.com/v1",
+                ));
+            }
+            if !(p.base_url.starts_with("http://") || p.base_url.starts_with("https://")) {
+                return Err(violation(
+                    at("base_url"),
+                    format!("`{}` must start with http:// or https://", p.base_url),
+                ));
+            }
+            if p.reply.is_some() {
+                return Err(violation(
+                    at("reply"),
+                    "only a provider of kind `mock` has a fixed reply",
+                ));
+            }
         }
         if p.api_key_env.is_some() && p.api_key_file.is_some() {
             return Err(violation(
@@ -402,7 +501,7 @@ fn validate_upstream(c: &Config) -> Result<HashSet<&str>, Violation> {
                     "credentials must not sit in the config: use api_key_env or api_key_file",
                 ));
             }
-            if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
                 return Err(violation(
                     format!("providers[{i}].headers.{name}"),
                     format!("`{name}` is not a valid HTTP header name"),
@@ -410,7 +509,7 @@ fn validate_upstream(c: &Config) -> Result<HashSet<&str>, Violation> {
             }
         }
         for (name, value) in &p.headers {
-            if reqwest::header::HeaderValue::from_str(value).is_err() {
+            if http::HeaderValue::from_str(value).is_err() {
                 return Err(violation(
                     format!("providers[{i}].headers.{name}"),
                     "not a valid HTTP header value",

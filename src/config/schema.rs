@@ -16,6 +16,9 @@ pub struct Config {
     /// Limits on incoming requests.
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// The OpenAI-compatible HTTP face.
+    #[serde(default)]
+    pub http: HttpConfig,
     /// The route answered when no route clears its threshold. `None`: answer with no route.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_route: Option<String>,
@@ -37,6 +40,28 @@ pub struct Config {
     pub out_of_scope: Vec<String>,
 }
 
+/// `http:` — the OpenAI-compatible HTTP face.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// The `model` value that asks for semantic routing (`auto` by default). A route's name uses that
+    /// route's targets; a model's name goes to that model.
+    #[serde(default = "default_model_alias")]
+    pub model_alias: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            model_alias: default_model_alias(),
+        }
+    }
+}
+
+fn default_model_alias() -> String {
+    "auto".into()
+}
+
 /// `encoder:` — the embedding model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -54,7 +79,7 @@ pub struct EncoderConfig {
     /// activations, smoothing calibrated at load), `int8` (int8 weights, 12-bit activations) or `f32`
     /// (exact). CUDA always runs F32.
     #[serde(default)]
-    pub precision: crate::kernels::Precision,
+    pub precision: Precision,
     /// Most texts the model thread embeds in one forward pass.
     #[serde(default = "default_max_batch")]
     pub max_batch: usize,
@@ -66,6 +91,59 @@ pub struct EncoderConfig {
     pub cache_size: usize,
 }
 
+/// `encoder.precision`: number precision of the encoder's linear layers on CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// F32 weights and activations: the reference result.
+    F32,
+    /// Int8 weights with per-channel scales, activations quantised per row on the fly.
+    Int8,
+    /// 7-bit weights and 8-bit activations with smoothing calibrated at load: the fast path.
+    #[default]
+    #[serde(rename = "int8-fast")]
+    Int8Fast,
+}
+
+impl Precision {
+    /// The name routes.yaml uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::F32 => "f32",
+            Self::Int8 => "int8",
+            Self::Int8Fast => "int8-fast",
+        }
+    }
+}
+
+/// A parsed `encoder.device` value: where the model runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceSpec {
+    /// The CPU (default).
+    Cpu,
+    /// CUDA GPU with this ordinal. Requires building with `--features cuda`.
+    Cuda(usize),
+    /// CUDA GPU 0 when available, else the CPU.
+    Auto,
+}
+
+impl DeviceSpec {
+    /// Parses `cpu`, `cuda`, `cuda:N` or `auto`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "cpu" => Ok(Self::Cpu),
+            "auto" => Ok(Self::Auto),
+            "cuda" => Ok(Self::Cuda(0)),
+            other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
+                Some(Ok(n)) => Ok(Self::Cuda(n)),
+                _ => Err(format!(
+                    "unknown device `{other}` (expected cpu, cuda, cuda:N or auto)"
+                )),
+            },
+        }
+    }
+}
+
 /// How per-route scores are computed from the prompt's similarity to exemplars.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -75,12 +153,12 @@ pub enum Aggregation {
     /// The mean similarity of the route's exemplars among the top-k neighbours.
     Mean,
     /// Similarity to the route's prototype: the normalised mean of all its exemplar vectors.
-    /// Beats `max` and `mean` on CLINC150 by 7 points or more (see README).
+    /// Beats `max` and `mean` on CLINC150 by 7 points or more (see docs/quality.md).
     Centroid,
     /// `hybrid_weight` x centroid similarity + (1 - `hybrid_weight`) x the mean similarity of the route's
     /// best `hybrid_neighbours` exemplars among the top-k (a route with none there gets the k-th similarity,
     /// an upper bound). Prototype and neighbour evidence together: ties with `centroid` on CLINC150 with 10
-    /// exemplars per route and beats it by 2 points with 100 (calibrated on val; see README), hence the
+    /// exemplars per route and beats it by 2 points with 100 (calibrated on val; see docs/quality.md), hence the
     /// default.
     #[default]
     Hybrid,
@@ -88,7 +166,7 @@ pub enum Aggregation {
     /// with the best `cent_nt`, where `cent_nt` is the similarity to a prototype pooled from unit token
     /// vectors and `bag` the mean over the prompt's tokens of the best cosine to any token of the route's
     /// exemplars. Needs the encoder's token vectors for every exemplar (kept as int8) and for each prompt
-    /// (same forward pass). Opt-in; figures in the README's Quality section.
+    /// (same forward pass). Opt-in; figures in docs/quality.md.
     Late,
 }
 
@@ -268,6 +346,9 @@ pub enum ProviderKind {
     Openai,
     /// `POST {base_url}/messages`, Anthropic's Messages API.
     Anthropic,
+    /// Not a model: answers locally, with no network and no key, by echoing the last user turn (or with the
+    /// provider's fixed `reply`). For trying the service without keys and for callers' integration tests.
+    Mock,
 }
 
 /// One provider: where it is and how to authenticate.
@@ -278,8 +359,12 @@ pub struct ProviderConfig {
     pub name: String,
     /// The wire format.
     pub kind: ProviderKind,
-    /// The API root, e.g. `https://api.openai.com/v1` or `http://127.0.0.1:11434/v1`.
+    /// The API root, e.g. `https://api.openai.com/v1` or `http://127.0.0.1:11434/v1` (none for `mock`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub base_url: String,
+    /// `kind: mock` only: answer with this text instead of echoing the last user turn.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply: Option<String>,
     /// The environment variable holding the API key. Keys never sit in this file.
     #[serde(default)]
     pub api_key_env: Option<String>,

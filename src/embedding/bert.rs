@@ -1,6 +1,6 @@
 //! Our BERT encoder forward pass on candle tensors.
 //!
-//! On CPU the layers run our kernels (`crate::kernels`) through candle custom ops: linear layers against
+//! On CPU the layers run our kernels (`semroute_kernels`) through candle custom ops: linear layers against
 //! weights packed once at load (F32, or int8 for the fast path) with bias and GELU fused into the product,
 //! attention straight from the fused QKV projection, and residual + layer norm in one pass. On CUDA, or on
 //! CPU with `SEMROUTE_KERNELS=candle` (the baseline our benchmarks compare with), candle's own ops run, with
@@ -14,7 +14,7 @@ use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder};
 use candle_transformers::models::bert::Config;
 
 use super::ops::{AddNormOp, AttentionOp, LinearOp};
-use crate::kernels::{self, Activation, Isa, Precision};
+use semroute_kernels::{self as kernels, Activation, Isa, Precision};
 
 /// GELU, exact form `x/2 * (1 + erf(x / sqrt 2))`, as a candle custom op.
 struct Gelu;

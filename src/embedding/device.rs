@@ -2,33 +2,9 @@
 
 use candle_core::Device;
 
-/// A parsed `encoder.device` value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeviceSpec {
-    /// The CPU (default).
-    Cpu,
-    /// CUDA GPU with this ordinal. Requires building with `--features cuda`.
-    Cuda(usize),
-    /// CUDA GPU 0 when available, else the CPU.
-    Auto,
-}
+pub use crate::config::DeviceSpec;
 
 impl DeviceSpec {
-    /// Parses `cpu`, `cuda`, `cuda:N` or `auto`.
-    pub fn parse(s: &str) -> Result<Self, String> {
-        match s.trim() {
-            "cpu" => Ok(Self::Cpu),
-            "auto" => Ok(Self::Auto),
-            "cuda" => Ok(Self::Cuda(0)),
-            other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
-                Some(Ok(n)) => Ok(Self::Cuda(n)),
-                _ => Err(format!(
-                    "unknown device `{other}` (expected cpu, cuda, cuda:N or auto)"
-                )),
-            },
-        }
-    }
-
     /// Opens the device. `cuda` in a build without the `cuda` feature is an error that says so.
     pub fn open(self) -> Result<Device, candle_core::Error> {
         match self {

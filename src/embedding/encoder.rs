@@ -9,7 +9,7 @@ use candle_nn::VarBuilder;
 use candle_transformers::models::bert::Config as BertConfig;
 
 use super::bert::{Backend, Bert, Calibration};
-use crate::kernels::Precision;
+use semroute_kernels::Precision;
 use serde::Deserialize;
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams, TruncationStrategy};
 
@@ -267,9 +267,11 @@ impl SentenceEncoder {
         let tokenizer = batch_tokenizer(dir, &bert_config, max_tokens)?;
 
         let weights = dir.join("model.safetensors");
-        // SAFETY: the weights file is memory-mapped read-only; we never write to it, and a model folder being
-        // rewritten under a running process is an operator error the fetch script avoids (atomic rename).
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, &device)? };
+        // Read, not memory-mapped: mapping needs `unsafe` (the file could change under us), and the kernels
+        // crate holds the project's only unsafe code. The buffer lives only until the layers are loaded.
+        let bytes = std::fs::read(&weights)
+            .map_err(|e| candle_core::Error::Msg(format!("reading {}: {e}", weights.display())))?;
+        let vb = VarBuilder::from_buffered_safetensors(bytes, DType::F32, &device)?;
         let started = std::time::Instant::now();
         let calibration = match precision {
             Precision::Int8Fast => Some(calibration_inputs(&tokenizer, &device)?),
@@ -309,6 +311,11 @@ impl SentenceEncoder {
     /// Which code runs the forward pass (e.g. `avx2-int8`, `candle-f32`).
     pub fn backend(&self) -> String {
         self.model.backend().describe()
+    }
+
+    /// The tokenizer, with the model's truncation and padding settings.
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
     }
 
     /// Vector dimension.

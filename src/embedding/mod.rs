@@ -75,3 +75,13 @@ impl From<candle_core::Error> for EmbedError {
         Self::Candle(e.to_string())
     }
 }
+
+impl From<crate::config::Precision> for semroute_kernels::Precision {
+    fn from(p: crate::config::Precision) -> Self {
+        match p {
+            crate::config::Precision::F32 => Self::F32,
+            crate::config::Precision::Int8 => Self::Int8,
+            crate::config::Precision::Int8Fast => Self::Int8Fast,
+        }
+    }
+}

@@ -1,11 +1,11 @@
-//! candle custom ops over our kernels (`crate::kernels`): the encoder keeps candle tensors end to end, and
+//! candle custom ops over our kernels (`semroute_kernels`): the encoder keeps candle tensors end to end, and
 //! on CPU the hot ops run our code instead of candle's generic kernels.
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape};
 
 use std::ops::Range;
 
-use crate::kernels::{self, attention::Heads, Activation, Isa};
+use semroute_kernels::{self as kernels, attention::Heads, Activation, Isa};
 
 /// The contiguous f32 data behind a CPU tensor.
 fn f32_data<'a>(op: &str, storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
@@ -82,32 +82,11 @@ impl CustomOp2 for AddNormOp<'_> {
             );
         }
         let mut out = vec![0f32; x.len()];
-        match self.isa {
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: `Isa::Avx2` and `Isa::Avx512` are only chosen when the CPU has AVX2 and FMA.
-            Isa::Avx2 | Isa::Avx512 => unsafe { add_norm_avx2(x, r, self, &mut out) },
-            _ => add_norm(x, r, self, &mut out),
-        }
+        kernels::math::add_layer_norm_rows(
+            self.isa, x, r, self.gamma, self.beta, self.eps, &mut out,
+        );
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
-}
-
-#[inline(always)]
-fn add_norm(x: &[f32], r: &[f32], op: &AddNormOp, out: &mut [f32]) {
-    let h = op.gamma.len();
-    for ((x, r), o) in x
-        .chunks_exact(h)
-        .zip(r.chunks_exact(h))
-        .zip(out.chunks_exact_mut(h))
-    {
-        kernels::math::add_layer_norm(x, r, op.gamma, op.beta, op.eps, o);
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn add_norm_avx2(x: &[f32], r: &[f32], op: &AddNormOp, out: &mut [f32]) {
-    add_norm(x, r, op, out)
 }
 
 /// Self-attention from the fused QKV projection `(.., 3 hidden)` of a ragged batch (its sequences' real

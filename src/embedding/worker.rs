@@ -10,7 +10,7 @@ use std::time::Instant;
 use tokio::sync::oneshot;
 
 use super::{EmbedError, SentenceEncoder, TokenEmbedding};
-use crate::kernels::Team;
+use semroute_kernels::Team;
 
 type Vectors = Result<Vec<Vec<f32>>, EmbedError>;
 type Tokens = Result<Vec<TokenEmbedding>, EmbedError>;
@@ -114,6 +114,7 @@ pub struct Embedder {
     tx: SyncSender<Job>,
     capacity: usize,
     info: Arc<ModelInfo>,
+    tokenizer: Arc<tokenizers::Tokenizer>,
 }
 
 impl Embedder {
@@ -155,6 +156,7 @@ impl Embedder {
                     })?,
             )
         };
+        let tokenizer = Arc::new(encoder.tokenizer().clone());
         let (tx, rx) = std::sync::mpsc::sync_channel(queue_capacity);
         std::thread::Builder::new()
             .name("semroute-model".into())
@@ -164,12 +166,27 @@ impl Embedder {
             tx,
             capacity: queue_capacity,
             info,
+            tokenizer,
         })
     }
 
     /// Facts about the loaded model.
     pub fn info(&self) -> &ModelInfo {
         &self.info
+    }
+
+    /// The tokens each text is embedded from ([CLS] and [SEP] included, after truncation): what an
+    /// embeddings API reports as usage. Tokenising is microseconds per text, so it runs on the caller.
+    pub fn count_tokens(&self, texts: &[String]) -> Result<Vec<usize>, EmbedError> {
+        texts
+            .iter()
+            .map(|t| {
+                self.tokenizer
+                    .encode(t.as_str(), true)
+                    .map(|e| e.get_ids().len())
+                    .map_err(|e| EmbedError::Tokenize(e.to_string()))
+            })
+            .collect()
     }
 
     fn submit(&self, texts: Vec<String>) -> Result<oneshot::Receiver<Vectors>, EmbedError> {

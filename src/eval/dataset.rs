@@ -103,6 +103,7 @@ pub fn clinc150_from_str(
         encoder: Default::default(),
         matching,
         limits: Default::default(),
+        http: Default::default(),
         default_route: None,
         routes,
         upstream: Default::default(),

@@ -4,7 +4,7 @@
 //! directions of the embedding tell two routes apart. A multinomial logistic regression over the
 //! exemplars' token-pooled vectors does: with 100 exemplars per route on CLINC150 it lifts the top route
 //! from 0.948 to 0.955 and, added to the late score, the in-scope accuracy at a fixed OOS recall by about
-//! a point (see the README's Quality section).
+//! a point (see docs/quality.md).
 //!
 //! Training is full-batch Adam from zero weights for a fixed number of steps with a small L2 penalty. The
 //! fixed step count is part of the regulariser (the weights stay small because they are not trained to

@@ -12,9 +12,9 @@
 //! highest get one (measured offline on CLINC150: 5 to 10 routes give the same figures as all 150).
 //!
 //! Memory: token vectors are stored as int8 with one scale per token (`max |x| / 127`), a quarter of F32,
-//! and multiplied with the int8-weight kernel of [`crate::kernels::gemm_i8`].
+//! and multiplied with the int8-weight kernel of [`semroute_kernels::gemm_i8`].
 
-use crate::kernels::{gemm_i8, Activation, Isa, PackedI8};
+use semroute_kernels::{gemm_i8, Activation, Isa, PackedI8};
 
 use super::head::{HeadError, HeadTraining, LinearHead};
 use super::vector::{dot, normalize};
@@ -334,7 +334,7 @@ impl LateIndex {
             &self.tokens[r],
             None,
             Activation::None,
-            crate::kernels::uninit_mut(&mut sims),
+            semroute_kernels::uninit_mut(&mut sims),
         );
         let total: f32 = sims
             .chunks_exact(n)

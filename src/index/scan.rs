@@ -8,7 +8,7 @@
 
 use super::vector::dot;
 use super::Hit;
-use crate::kernels::{gemm_i8, Activation, Isa, PackedI8};
+use semroute_kernels::{gemm_i8, Activation, Isa, PackedI8};
 
 /// Below this many exemplars the plain F32 scan is as fast (its vectors fit in L2) and there is nothing
 /// to gain from a second copy.
@@ -63,7 +63,7 @@ impl QuantisedScan {
             &self.packed,
             None,
             Activation::None,
-            crate::kernels::uninit_mut(&mut approx),
+            semroute_kernels::uninit_mut(&mut approx),
         );
         // Every approximate score is within `bound` of the exact one. The k-th best approximate score
         // `t` is then at most the exact k-th best plus `bound`, and each of the true top k scores at least
@@ -209,7 +209,7 @@ mod tests {
                 &scan.packed,
                 None,
                 Activation::None,
-                crate::kernels::uninit_mut(&mut approx),
+                semroute_kernels::uninit_mut(&mut approx),
             );
             let bound = scan.packed.error_bound(q, scan.max_l1);
             assert!(bound < 0.05, "bound {bound} too loose to be useful");

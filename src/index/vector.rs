@@ -1,7 +1,7 @@
-//! Small vector helpers of the index. The dot product itself is the kernels' ([`crate::kernels::math::dot`]),
+//! Small vector helpers of the index. The dot product itself is the kernels' ([`semroute_kernels::math::dot`]),
 //! shared with attention.
 
-pub use crate::kernels::math::dot;
+pub use semroute_kernels::math::dot;
 
 /// Scales `v` to unit length in place; returns false (leaving `v` alone) when it is all zeros or not finite.
 pub fn normalize(v: &mut [f32]) -> bool {

@@ -8,7 +8,7 @@
 //! result is a complete model folder: the serving path, int8 quantisation, the embedding store (keyed by
 //! the weights' hash) and every matching rule use it unchanged.
 //!
-//! Measured on CLINC150 K = 10 (README, Quality): the top route's accuracy goes from 0.844 to 0.896, and
+//! Measured on CLINC150 K = 10 (docs/quality.md): the top route's accuracy goes from 0.844 to 0.896, and
 //! the calibrated centroid rule from 0.810 / 0.810 to 0.853 / 0.844 (in-scope accuracy / OOS recall).
 
 mod model;
@@ -70,7 +70,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TuneError + '_ {
     }
 }
 
-/// Training settings. The defaults are the ones measured on CLINC150 (README, Quality).
+/// Training settings. The defaults are the ones measured on CLINC150 (docs/quality.md).
 #[derive(Debug, Clone, Serialize)]
 pub struct TuneOptions {
     /// Transformer layers trained, counted from the top (the rest stay as they are).

@@ -49,8 +49,15 @@ pub fn body(model_id: &str, req: &CompletionRequest, stream: bool) -> Value {
     if !req.stop.is_empty() {
         o.insert("stop_sequences".into(), json!(req.stop));
     }
+    if let Some(serde_json::Value::String(user)) = req.extra.get("user") {
+        o.insert("metadata".into(), json!({"user_id": user}));
+    }
     b
 }
+
+/// Request fields this format carries from [`CompletionRequest::extra`] (translated above); any other
+/// extra field makes a target of this kind skip the request.
+pub const TRANSLATED_EXTRA: &[&str] = &["user"];
 
 /// Maps Anthropic's `stop_reason` onto the OpenAI words callers see.
 fn finish(stop_reason: &str) -> String {
@@ -127,7 +134,7 @@ pub fn parse_event(data: &str) -> Result<Vec<Piece>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::router::ChatMessage;
+    use crate::message::ChatMessage;
 
     #[test]
     fn system_turns_move_up_and_answers_parse() {

@@ -11,7 +11,7 @@ use tokio::time::{timeout_at, Instant};
 use super::keys::ApiKey;
 use super::sse::SseParser;
 use super::wire::{Answer, Piece};
-use super::{anthropic, openai, CompletionRequest, Usage};
+use super::{anthropic, mock, openai, CompletionRequest, Usage};
 use crate::config::{ModelConfig, ProviderConfig, ProviderKind};
 
 /// Most bytes of an error body quoted in an attempt's error.
@@ -133,6 +133,7 @@ fn request(t: &Target<'_>, req: &CompletionRequest, stream: bool) -> reqwest::Re
             anthropic::url(&p.base_url),
             anthropic::body(&t.model.id, req, stream),
         ),
+        ProviderKind::Mock => unreachable!("mock providers answer in `complete` and `stream`"),
     };
     let mut b = t.client.post(url).json(&body);
     if p.kind == ProviderKind::Anthropic {
@@ -140,8 +141,8 @@ fn request(t: &Target<'_>, req: &CompletionRequest, stream: bool) -> reqwest::Re
     }
     if let Some(key) = t.key {
         let (name, value) = match p.kind {
-            ProviderKind::Openai => ("authorization", format!("Bearer {}", key.expose())),
             ProviderKind::Anthropic => ("x-api-key", key.expose().to_string()),
+            _ => ("authorization", format!("Bearer {}", key.expose())),
         };
         // A key with bytes a header cannot carry is sent without it; the provider's 401 says the rest.
         if let Ok(mut v) = HeaderValue::from_str(&value) {
@@ -221,6 +222,12 @@ async fn read_bounded(resp: reqwest::Response, max: usize) -> Result<Vec<u8>, At
 /// A non-streamed attempt, bounded by the total timeout.
 pub async fn complete(t: &Target<'_>, req: &CompletionRequest) -> Result<Served, AttemptError> {
     let started = Instant::now();
+    if t.provider.kind == ProviderKind::Mock {
+        return Ok(Served {
+            answer: mock::answer(t.provider, t.model, req),
+            ttft: started.elapsed(),
+        });
+    }
     let total = Duration::from_millis(t.provider.timeouts.total_ms);
     let deadline = started + total;
     let resp = send(t, req, false, deadline, "total", total).await?;
@@ -230,8 +237,8 @@ pub async fn complete(t: &Target<'_>, req: &CompletionRequest) -> Result<Served,
     let v: serde_json::Value = serde_json::from_slice(&body)
         .map_err(|e| AttemptError::Malformed(format!("not JSON: {e}")))?;
     let answer = match t.provider.kind {
-        ProviderKind::Openai => openai::parse_answer(&v),
         ProviderKind::Anthropic => anthropic::parse_answer(&v),
+        _ => openai::parse_answer(&v),
     }
     .map_err(AttemptError::Malformed)?;
     Ok(Served {
@@ -248,6 +255,21 @@ pub async fn stream(
     mut sink: Option<DeltaSink<'_>>,
 ) -> Result<Served, AttemptError> {
     let started = Instant::now();
+    if t.provider.kind == ProviderKind::Mock {
+        let answer = mock::answer(t.provider, t.model, req);
+        if let Some(s) = sink.as_mut() {
+            for d in mock::deltas(&answer.content) {
+                if s.tx.send(d).await.is_err() {
+                    return Err(AttemptError::Cancelled);
+                }
+                *s.delivered = true;
+            }
+        }
+        return Ok(Served {
+            answer,
+            ttft: started.elapsed(),
+        });
+    }
     let to = &t.provider.timeouts;
     let total = Duration::from_millis(to.total_ms);
     let first = Duration::from_millis(to.first_token_ms);
@@ -285,8 +307,8 @@ pub async fn stream(
         }
         for ev in parser.push(&chunk).map_err(AttemptError::Malformed)? {
             let pieces = match t.provider.kind {
-                ProviderKind::Openai => openai::parse_event(&ev.data),
                 ProviderKind::Anthropic => anthropic::parse_event(&ev.data),
+                _ => openai::parse_event(&ev.data),
             }
             .map_err(AttemptError::Malformed)?;
             for piece in pieces {

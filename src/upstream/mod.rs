@@ -7,6 +7,7 @@ pub mod breaker;
 mod call;
 pub mod health;
 pub mod keys;
+mod mock;
 mod openai;
 pub mod policy;
 pub mod sse;
@@ -21,7 +22,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 use crate::config::{Config, ModelConfig, ProviderConfig, RouteConfig, Strategy};
-use crate::router::ChatMessage;
+use crate::message::ChatMessage;
 use breaker::{Admission, BreakerState};
 use call::{AttemptError, DeltaSink, Target};
 use health::{HealthBook, TargetHealth};
@@ -106,6 +107,10 @@ pub struct CompletionRequest {
     pub json: bool,
     /// Caller metadata (sticky keys for A/B splits).
     pub metadata: HashMap<String, String>,
+    /// Request fields the router does not interpret (the HTTP face's `seed`, `user`, penalties, ...): sent
+    /// unchanged to OpenAI-compatible upstreams; a target whose format cannot carry them is skipped with an
+    /// attempt that names the field.
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 /// Token counts.
@@ -290,6 +295,19 @@ impl Forwarder {
                 error,
                 breaker,
             };
+            if provider.kind == crate::config::ProviderKind::Anthropic {
+                if let Some(field) = req
+                    .extra
+                    .keys()
+                    .find(|k| !anthropic::TRANSLATED_EXTRA.contains(&k.as_str()))
+                {
+                    let m = format!(
+                        "the Anthropic format has no `{field}`: this target cannot honour the request"
+                    );
+                    attempts.push(record(Outcome::Failed, Instant::now(), m, health.state()));
+                    continue;
+                }
+            }
             let key = match keys::resolve(provider, &self.base_dir) {
                 Ok(k) => k,
                 Err(m) => {

@@ -32,8 +32,12 @@ pub fn body(model_id: &str, req: &CompletionRequest, stream: bool) -> Value {
     if !req.stop.is_empty() {
         o.insert("stop".into(), json!(req.stop));
     }
-    if req.json {
+    if req.json && !req.extra.contains_key("response_format") {
         o.insert("response_format".into(), json!({"type": "json_object"}));
+    }
+    // What the router does not interpret goes on unchanged; the fields it sets itself win.
+    for (k, v) in &req.extra {
+        o.entry(k.clone()).or_insert_with(|| v.clone());
     }
     if stream {
         // Without this, streamed answers carry no token counts.

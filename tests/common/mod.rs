@@ -10,7 +10,7 @@ pub mod upstream;
 
 use semroute::config::{self, LoadedConfig};
 use semroute::embedding::{DeviceSpec, Embedder, SentenceEncoder};
-use semroute::server::{self, ServeOptions};
+use semroute::serve::{self, ServeOptions};
 
 /// The repository root.
 pub fn repo() -> PathBuf {
@@ -37,16 +37,38 @@ pub fn embedder() -> &'static Embedder {
     })
 }
 
-/// The directory of shared evaluation data (`../shared` next to the repository).
+/// The directory of shared evaluation data (`../shared` next to the repository, or `$SEMROUTE_SHARED_DIR`).
 pub fn shared_dir() -> PathBuf {
     std::env::var("SEMROUTE_SHARED_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| repo().join("../shared"))
 }
 
+/// CLINC150's `data_full.json`, which the repository does not ship (2.4 MB, CC BY 3.0). When it is absent
+/// the calling test prints why and skips (returns `None`), so the suite passes on a clone of the
+/// repository alone; with `SEMROUTE_REQUIRE_DATA=1` (CI sets it) absence fails the test instead.
+pub fn clinc150() -> Option<PathBuf> {
+    let path = shared_dir().join("data/clinc150/data_full.json");
+    if path.is_file() {
+        return Some(path);
+    }
+    let why = format!(
+        "CLINC150 not found at {} (set SEMROUTE_SHARED_DIR to the folder holding data/clinc150)",
+        path.display()
+    );
+    if std::env::var("SEMROUTE_REQUIRE_DATA").is_ok_and(|v| v == "1") {
+        panic!("{why}; SEMROUTE_REQUIRE_DATA=1 makes this a failure");
+    }
+    eprintln!("SKIPPED: {why}");
+    None
+}
+
 /// A server running on its own runtime thread; dropping it triggers graceful shutdown.
 pub struct TestServer {
+    /// The gRPC face.
     pub addr: SocketAddr,
+    /// The HTTP face (OpenAI-compatible API).
+    pub http_addr: SocketAddr,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<Result<(), String>>>,
 }
@@ -72,23 +94,28 @@ impl TestServer {
                 .unwrap();
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                addr_tx.send(listener.local_addr().unwrap()).unwrap();
+                let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                addr_tx
+                    .send((listener.local_addr().unwrap(), http.local_addr().unwrap()))
+                    .unwrap();
                 let mut opts = ServeOptions {
                     model_threads: 2,
                     shutdown_grace: Duration::from_secs(10),
+                    http: Some(http),
                     ..ServeOptions::default()
                 };
                 configure(&mut opts);
-                server::serve(loaded, listener, opts, async {
+                serve::serve(loaded, Some(listener), opts, async {
                     let _ = stop_rx.await;
                 })
                 .await
                 .map_err(|e| e.to_string())
             })
         });
-        let addr = addr_rx.recv().expect("server thread bound");
+        let (addr, http_addr) = addr_rx.recv().expect("server thread bound");
         Self {
             addr,
+            http_addr,
             stop: Some(stop),
             thread: Some(thread),
         }
@@ -104,6 +131,11 @@ impl TestServer {
 
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// The HTTP face's root, e.g. `http://127.0.0.1:PORT`.
+    pub fn http_endpoint(&self) -> String {
+        format!("http://{}", self.http_addr)
     }
 
     /// Waits until health reports SERVING (bounded).

@@ -1,0 +1,253 @@
+//! Multi-head self-attention straight from the fused QKV projection, over ragged batches.
+//!
+//! Input rows are tokens laid out `[q (hidden) | k (hidden) | v (hidden)]`, so one head's query, key and
+//! value are contiguous `head_dim` slices at fixed offsets: no transposes or copies into per-head tensors,
+//! which at query-sized inputs cost more than the arithmetic. A batch is its sequences' real tokens back
+//! to back (no padding rows): each sequence is a range of rows whose tokens attend to each other only.
+
+use std::ops::Range;
+
+use super::{Isa, SendPtr};
+
+/// Head layout of one attention call.
+#[derive(Debug, Clone, Copy)]
+pub struct Heads {
+    /// Attention heads.
+    pub heads: usize,
+    /// Width of one head.
+    pub head_dim: usize,
+}
+
+/// `out (rows x hidden)` = softmax(q k^T / sqrt(d)) v per head and per sequence, from `qkv (rows x 3
+/// hidden)`; `sequences` are consecutive row ranges that together cover `0..rows`. The (sequence, head)
+/// pairs are split between the current team's threads: splitting by sequence alone left one query's
+/// attention on one thread.
+pub fn attention(isa: Isa, qkv: &[f32], sequences: &[Range<usize>], d: Heads, out: &mut [f32]) {
+    let hidden = d.heads * d.head_dim;
+    let rows = qkv.len() / (3 * hidden);
+    assert_eq!(qkv.len(), rows * 3 * hidden, "qkv size");
+    assert_eq!(out.len(), rows * hidden, "output size");
+    let mut next = 0;
+    for s in sequences {
+        assert_eq!(s.start, next, "sequences must be consecutive");
+        next = s.end;
+    }
+    assert_eq!(next, rows, "sequences must cover every row");
+    let out_ptr = SendPtr(out.as_mut_ptr());
+    let one = |unit: usize| {
+        let (s, h) = (&sequences[unit / d.heads], unit % d.heads);
+        let qkv = &qkv[s.start * 3 * hidden..s.end * 3 * hidden];
+        // SAFETY: a sequence owns its rows of `out` and head `h` the columns h*head_dim..(h+1)*head_dim
+        // of each; every unit is one (sequence, head) pair, run once.
+        let out = unsafe { out_ptr.get().add(s.start * hidden) };
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `Isa::Avx2` and `Isa::Avx512` are only chosen when the CPU has AVX2 and FMA; `out` as above.
+            Isa::Avx2 | Isa::Avx512 => unsafe { head_avx2(qkv, s.len(), d, h, out) },
+            // SAFETY: as above.
+            _ => unsafe { head(qkv, s.len(), d, h, out) },
+        }
+    };
+    let work: usize = sequences.iter().map(|s| s.len() * s.len()).sum::<usize>() * hidden * 2;
+    super::team::split(
+        sequences.len() * d.heads,
+        work,
+        super::PARALLEL_MIN_WORK,
+        |range| range.for_each(one),
+    );
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn head_avx2(qkv: &[f32], seq: usize, d: Heads, h: usize, out: *mut f32) {
+    head(qkv, seq, d, h, out)
+}
+
+/// Attention of head `h` over one sequence of `seq` tokens; writes that head's columns of the sequence's
+/// `seq x hidden` output rows starting at `out`.
+///
+/// The head's keys are first copied transposed (`head_dim x seq`, zero-padded to whole vectors), so each
+/// query's scores are `head_dim` vector multiply-adds over contiguous keys rather than one horizontal dot
+/// product per key; the softmax and the value sum then run over the same contiguous scores.
+///
+/// # Safety
+/// `out` must be valid for `seq * hidden` floats, and no one else may touch head `h`'s columns meanwhile.
+#[inline(always)]
+unsafe fn head(qkv: &[f32], seq: usize, d: Heads, h: usize, out: *mut f32) {
+    let hidden = d.heads * d.head_dim;
+    let (stride, off, hd) = (3 * hidden, h * d.head_dim, d.head_dim);
+    let width = seq.next_multiple_of(8);
+    let mut kt = vec![0f32; hd * width];
+    for u in 0..seq {
+        let k = &qkv[u * stride + hidden + off..][..hd];
+        for (i, &v) in k.iter().enumerate() {
+            kt[i * width + u] = v;
+        }
+    }
+    let scale = 1.0 / (hd as f32).sqrt();
+    let mut scores = vec![0f32; width];
+    let value = |u: usize| &qkv[u * stride + 2 * hidden + off..][..hd];
+    for t in 0..seq {
+        let q = &qkv[t * stride + off..][..hd];
+        // Eight keys at a time, with four partial sums (by `i % 4`) in registers: sums kept in memory
+        // make a store-to-load chain per step, and one chain of `head_dim` dependent multiply-adds waits
+        // on the FMA latency at every step.
+        for (j, s8) in scores.chunks_exact_mut(8).enumerate() {
+            let mut acc = [[0f32; 8]; 4];
+            let keys8 = |i: usize| -> &[f32; 8] {
+                kt[i * width + j * 8..][..8].try_into().expect("eight keys")
+            };
+            for (g, q4) in q.chunks(4).enumerate() {
+                for (l, (acc, &qi)) in acc.iter_mut().zip(q4).enumerate() {
+                    for (a, &k) in acc.iter_mut().zip(keys8(g * 4 + l)) {
+                        *a = qi.mul_add(k, *a);
+                    }
+                }
+            }
+            for (l, s) in s8.iter_mut().enumerate() {
+                *s = ((acc[0][l] + acc[1][l]) + (acc[2][l] + acc[3][l])) * scale;
+            }
+        }
+        let p = &mut scores[..seq];
+        super::math::softmax(p);
+        let o = std::slice::from_raw_parts_mut(out.add(t * hidden + off), hd);
+        match hd {
+            // MiniLM's 32 and BERT-base's 64: every output column's sum in a register at once.
+            32 => weighted_sum::<4>(p, value, o),
+            64 => weighted_sum::<8>(p, value, o),
+            _ => {
+                o.fill(0.0);
+                for (u, &pu) in p.iter().enumerate() {
+                    for (oj, &x) in o.iter_mut().zip(value(u)) {
+                        *oj = pu.mul_add(x, *oj);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `o = sum_u p[u] * value(u)` for a head `8 * C` wide, with all `C` vectors of sums in registers
+/// across the keys (independent chains, so the multiply-adds overlap).
+#[inline(always)]
+fn weighted_sum<'a, const C: usize>(p: &[f32], value: impl Fn(usize) -> &'a [f32], o: &mut [f32]) {
+    let mut acc = [[0f32; 8]; C];
+    for (u, &pu) in p.iter().enumerate() {
+        let v: &[f32] = value(u);
+        for (c, acc) in acc.iter_mut().enumerate() {
+            let v8: &[f32; 8] = v[c * 8..c * 8 + 8].try_into().expect("eight values");
+            for (a, &x) in acc.iter_mut().zip(v8) {
+                *a = pu.mul_add(x, *a);
+            }
+        }
+    }
+    for (o8, acc) in o.chunks_exact_mut(8).zip(&acc) {
+        o8.copy_from_slice(acc);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Tensor, D};
+
+    /// candle's attention over a padded batch (`batch x seq`, sequence `i` has `lens[i]` real tokens),
+    /// padding keys masked with a large negative bias: `(batch * seq) x hidden`.
+    fn candle_padded(qkv: &[f32], lens: &[usize], seq: usize, d: Heads) -> Vec<f32> {
+        let (batch, hidden) = (lens.len(), d.heads * d.head_dim);
+        let mask: Vec<f32> = lens
+            .iter()
+            .flat_map(|&l| (0..seq).map(move |u| if u < l { 0.0 } else { -1e9 }))
+            .collect();
+        let dev = Device::Cpu;
+        let t = Tensor::from_slice(qkv, (batch, seq, 3 * hidden), &dev).unwrap();
+        let split = |i: usize| {
+            t.narrow(D::Minus1, i * hidden, hidden)
+                .unwrap()
+                .reshape((batch, seq, d.heads, d.head_dim))
+                .unwrap()
+                .transpose(1, 2)
+                .unwrap()
+                .contiguous()
+                .unwrap()
+        };
+        let (q, k, v) = (split(0), split(1), split(2));
+        let bias = Tensor::from_slice(&mask, (batch, 1, 1, seq), &dev).unwrap();
+        let scores = (q.matmul(&k.t().unwrap()).unwrap() / (d.head_dim as f64).sqrt())
+            .unwrap()
+            .broadcast_add(&bias)
+            .unwrap();
+        candle_nn::ops::softmax_last_dim(&scores)
+            .unwrap()
+            .matmul(&v)
+            .unwrap()
+            .transpose(1, 2)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap()
+    }
+
+    #[test]
+    fn ragged_batch_matches_candle_on_the_padded_batch() {
+        // Head widths: the generic path (8, 24) and the register-sum ones (32, 64). Lengths 6, 4, 1 and
+        // 11: a single-token sequence, and lengths on both sides of the eight-key vector width.
+        for head_dim in [8usize, 24, 32, 64] {
+            let d = Heads { heads: 4, head_dim };
+            let (lens, seq, hidden) = ([6usize, 4, 1, 11], 11, 4 * head_dim);
+            let padded: Vec<f32> = (0..lens.len() * seq * 3 * hidden)
+                .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
+                .collect();
+            let expect = candle_padded(&padded, &lens, seq, d);
+            // The same tokens back to back, padding rows dropped.
+            let mut ragged = Vec::new();
+            let mut sequences = Vec::new();
+            for (b, &l) in lens.iter().enumerate() {
+                let start = ragged.len() / (3 * hidden);
+                ragged.extend_from_slice(&padded[b * seq * 3 * hidden..][..l * 3 * hidden]);
+                sequences.push(start..start + l);
+            }
+            for isa in Isa::available() {
+                let rows = ragged.len() / (3 * hidden);
+                let mut got = vec![f32::NAN; rows * hidden];
+                attention(isa, &ragged, &sequences, d, &mut got);
+                for (b, s) in sequences.iter().enumerate() {
+                    for (t, row) in s.clone().enumerate() {
+                        let e = &expect[(b * seq + t) * hidden..][..hidden];
+                        let g = &got[row * hidden..][..hidden];
+                        for (j, (e, g)) in e.iter().zip(g).enumerate() {
+                            assert!(
+                                (e - g).abs() < 1e-5,
+                                "{} head_dim {head_dim}, sequence {b} token {t} column {j}: {e} vs {g}",
+                                isa.name()
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn team_split_over_heads_equals_one_thread() {
+        // One long sequence and a short one: the work is large enough to split.
+        let d = Heads {
+            heads: 12,
+            head_dim: 32,
+        };
+        let (rows, hidden) = (48, 384);
+        let qkv: Vec<f32> = (0..rows * 3 * hidden)
+            .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
+            .collect();
+        let sequences = [0..40, 40..48];
+        for isa in Isa::available() {
+            let mut alone = vec![0f32; rows * hidden];
+            attention(isa, &qkv, &sequences, d, &mut alone);
+            let team = crate::Team::new(3, "test-attention").unwrap();
+            let mut split = vec![f32::NAN; rows * hidden];
+            team.install(|| attention(isa, &qkv, &sequences, d, &mut split));
+            assert_eq!(alone, split, "{}", isa.name());
+        }
+    }
+}

@@ -1,0 +1,806 @@
+//! Our CPU kernels for the encoder's hot loops: matrix products against weights packed once at load (F32
+//! and an int8-weight fast path), attention over the fused QKV projection, and the element-wise maths
+//! (GELU, softmax, residual + layer norm) written to vectorise.
+//!
+//! Dispatch is at run time ([`Isa::detect`]): AVX-512 (with VNNI) linear-layer kernels and AVX2 + FMA
+//! intrinsics on x86-64 CPUs that have them, and a portable version of the same algorithms everywhere else
+//! (any x86-64, ARM), so one binary runs anywhere.
+//! The encoder uses them through candle custom ops; on CUDA candle's own kernels run instead.
+
+/// Runs `tile(rows, &t)` from the calling kernel module's `avx512`, `avx2` or portable code per `isa`:
+/// one place for the dispatch every linear-layer kernel makes per register block (the x86 arms only exist
+/// on x86-64, where those instruction sets can be detected; the model arm only in unit tests).
+macro_rules! dispatch_tile {
+    ($isa:expr, $rows:expr, $tile:expr) => {
+        match $isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => avx512::tile($rows, $tile),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => avx2::tile($rows, $tile),
+            #[cfg(not(target_arch = "x86_64"))]
+            Isa::Avx2 | Isa::Avx512 => unreachable!("AVX2 and AVX-512 are only detected on x86-64"),
+            Isa::Portable => portable_tile($rows, $tile),
+            #[cfg(test)]
+            Isa::Avx512Model => avx512_model::tile($rows, $tile),
+        }
+    };
+}
+
+/// A linear-layer kernel's AVX-512 register block, given once as `fn block<const MR: usize>(t: &Tile)` (after
+/// `$epilogue;`, the kernel module's function that stores a finished block), expanded twice: as module
+/// `avx512`, against `std::arch` and compiled for AVX-512 + VNNI; and, in unit tests, as `avx512_model`,
+/// against the software model of the same intrinsics ([`avx512_model`]). Each gets a `tile(rows, t)` that
+/// runs the block for `rows` in `1..=12` rows, every row count its own fully unrolled instance.
+macro_rules! avx512_kernel {
+    ($epilogue:ident; $($block:tt)*) => {
+        #[cfg(target_arch = "x86_64")]
+        mod avx512 {
+            use super::{$epilogue, Tile, NR};
+            use std::arch::x86_64::*;
+
+            $($block)*
+
+            #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")]
+            pub(super) unsafe fn tile(rows: usize, t: &Tile) {
+                avx512_kernel!(@rows block, rows, t)
+            }
+        }
+
+        #[cfg(test)]
+        mod avx512_model {
+            use super::{$epilogue, Tile, NR};
+            use crate::avx512_model::*;
+
+            $($block)*
+
+            pub(super) unsafe fn tile(rows: usize, t: &Tile) {
+                avx512_kernel!(@rows block, rows, t)
+            }
+        }
+    };
+    (@rows $block:ident, $rows:expr, $t:expr) => {
+        match $rows {
+            1 => $block::<1>($t),
+            2 => $block::<2>($t),
+            3 => $block::<3>($t),
+            4 => $block::<4>($t),
+            5 => $block::<5>($t),
+            6 => $block::<6>($t),
+            7 => $block::<7>($t),
+            8 => $block::<8>($t),
+            9 => $block::<9>($t),
+            10 => $block::<10>($t),
+            11 => $block::<11>($t),
+            _ => $block::<12>($t),
+        }
+    };
+}
+
+/// Rows per register block in the AVX-512 kernels: 12 zmm accumulators of 16 columns, the weight vector
+/// and broadcasts fit easily in the 32 registers; a 13-token query is two blocks (7 + 6) reading each
+/// weight panel once from memory and once from L1.
+const MR_AVX512: usize = 12;
+
+pub mod attention;
+#[cfg(test)]
+mod avx512_model;
+pub mod gemm_a8;
+pub mod gemm_f32;
+pub mod gemm_i8;
+pub mod math;
+mod self_check;
+pub mod team;
+
+pub use gemm_a8::PackedA8;
+pub use gemm_f32::PackedF32;
+pub use gemm_i8::PackedI8;
+pub use self_check::noise;
+pub use team::Team;
+
+use std::mem::MaybeUninit;
+
+/// An initialised buffer as a kernel output (the kernels only ever write their outputs).
+pub fn uninit_mut(out: &mut [f32]) -> &mut [MaybeUninit<f32>] {
+    // SAFETY: `MaybeUninit<f32>` has `f32`'s layout, and every value the kernels store is an initialised
+    // f32, so the buffer stays initialised for the caller.
+    unsafe { &mut *(out as *mut [f32] as *mut [MaybeUninit<f32>]) }
+}
+
+/// The instruction set a kernel call uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isa {
+    /// x86-64 with AVX-512 F/BW/VL and VNNI (Intel Cascade Lake, Ice Lake, Sapphire Rapids and later; AMD
+    /// Zen 4 and later): 12x16 linear-layer microkernels, the int8 ones on `vpdpbusd` / `vpdpwssd`.
+    /// Everything else (attention, norms, quantisation) runs the AVX2 code, which these CPUs also have.
+    Avx512,
+    /// x86-64 with AVX2 and FMA: hand-written 6x16 microkernels.
+    Avx2,
+    /// Plain Rust the compiler vectorises for the build target; runs on any CPU.
+    Portable,
+    /// Unit tests only: the AVX-512 microkernels' own source compiled against a software model of the
+    /// intrinsics they use ([`avx512_model`]), so their logic is tested on CPUs without AVX-512 (for
+    /// everything but the linear layers it runs the portable code).
+    #[cfg(test)]
+    Avx512Model,
+}
+
+impl Isa {
+    /// The best instruction set this CPU supports, decided once per process.
+    ///
+    /// `SEMROUTE_KERNELS=portable` forces the portable kernels and `SEMROUTE_KERNELS=avx2` caps x86 at
+    /// AVX2 (to compare, or to rule ours out when chasing a problem). AVX-512 is only used after a
+    /// self-check: its kernels must agree with the portable ones on a few small products, or the process
+    /// logs an error and stays on AVX2 (a wrong embedding routes silently, so a CPU or compiler surprise
+    /// must cost speed, never answers).
+    pub fn detect() -> Self {
+        static BEST: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
+        *BEST.get_or_init(|| {
+            let forced = std::env::var("SEMROUTE_KERNELS").unwrap_or_default();
+            let usable = Self::available()
+                .into_iter()
+                .filter(|isa| match forced.as_str() {
+                    "portable" => *isa == Isa::Portable,
+                    "avx2" => *isa != Isa::Avx512,
+                    _ => true,
+                })
+                .find(|isa| match isa {
+                    Isa::Avx512 => {
+                        let agrees = self_check::agrees_with_portable(*isa);
+                        if !agrees {
+                            tracing::error!(
+                                "AVX-512 kernels disagree with the portable ones on this CPU; using AVX2"
+                            );
+                        }
+                        agrees
+                    }
+                    #[cfg(test)]
+                    Isa::Avx512Model => false,
+                    _ => true,
+                });
+            usable.unwrap_or(Isa::Portable)
+        })
+    }
+
+    /// Every instruction set usable on this CPU, best first (tests run each of them).
+    pub fn available() -> Vec<Self> {
+        let mut out = Vec::new();
+        #[cfg(target_arch = "x86_64")]
+        {
+            let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+            if avx2
+                && is_x86_feature_detected!("avx512f")
+                && is_x86_feature_detected!("avx512bw")
+                && is_x86_feature_detected!("avx512vl")
+                && is_x86_feature_detected!("avx512vnni")
+            {
+                out.push(Isa::Avx512);
+            }
+            if avx2 {
+                out.push(Isa::Avx2);
+            }
+        }
+        out.push(Isa::Portable);
+        #[cfg(test)]
+        out.push(Isa::Avx512Model);
+        out
+    }
+
+    /// Short name for logs and benchmark labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Avx512 => "avx512",
+            Isa::Avx2 => "avx2",
+            Isa::Portable => "portable",
+            #[cfg(test)]
+            Isa::Avx512Model => "avx512-model",
+        }
+    }
+}
+
+/// What runs on a linear layer's output before it is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// Nothing (bias only).
+    None,
+    /// GELU, erf form.
+    Gelu,
+}
+
+/// Number precision of the linear layers (`encoder.precision` in routes.yaml).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Precision {
+    /// F32 weights and activations: the reference result (cosine > 0.9999 to sentence-transformers).
+    F32,
+    /// Int8 weights with per-channel scales, activations quantised per row on the fly (12-bit): cosine
+    /// >= 0.998 to the reference on the test items.
+    Int8,
+    /// 7-bit weights with per-channel scales and 8-bit activations (per row, with a zero point), inputs
+    /// smoothed per channel with factors calibrated at load: the fast path and the default (1.2-1.35x
+    /// the batch throughput of `Int8`; cosine >= 0.996 to the reference; CLINC150 K = 10 accuracy within
+    /// 0.1 points of F32).
+    #[default]
+    Int8Fast,
+}
+
+impl Precision {
+    /// The name routes.yaml uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::Int8 => "int8",
+            Precision::Int8Fast => "int8-fast",
+        }
+    }
+}
+
+/// Weights of one linear layer in the form its kernel wants.
+#[derive(Debug, Clone)]
+pub enum PackedWeights {
+    /// F32 panels.
+    F32(PackedF32),
+    /// Int8 panels with per-channel scales.
+    Int8(PackedI8),
+    /// 7-bit panels for 8-bit activations.
+    A8(PackedA8),
+}
+
+/// A linear layer `y = x W^T + b` (optionally followed by GELU) backed by our kernels.
+#[derive(Debug, Clone)]
+pub struct Linear {
+    weights: PackedWeights,
+    bias: Option<Vec<f32>>,
+    isa: Isa,
+}
+
+impl Linear {
+    /// Packs `w` (`n x k`, row-major, as checkpoints store it) at `precision`.
+    pub fn new(
+        w: &[f32],
+        n: usize,
+        k: usize,
+        bias: Option<Vec<f32>>,
+        precision: Precision,
+        isa: Isa,
+    ) -> Self {
+        if let Some(b) = &bias {
+            assert_eq!(b.len(), n, "bias size");
+        }
+        let weights = match precision {
+            Precision::F32 => PackedWeights::F32(PackedF32::pack(w, n, k)),
+            Precision::Int8 => PackedWeights::Int8(PackedI8::pack(w, n, k)),
+            Precision::Int8Fast => PackedWeights::A8(PackedA8::pack(w, n, k, &vec![1.0; k])),
+        };
+        Self { weights, bias, isa }
+    }
+
+    /// Packs `w` for [`Precision::Int8Fast`] with per-input smoothing factors (`k` of them, see
+    /// [`gemm_a8`]).
+    pub fn int8_fast(
+        w: &[f32],
+        n: usize,
+        k: usize,
+        bias: Option<Vec<f32>>,
+        smooth: &[f32],
+        isa: Isa,
+    ) -> Self {
+        if let Some(b) = &bias {
+            assert_eq!(b.len(), n, "bias size");
+        }
+        Self {
+            weights: PackedWeights::A8(PackedA8::pack(w, n, k, smooth)),
+            bias,
+            isa,
+        }
+    }
+
+    /// Output width.
+    pub fn out_features(&self) -> usize {
+        match &self.weights {
+            PackedWeights::F32(w) => w.n(),
+            PackedWeights::Int8(w) => w.n(),
+            PackedWeights::A8(w) => w.n(),
+        }
+    }
+
+    /// Input width.
+    pub fn in_features(&self) -> usize {
+        match &self.weights {
+            PackedWeights::F32(w) => w.k(),
+            PackedWeights::Int8(w) => w.k(),
+            PackedWeights::A8(w) => w.k(),
+        }
+    }
+
+    /// `out (m x n) = act(x (m x k) W^T + b)`.
+    pub fn forward(&self, x: &[f32], m: usize, act: Activation, out: &mut [f32]) {
+        self.forward_uninit(x, m, act, uninit_mut(out));
+    }
+
+    /// [`Linear::forward`] into a new vector. The output is written once by the kernels, never zeroed
+    /// first: at query sizes zeroing the outputs cost about 6% of the forward pass, all of it on the
+    /// calling thread while the team's helpers wait.
+    pub fn forward_vec(&self, x: &[f32], m: usize, act: Activation) -> Vec<f32> {
+        let len = m * self.out_features();
+        let mut out = Vec::with_capacity(len);
+        self.forward_uninit(x, m, act, &mut out.spare_capacity_mut()[..len]);
+        // SAFETY: the kernels write every one of the `m x n` outputs (`run_blocks` covers each row of
+        // each panel once; see the `every_output_is_written` test).
+        unsafe { out.set_len(len) };
+        out
+    }
+
+    /// [`Linear::forward`] into memory that need not be initialised; every element is written.
+    pub fn forward_uninit(
+        &self,
+        x: &[f32],
+        m: usize,
+        act: Activation,
+        out: &mut [MaybeUninit<f32>],
+    ) {
+        let bias = self.bias.as_deref();
+        match &self.weights {
+            PackedWeights::F32(w) => gemm_f32::matmul(self.isa, x, m, w, bias, act, out),
+            PackedWeights::Int8(w) => gemm_i8::matmul(self.isa, x, m, w, bias, act, out),
+            PackedWeights::A8(w) => gemm_a8::matmul(self.isa, x, m, w, bias, act, out),
+        }
+    }
+
+    /// Bytes held by the packed weights.
+    pub fn weight_bytes(&self) -> usize {
+        match &self.weights {
+            PackedWeights::F32(w) => w.n().next_multiple_of(PANEL) * w.k() * 4,
+            PackedWeights::Int8(w) => w.n().next_multiple_of(PANEL) * (w.k() + 4),
+            PackedWeights::A8(w) => w.bytes(),
+        }
+    }
+}
+
+/// A raw output pointer that parallel tasks write disjoint parts of.
+#[derive(Clone, Copy)]
+struct SendPtr<T>(*mut T);
+// SAFETY: only used to hand disjoint output regions to rayon tasks that all finish before the owner of
+// the buffer regains it (the scope of one kernel call).
+unsafe impl<T> Send for SendPtr<T> {}
+unsafe impl<T> Sync for SendPtr<T> {}
+
+impl<T> SendPtr<T> {
+    /// The pointer (a method, so closures capture the whole `Send` wrapper rather than the raw field).
+    fn get(self) -> *mut T {
+        self.0
+    }
+}
+
+/// Height of the next row tile when `left` rows remain and a tile holds at most `mr`: the fewest tiles,
+/// as even as possible (13 rows as 5 + 4 + 4, not 6 + 6 + 1). Every tile streams the whole weight panel,
+/// so a one-row tile costs nearly as much weight traffic as a full one for a sixth of the work.
+fn tile_rows(left: usize, mr: usize) -> usize {
+    left.div_ceil(left.div_ceil(mr))
+}
+
+/// Output columns per weight panel in every kernel (two AVX2 vectors of eight lanes).
+pub const PANEL: usize = 16;
+
+/// Rows whose activations are reused across all of a task's panels before moving on (keeps them in L2).
+const MC: usize = 96;
+
+/// Where one register block of a kernel task goes: rows `row..row + rows` of panel `panel`, whose first
+/// `cols` columns are real, with those columns' bias (zero-padded, zeros without a bias).
+struct TileAt<'a> {
+    row: usize,
+    rows: usize,
+    panel: usize,
+    cols: usize,
+    bias: &'a [f32; PANEL],
+}
+
+/// Runs a linear-layer kernel over `out` (`m x n`, row-major): the panels are split over the current team
+/// when `work` (multiply-adds, in the kernel's own units) pays for it, and each task walks its register
+/// blocks with [`for_each_tile`], calling `block(at, out)` for each (rows of at most `mr`).
+///
+/// `block` must write only rows `at.row..at.row + at.rows`, columns of panel `at.panel`, of `out`; then
+/// tasks never touch the same output.
+fn run_blocks(
+    m: usize,
+    n: usize,
+    mr: usize,
+    work: usize,
+    bias: Option<&[f32]>,
+    out: &mut [MaybeUninit<f32>],
+    block: impl Fn(TileAt, *mut f32) + Sync,
+) {
+    assert_eq!(out.len(), m * n, "output size");
+    if let Some(b) = bias {
+        assert_eq!(b.len(), n, "bias size");
+    }
+    let out_ptr = SendPtr(out.as_mut_ptr().cast::<f32>());
+    split_panels(n.div_ceil(PANEL), work, |panels| {
+        for_each_tile(m, n, mr, panels, bias, |at| block(at, out_ptr.get()))
+    });
+}
+
+/// Walks a task's register blocks in the order every kernel uses: [`MC`]-row blocks, then each panel of
+/// `panels`, then row tiles of at most `mr` rows, as even as possible ([`tile_rows`]).
+fn for_each_tile(
+    m: usize,
+    n: usize,
+    mr: usize,
+    panels: std::ops::Range<usize>,
+    bias: Option<&[f32]>,
+    mut f: impl FnMut(TileAt),
+) {
+    for rows in (0..m).step_by(MC) {
+        let rows_end = (rows + MC).min(m);
+        for panel in panels.clone() {
+            let cols = PANEL.min(n - panel * PANEL);
+            let mut bias_p = [0f32; PANEL];
+            if let Some(bias) = bias {
+                let b = &bias[panel * PANEL..panel * PANEL + cols];
+                // Fixed-size when the panel is full: no `memcpy` call per panel.
+                match <&[f32; PANEL]>::try_from(b) {
+                    Ok(full) => bias_p = *full,
+                    Err(_) => bias_p[..cols].copy_from_slice(b),
+                }
+            }
+            let mut row = rows;
+            while row < rows_end {
+                let h = tile_rows(rows_end - row, mr);
+                f(TileAt {
+                    row,
+                    rows: h,
+                    panel,
+                    cols,
+                    bias: &bias_p,
+                });
+                row += h;
+            }
+        }
+    }
+}
+
+/// The integer kernels' epilogue for one output row: the exact sum minus the activations' zero point
+/// times the column's weight sum, scaled back to floats (`ascale * wscale`), plus bias, then the
+/// activation, stored to the row's first `cols` outputs at `out`. Int8's symmetric activations pass zero
+/// for `zero` (the compiler drops the term).
+///
+/// # Safety
+/// `out` must be valid for `cols` writes.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn finish_int_row(
+    acc: &[i32; PANEL],
+    ascale: f32,
+    zero: i32,
+    wsum: &[i32; PANEL],
+    wscale: &[f32; PANEL],
+    bias: &[f32; PANEL],
+    act: Activation,
+    out: *mut f32,
+    cols: usize,
+) {
+    let mut row = [0f32; PANEL];
+    for j in 0..PANEL {
+        row[j] = (acc[j] - zero * wsum[j]) as f32 * (ascale * wscale[j]) + bias[j];
+    }
+    if act == Activation::Gelu {
+        math::gelu_slice(&mut row);
+    }
+    store_row(&row, out, cols);
+}
+
+/// Stores a panel row's first `cols` values at `out`. A full panel (all but the last of a layer) is a
+/// fixed-size copy the compiler turns into two vector stores; a variable-length copy is a `memcpy` call,
+/// which at 13-row queries cost ~3% of the forward pass.
+///
+/// # Safety
+/// `out` must be valid for `cols` writes.
+#[inline(always)]
+unsafe fn store_row(row: &[f32; PANEL], out: *mut f32, cols: usize) {
+    if cols == PANEL {
+        out.cast::<[f32; PANEL]>().write_unaligned(*row);
+    } else {
+        std::ptr::copy_nonoverlapping(row.as_ptr(), out, cols);
+    }
+}
+
+/// The AVX2 integer kernels' accumulators (per row: columns 0-7 in `lo`, 8-15 in `hi`) as plain rows.
+///
+/// # Safety
+/// The CPU must have AVX2.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn avx2_acc_rows<const MR: usize>(
+    lo: &[std::arch::x86_64::__m256i; MR],
+    hi: &[std::arch::x86_64::__m256i; MR],
+) -> [[i32; PANEL]; MR] {
+    use std::arch::x86_64::{__m256i, _mm256_storeu_si256};
+    let mut acc = [[0i32; PANEL]; MR];
+    for r in 0..MR {
+        _mm256_storeu_si256(acc[r].as_mut_ptr() as *mut __m256i, lo[r]);
+        _mm256_storeu_si256(acc[r].as_mut_ptr().add(8) as *mut __m256i, hi[r]);
+    }
+    acc
+}
+
+/// The AVX-512 integer kernels' accumulators (one 16-lane vector of i32 per row) as plain rows.
+///
+/// # Safety
+/// `V` must be 64 bytes holding 16 `i32` lanes, lane 0 first in memory: `__m512i` (what a vector store
+/// writes is its lanes in order) or the test model's stand-in for it.
+#[inline(always)]
+unsafe fn i32x16_rows<V: Copy, const MR: usize>(acc: &[V; MR]) -> [[i32; PANEL]; MR] {
+    const { assert!(std::mem::size_of::<V>() == 4 * PANEL) };
+    std::ptr::read_unaligned(acc.as_ptr().cast())
+}
+
+/// Below this many multiply-adds a product runs on the calling thread: handing work to the team costs a
+/// microsecond or two.
+const PARALLEL_MIN_WORK: usize = 1 << 16;
+
+/// Runs `f` over `0..panels`, split into one contiguous range per thread of the current [`Team`] when
+/// `work` (multiply-adds) is large enough.
+fn split_panels(panels: usize, work: usize, f: impl Fn(std::ops::Range<usize>) + Sync) {
+    team::split(panels, work, PARALLEL_MIN_WORK, f);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tile_rows_are_even_and_few() {
+        let split = |mut left: usize, mr: usize| {
+            let mut tiles = Vec::new();
+            while left > 0 {
+                let h = tile_rows(left, mr);
+                assert!((1..=mr).contains(&h));
+                tiles.push(h);
+                left -= h;
+            }
+            tiles
+        };
+        assert_eq!(split(13, 6), [5, 4, 4]);
+        assert_eq!(split(12, 6), [6, 6]);
+        assert_eq!(split(1, 6), [1]);
+        assert_eq!(split(96, 6), [6; 16]);
+        assert_eq!(split(7, 4), [4, 3]);
+    }
+    use candle_core::{Device, Tensor};
+
+    use super::self_check::noise;
+
+    /// candle's matmul: the reference every kernel is compared with.
+    fn candle_linear(x: &[f32], m: usize, w: &[f32], n: usize, k: usize, b: &[f32]) -> Vec<f32> {
+        let x = Tensor::from_slice(x, (m, k), &Device::Cpu).unwrap();
+        let w = Tensor::from_slice(w, (n, k), &Device::Cpu).unwrap();
+        let b = Tensor::from_slice(b, n, &Device::Cpu).unwrap();
+        x.matmul(&w.t().unwrap())
+            .unwrap()
+            .broadcast_add(&b)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap()
+    }
+
+    /// The largest absolute difference between two outputs.
+    fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max)
+    }
+
+    /// Root mean square of `a - b` and of `a`: an error relative to the output's scale.
+    fn rms_error(a: &[f32], b: &[f32]) -> (f32, f32) {
+        let n = a.len() as f32;
+        let err = (a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f32>() / n).sqrt();
+        (err, (a.iter().map(|v| v * v).sum::<f32>() / n).sqrt())
+    }
+
+    /// Shapes: the encoder's own (few rows and a batch; 384 / 1152 / 1536 wide) and awkward ones that
+    /// exercise partial panels, partial row blocks and odd widths.
+    const SHAPES: &[(usize, usize, usize)] = &[
+        (1, 384, 384),
+        (13, 1152, 384),
+        (13, 1536, 384),
+        (14, 384, 1536),
+        (200, 384, 384),
+        (7, 33, 7),
+        (5, 17, 130),
+        (97, 40, 64),
+    ];
+
+    #[test]
+    fn f32_kernels_match_candle() {
+        for isa in Isa::available() {
+            for (i, &(m, n, k)) in SHAPES.iter().enumerate() {
+                let (x, w, b) = (
+                    noise(m * k, i as u64),
+                    noise(n * k, 100 + i as u64),
+                    noise(n, 200 + i as u64),
+                );
+                let expect = candle_linear(&x, m, &w, n, k, &b);
+                let lin = Linear::new(&w, n, k, Some(b.clone()), Precision::F32, isa);
+                let mut got = vec![0f32; m * n];
+                lin.forward(&x, m, Activation::None, &mut got);
+                let worst = max_abs_diff(&expect, &got);
+                // Sums of k products of magnitude <= 1 in a different order: a few ulps of sqrt(k).
+                assert!(
+                    worst < 1e-4,
+                    "{} {m}x{n}x{k}: max error {worst}",
+                    isa.name()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_output_is_written_and_forward_vec_matches_forward() {
+        // `forward_vec` hands the kernels uninitialised memory: a buffer of NaNs shows any output a
+        // kernel skips (a partial panel, a row tile), and `forward_vec` must give the same numbers.
+        for isa in Isa::available() {
+            for precision in [Precision::F32, Precision::Int8, Precision::Int8Fast] {
+                for (i, &(m, n, k)) in SHAPES.iter().enumerate() {
+                    let (x, w, b) = (
+                        noise(m * k, i as u64),
+                        noise(n * k, 100 + i as u64),
+                        noise(n, 7),
+                    );
+                    let lin = Linear::new(&w, n, k, Some(b), precision, isa);
+                    let mut got = vec![f32::NAN; m * n];
+                    lin.forward(&x, m, Activation::Gelu, &mut got);
+                    let label = format!("{} {} {m}x{n}x{k}", isa.name(), precision.name());
+                    assert!(
+                        got.iter().all(|v| v.is_finite()),
+                        "{label}: an output was not written"
+                    );
+                    let fresh = lin.forward_vec(&x, m, Activation::Gelu);
+                    assert_eq!(fresh, got, "{label}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn int8_kernels_match_candle_on_dequantised_weights() {
+        for isa in Isa::available() {
+            for (i, &(m, n, k)) in SHAPES.iter().enumerate() {
+                let (x, w, b) = (
+                    noise(m * k, i as u64),
+                    noise(n * k, 100 + i as u64),
+                    noise(n, 200 + i as u64),
+                );
+                let lin = Linear::new(&w, n, k, Some(b.clone()), Precision::Int8, isa);
+                let PackedWeights::Int8(packed) = &lin.weights else {
+                    unreachable!()
+                };
+                // Against the dequantised weights only the activation rounding remains: 1/4094 of each
+                // row's largest value per element, summed over k terms of random sign.
+                let expect = candle_linear(&x, m, &packed.dequantised(), n, k, &b);
+                let mut got = vec![0f32; m * n];
+                lin.forward(&x, m, Activation::None, &mut got);
+                let worst = max_abs_diff(&expect, &got);
+                let bound = 3.0 * (k as f32).sqrt() / 4094.0 + 1e-5;
+                assert!(
+                    worst < bound,
+                    "{} {m}x{n}x{k}: {worst} >= {bound}",
+                    isa.name()
+                );
+                // And against the exact F32 weights, relative to the output scale.
+                let exact = candle_linear(&x, m, &w, n, k, &b);
+                let (err, rms) = rms_error(&exact, &got);
+                assert!(
+                    err < 0.02 * rms,
+                    "{} {m}x{n}x{k}: rms error {err} vs rms {rms}",
+                    isa.name()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn int8_fast_kernels_match_candle_on_dequantised_weights() {
+        for isa in Isa::available() {
+            for (i, &(m, n, k)) in SHAPES.iter().enumerate() {
+                let (x, w, b) = (
+                    noise(m * k, i as u64),
+                    noise(n * k, 100 + i as u64),
+                    noise(n, 200 + i as u64),
+                );
+                for smoothed in [false, true] {
+                    let smooth: Vec<f32> = if smoothed {
+                        (0..k).map(|c| 0.5 + (c % 7) as f32 * 0.25).collect()
+                    } else {
+                        vec![1.0; k]
+                    };
+                    let lin = Linear::int8_fast(&w, n, k, Some(b.clone()), &smooth, isa);
+                    let PackedWeights::A8(packed) = &lin.weights else {
+                        unreachable!()
+                    };
+                    let mut got = vec![0f32; m * n];
+                    lin.forward(&x, m, Activation::None, &mut got);
+                    if !smoothed {
+                        // Against the dequantised weights only the activation rounding remains: half a
+                        // step of (row range / 255) per element, summed over k terms of random sign.
+                        let expect = candle_linear(&x, m, &packed.dequantised(), n, k, &b);
+                        let worst = max_abs_diff(&expect, &got);
+                        let bound = 3.0 * (k as f32).sqrt() / 255.0 + 1e-4;
+                        assert!(
+                            worst < bound,
+                            "{} {m}x{n}x{k}: {worst} >= {bound}",
+                            isa.name()
+                        );
+                    }
+                    // Against the exact F32 weights, relative to the output scale.
+                    let exact = candle_linear(&x, m, &w, n, k, &b);
+                    let (err, rms) = rms_error(&exact, &got);
+                    assert!(
+                        err < 0.04 * rms,
+                        "{} {m}x{n}x{k} smoothed={smoothed}: rms error {err} vs rms {rms}",
+                        isa.name()
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn isas_agree_exactly_on_int8_fast() {
+        let (m, n, k) = (11, 40, 101);
+        let (x, w, b) = (noise(m * k, 4), noise(n * k, 5), noise(n, 6));
+        let smooth: Vec<f32> = (0..k).map(|c| 0.5 + (c % 5) as f32 * 0.3).collect();
+        let outs: Vec<Vec<f32>> = Isa::available()
+            .into_iter()
+            .map(|isa| {
+                let lin = Linear::int8_fast(&w, n, k, Some(b.clone()), &smooth, isa);
+                let mut out = vec![0f32; m * n];
+                lin.forward(&x, m, Activation::Gelu, &mut out);
+                out
+            })
+            .collect();
+        for o in &outs[1..] {
+            assert_eq!(
+                &outs[0], o,
+                "the integer sums are exact, so every ISA gives the same floats"
+            );
+        }
+    }
+
+    #[test]
+    fn isas_agree_exactly_on_int8_and_gelu_epilogue() {
+        let (m, n, k) = (9, 48, 100);
+        let (x, w, b) = (noise(m * k, 1), noise(n * k, 2), noise(n, 3));
+        let outs: Vec<Vec<f32>> = Isa::available()
+            .into_iter()
+            .map(|isa| {
+                let lin = Linear::new(&w, n, k, Some(b.clone()), Precision::Int8, isa);
+                let mut out = vec![0f32; m * n];
+                lin.forward(&x, m, Activation::Gelu, &mut out);
+                out
+            })
+            .collect();
+        for o in &outs[1..] {
+            for (a, b) in outs[0].iter().zip(o) {
+                assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+            }
+        }
+        // GELU really ran: no output below GELU's minimum (about -0.17).
+        assert!(outs[0].iter().all(|&v| v > -0.1701));
+    }
+
+    #[test]
+    fn parallel_split_matches_single_thread() {
+        let (m, n, k) = (64, 384, 384);
+        let (x, w, b) = (noise(m * k, 7), noise(n * k, 8), noise(n, 9));
+        for precision in [Precision::F32, Precision::Int8, Precision::Int8Fast] {
+            let lin = Linear::new(&w, n, k, Some(b.clone()), precision, Isa::detect());
+            let mut one = vec![0f32; m * n];
+            lin.forward(&x, m, Activation::None, &mut one);
+            let team = Team::new(3, "test-linear").unwrap();
+            let mut three = vec![0f32; m * n];
+            team.install(|| lin.forward(&x, m, Activation::None, &mut three));
+            assert_eq!(one, three, "{precision:?}");
+        }
+    }
+}

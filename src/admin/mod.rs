@@ -1,0 +1,282 @@
+//! The control plane behind the Admin API: rebuilds from disk, route mutations, and `--watch`.
+//!
+//! Every change follows one path, serialised by a lock: validate → build the new snapshot off the request
+//! path → persist routes.yaml atomically (previous version kept as `.bak`) → install. A change that fails
+//! at any step changes neither disk nor memory; a change that was acknowledged is on disk, so a restart
+//! serves exactly the routes last acknowledged.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::Duration;
+
+use crate::config::{self, Config, ConfigError, RouteConfig};
+use crate::router::{RouteError, Router, Snapshot};
+use crate::state::{keep_backup, write_atomically};
+
+/// Errors of the control plane.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// The change or the file is invalid; nothing was changed.
+    #[error(transparent)]
+    Invalid(#[from] ConfigError),
+    /// A request field is malformed.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The named route does not exist.
+    #[error("route `{0}` not found")]
+    NotFound(String),
+    /// Writing routes.yaml failed; nothing was changed.
+    #[error("persisting {path}: {reason}")]
+    Persist {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// Building the new snapshot failed; nothing was changed.
+    #[error(transparent)]
+    Build(#[from] RouteError),
+}
+
+/// What a successful change produced.
+#[derive(Clone)]
+pub struct ChangeReport {
+    /// The snapshot now serving.
+    pub snapshot: Arc<Snapshot>,
+    /// Items the mutation affected (utterances added/removed; 1 for route upserts/deletes; 0 for rebuilds).
+    pub affected: usize,
+}
+
+/// The route named `name`, or NOT_FOUND.
+fn route_mut<'a>(c: &'a mut Config, name: &str) -> Result<&'a mut RouteConfig, AdminError> {
+    c.routes
+        .iter_mut()
+        .find(|r| r.name == name)
+        .ok_or_else(|| AdminError::NotFound(name.to_string()))
+}
+
+/// Shared state of the control plane.
+struct State {
+    /// The file content that the live snapshot was built from (or that we last wrote).
+    applied: Vec<u8>,
+}
+
+/// Serialised, persistent changes to the live routes.
+pub struct ControlPlane {
+    router: Arc<Router>,
+    path: PathBuf,
+    state: tokio::sync::Mutex<State>,
+    last_error: StdMutex<Option<String>>,
+}
+
+impl ControlPlane {
+    /// A control plane over `router`, whose routes persist to `path` (the file the router was built from).
+    pub fn new(router: Arc<Router>, path: &Path) -> Self {
+        let applied = std::fs::read(path).unwrap_or_default();
+        Self {
+            router,
+            path: path.to_path_buf(),
+            state: tokio::sync::Mutex::new(State { applied }),
+            last_error: StdMutex::new(None),
+        }
+    }
+
+    /// The router this plane changes.
+    pub fn router(&self) -> &Arc<Router> {
+        &self.router
+    }
+
+    /// The routes file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The last failed reload's error, if the last reload attempt failed.
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn set_last_error(&self, e: Option<String>) {
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = e;
+    }
+
+    /// Re-reads routes.yaml and swaps in a snapshot built from it. A broken file leaves the live routes
+    /// serving and returns the error with its position.
+    pub async fn rebuild_from_disk(&self) -> Result<ChangeReport, AdminError> {
+        let mut state = self.state.lock().await;
+        let result = self.rebuild_locked(&mut state).await;
+        let err = result.as_ref().err().map(ToString::to_string);
+        self.set_last_error(err);
+        result
+    }
+
+    async fn rebuild_locked(&self, state: &mut State) -> Result<ChangeReport, AdminError> {
+        let bytes = std::fs::read(&self.path).map_err(|source| ConfigError::Io {
+            path: self.path.clone(),
+            source,
+        })?;
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let config = config::parse_str(&text, &self.path.display().to_string())?;
+        let snapshot = self.build(config).await?;
+        let snapshot = self.router.install(snapshot);
+        state.applied = bytes;
+        Ok(ChangeReport {
+            snapshot,
+            affected: 0,
+        })
+    }
+
+    async fn build(&self, config: Config) -> Result<Snapshot, AdminError> {
+        let router = self.router.clone();
+        tokio::task::spawn_blocking(move || router.prepare(config))
+            .await
+            .map_err(|e| AdminError::BadRequest(format!("build task failed: {e}")))?
+            .map_err(AdminError::from)
+    }
+
+    /// Applies `change` to a copy of the live config, then validates, builds, persists and installs it.
+    pub async fn mutate(
+        &self,
+        change: impl FnOnce(&mut Config) -> Result<usize, AdminError>,
+    ) -> Result<ChangeReport, AdminError> {
+        let mut state = self.state.lock().await;
+        let mut config = (*self.router.snapshot().config).clone();
+        let affected = change(&mut config)?;
+        let yaml = format!(
+            "# Written by the semroute admin API; the previous version is in {}.bak\n{}",
+            self.path
+                .file_name()
+                .map(|n| n.to_string_lossy())
+                .unwrap_or_default(),
+            config::to_yaml(&config)
+        );
+        config::validate_config(
+            &config,
+            &yaml,
+            &format!("{} (proposed)", self.path.display()),
+        )?;
+        let snapshot = self.build(config).await?;
+        let persist_err = |e: std::io::Error| AdminError::Persist {
+            path: self.path.clone(),
+            reason: e.to_string(),
+        };
+        keep_backup(&self.path).map_err(persist_err)?;
+        write_atomically(&self.path, |f| {
+            std::io::Write::write_all(f, yaml.as_bytes())
+        })
+        .map_err(persist_err)?;
+        let snapshot = self.router.install(snapshot);
+        state.applied = yaml.into_bytes();
+        self.set_last_error(None);
+        tracing::info!(
+            version = snapshot.version,
+            affected,
+            "admin change applied and persisted"
+        );
+        Ok(ChangeReport { snapshot, affected })
+    }
+
+    /// Creates or replaces the route named `route.name`.
+    pub async fn upsert_route(&self, route: RouteConfig) -> Result<ChangeReport, AdminError> {
+        self.mutate(move |c| {
+            match c.routes.iter_mut().find(|r| r.name == route.name) {
+                Some(existing) => *existing = route,
+                None => c.routes.push(route),
+            }
+            Ok(1)
+        })
+        .await
+    }
+
+    /// Deletes a route.
+    pub async fn delete_route(&self, name: &str) -> Result<ChangeReport, AdminError> {
+        let name = name.to_string();
+        self.mutate(move |c| {
+            let before = c.routes.len();
+            c.routes.retain(|r| r.name != name);
+            if c.routes.len() == before {
+                return Err(AdminError::NotFound(name));
+            }
+            Ok(1)
+        })
+        .await
+    }
+
+    /// Adds utterances to a route (ones it already has are skipped).
+    pub async fn add_utterances(
+        &self,
+        name: &str,
+        utterances: Vec<String>,
+    ) -> Result<ChangeReport, AdminError> {
+        let name = name.to_string();
+        self.mutate(move |c| {
+            let r = route_mut(c, &name)?;
+            let mut added = 0;
+            for u in utterances {
+                if !r.utterances.contains(&u) {
+                    r.utterances.push(u);
+                    added += 1;
+                }
+            }
+            Ok(added)
+        })
+        .await
+    }
+
+    /// Removes utterances from a route.
+    pub async fn remove_utterances(
+        &self,
+        name: &str,
+        utterances: Vec<String>,
+    ) -> Result<ChangeReport, AdminError> {
+        let name = name.to_string();
+        self.mutate(move |c| {
+            let r = route_mut(c, &name)?;
+            let before = r.utterances.len();
+            r.utterances.retain(|u| !utterances.contains(u));
+            Ok(before - r.utterances.len())
+        })
+        .await
+    }
+
+    /// Polls routes.yaml every `interval` and rebuilds when its content changed and then stayed the same
+    /// for one more poll (debounce: editors write files in several steps). Runs until the task is dropped.
+    pub async fn watch(self: Arc<Self>, interval: Duration) {
+        let mut pending: Option<Vec<u8>> = None;
+        let mut rejected: Option<Vec<u8>> = None;
+        loop {
+            tokio::time::sleep(interval).await;
+            let Ok(bytes) = std::fs::read(&self.path) else {
+                continue; // mid-rename or deleted: look again next time
+            };
+            let applied = self.state.lock().await.applied == bytes;
+            if applied || rejected.as_ref() == Some(&bytes) {
+                pending = None;
+                continue;
+            }
+            match &pending {
+                Some(p) if *p == bytes => {
+                    pending = None;
+                    match self.rebuild_from_disk().await {
+                        Ok(r) => {
+                            rejected = None;
+                            tracing::info!(
+                                version = r.snapshot.version,
+                                "routes file changed: reloaded"
+                            );
+                        }
+                        Err(e) => {
+                            // Keep serving the last good routes; don't retry the same broken content.
+                            tracing::error!(error = %e, "routes file changed but is invalid; still serving the last good routes");
+                            rejected = Some(bytes);
+                        }
+                    }
+                }
+                _ => pending = Some(bytes),
+            }
+        }
+    }
+}

@@ -1,0 +1,350 @@
+//! The command line's arguments. Every flag has an environment-variable fallback.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// semroute: a semantic LLM router over gRPC.
+#[derive(Debug, Parser)]
+#[command(name = "semroute", version, about)]
+pub struct Cli {
+    /// Log filter (tracing EnvFilter syntax, e.g. `info`, `semroute=debug`). Logs go to stderr.
+    #[arg(long, env = "SEMROUTE_LOG", default_value = "info", global = true)]
+    pub log: String,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// A listen address, or `off` for a face that should not be served.
+#[derive(Debug, Clone, Copy)]
+pub struct Listen(pub Option<SocketAddr>);
+
+impl std::str::FromStr for Listen {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.eq_ignore_ascii_case("off") {
+            return Ok(Self(None));
+        }
+        s.parse()
+            .map(|a| Self(Some(a)))
+            .map_err(|e| format!("`{s}`: {e} (expected host:port or `off`)"))
+    }
+}
+
+/// The config file flag shared by every command.
+#[derive(Debug, Args)]
+pub struct ConfigArg {
+    /// Path to routes.yaml.
+    #[arg(long, env = "SEMROUTE_CONFIG", default_value = "routes.yaml")]
+    pub config: PathBuf,
+}
+
+/// Data sets `semroute dataset` can write.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum DatasetName {
+    /// CLINC150 (data_full.json) with the recipe of ../shared/data/clinc150/README.md.
+    Clinc150,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the gRPC API (Router, health, reflection) and the OpenAI-compatible HTTP API until
+    /// SIGINT/SIGTERM.
+    Serve {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Address of the gRPC face, or `off`.
+        #[arg(long, env = "SEMROUTE_LISTEN", default_value = "127.0.0.1:50051")]
+        listen: Listen,
+        /// Address of the HTTP face (OpenAI-compatible API), or `off`.
+        #[arg(long, env = "SEMROUTE_HTTP_LISTEN", default_value = "127.0.0.1:8080")]
+        http_listen: Listen,
+        /// Threads for the model's forward pass (default: all cores).
+        #[arg(long, env = "SEMROUTE_MODEL_THREADS")]
+        model_threads: Option<usize>,
+        /// Where exemplar embeddings persist between runs (default: `.semroute/` next to the config).
+        #[arg(long, env = "SEMROUTE_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+        /// Reload routes.yaml when it changes (polled every 500 ms, debounced).
+        #[arg(long, env = "SEMROUTE_WATCH")]
+        watch: bool,
+        #[command(flatten)]
+        admin: AdminServeArgs,
+    },
+    /// Load a running server with Route calls over gRPC and report throughput and latency percentiles.
+    Bench {
+        /// Server endpoint.
+        #[arg(
+            long,
+            env = "SEMROUTE_BENCH_ADDR",
+            default_value = "http://127.0.0.1:50051"
+        )]
+        addr: String,
+        /// Concurrent closed-loop clients (1..=1024).
+        #[arg(long, env = "SEMROUTE_BENCH_CONCURRENCY", default_value_t = 1)]
+        concurrency: usize,
+        /// Measured seconds (at most 600).
+        #[arg(long, env = "SEMROUTE_BENCH_DURATION", default_value_t = 10.0)]
+        duration: f64,
+        /// Unmeasured warm-up seconds before the measurement.
+        #[arg(long, env = "SEMROUTE_BENCH_WARMUP", default_value_t = 1.0)]
+        warmup: f64,
+        /// The prompt sent (default: the PEERS.md protocol query, 13 tokens).
+        #[arg(
+            long,
+            env = "SEMROUTE_BENCH_TEXT",
+            default_value = "can you tell me how to say fly in italian please"
+        )]
+        text: String,
+        /// Send these prompts instead of `--text`: a file with one prompt per line, cycled (distinct prompts
+        /// measure the model path even with the prompt cache on).
+        #[arg(long, env = "SEMROUTE_BENCH_PROMPTS")]
+        prompts: Option<std::path::PathBuf>,
+        /// Print the summary as JSON.
+        #[arg(long, env = "SEMROUTE_BENCH_JSON")]
+        json: bool,
+    },
+    /// Call the Router API of a running server (route, complete, stream) and print JSON.
+    Call {
+        #[command(flatten)]
+        conn: CallConn,
+        #[command(subcommand)]
+        command: CallCommand,
+    },
+    /// Call the Admin API of a running server.
+    Admin {
+        #[command(flatten)]
+        conn: AdminConn,
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+    /// Route one prompt and print the decision as JSON.
+    Route {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Neighbours to include as evidence (default: matching.top_k).
+        #[arg(long, env = "SEMROUTE_TOP_K")]
+        top_k: Option<usize>,
+        /// The prompt.
+        text: String,
+    },
+    /// Validate the config; exits non-zero with file:line:column on the first error.
+    Check {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Score the config on labelled queries (JSONL of {"text", "label"}, label null = out of scope).
+    Eval {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The labelled queries.
+        #[arg(long, env = "SEMROUTE_EVAL_DATA")]
+        data: PathBuf,
+        /// Print the whole report (figures, per-route, confusions, every error) as JSON.
+        #[arg(long, env = "SEMROUTE_EVAL_JSON")]
+        json: bool,
+        /// Exit non-zero when in-scope accuracy is below this.
+        #[arg(long, env = "SEMROUTE_MIN_ACCURACY")]
+        min_accuracy: Option<f64>,
+        /// Errors printed with their neighbours (text output; JSON has them all).
+        #[arg(long, env = "SEMROUTE_EVAL_ERRORS", default_value_t = 15)]
+        errors: usize,
+        /// Queries also routed one at a time end to end (embed + decide) for the latency figures.
+        #[arg(long, env = "SEMROUTE_EVAL_LATENCY_SAMPLES", default_value_t = 100)]
+        latency_samples: usize,
+    },
+    /// Choose thresholds (and, with --tune-rule, the rule's weights) on labelled dev data and write them
+    /// into the config (in place, comments kept; the old file is kept as <config>.bak).
+    Calibrate {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The labelled dev queries (never the test set).
+        #[arg(long, env = "SEMROUTE_CALIBRATE_DATA")]
+        data: PathBuf,
+        /// balanced (mean of in-scope accuracy and OOS recall) | accuracy | min-oos-recall=X.
+        #[arg(long, env = "SEMROUTE_CALIBRATE_OBJECTIVE", default_value = "balanced")]
+        objective: String,
+        /// Also search the rule's weights: hybrid_weight, hybrid_neighbours (hybrid), late_weight (late),
+        /// margin_weight.
+        #[arg(long, env = "SEMROUTE_CALIBRATE_TUNE_RULE")]
+        tune_rule: bool,
+        /// Also set per-route thresholds within the global one ± this (prone to over-fit small dev sets).
+        /// Without it, per-route thresholds are removed.
+        #[arg(long, env = "SEMROUTE_CALIBRATE_PER_ROUTE")]
+        per_route: Option<f32>,
+        /// Print what would change; write nothing.
+        #[arg(long, env = "SEMROUTE_CALIBRATE_DRY_RUN")]
+        dry_run: bool,
+    },
+    /// Fine-tune the encoder on the config's route utterances and write the tuned model folder (see
+    /// docs/quality.md). Re-run `calibrate` afterwards: scores move.
+    Tune {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The folder to write (replaced if it holds an earlier tuning; any other folder is refused).
+        #[arg(long, env = "SEMROUTE_TUNE_OUT")]
+        out: PathBuf,
+        /// Point `encoder.model` in the config at the new folder (in place; old file kept as .bak).
+        #[arg(long, env = "SEMROUTE_TUNE_SET_MODEL")]
+        set_model: bool,
+        /// Transformer layers trained, from the top.
+        #[arg(long, env = "SEMROUTE_TUNE_LAYERS", default_value_t = 4)]
+        layers: usize,
+        /// Passes over the utterances.
+        #[arg(long, env = "SEMROUTE_TUNE_EPOCHS", default_value_t = 3)]
+        epochs: usize,
+        /// Learning rate of the transformer layers (AdamW).
+        #[arg(long, env = "SEMROUTE_TUNE_LR", default_value_t = 1e-4)]
+        lr: f64,
+        /// Seed of the utterance order.
+        #[arg(long, env = "SEMROUTE_TUNE_SEED", default_value_t = 0)]
+        seed: u64,
+    },
+    /// Write a benchmark as routes.yaml + val.jsonl + test.jsonl.
+    Dataset {
+        /// Which data set.
+        #[arg(value_enum)]
+        name: DatasetName,
+        /// The data file (CLINC150: data_full.json).
+        #[arg(long, env = "SEMROUTE_DATASET_DATA")]
+        data: PathBuf,
+        /// Exemplars per route: a number, or `all`.
+        #[arg(long, env = "SEMROUTE_DATASET_K", default_value = "10")]
+        k: String,
+        /// Output directory.
+        #[arg(long, env = "SEMROUTE_DATASET_OUT")]
+        out: PathBuf,
+        /// `matching.aggregation` written into routes.yaml (max, mean, centroid, hybrid or late).
+        #[arg(long, env = "SEMROUTE_DATASET_AGGREGATION", default_value = "hybrid")]
+        aggregation: semroute::config::Aggregation,
+        /// Also write the training split's out-of-scope utterances (CLINC150: the 100 of oos_train) as
+        /// `out_of_scope:` negative exemplars.
+        #[arg(long, env = "SEMROUTE_DATASET_OOS_NEGATIVES")]
+        oos_negatives: bool,
+    },
+}
+
+/// How `serve` exposes the Admin API.
+#[derive(Debug, Args)]
+pub struct AdminServeArgs {
+    /// Serve Admin on its own address (recommended: keep it off the client-facing listener).
+    #[arg(long, env = "SEMROUTE_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
+    /// Serve Admin on the main listener too.
+    #[arg(long, env = "SEMROUTE_ADMIN_ON_MAIN")]
+    pub admin_on_main: bool,
+    /// The admin bearer token. Prefer the environment variable or a file over a flag (flags show in `ps`).
+    #[arg(long, env = "SEMROUTE_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Read the admin bearer token from this file (surrounding whitespace ignored).
+    #[arg(long, env = "SEMROUTE_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
+}
+
+/// Where the Admin API is and how to authenticate.
+#[derive(Debug, Args)]
+pub struct AdminConn {
+    /// Admin endpoint.
+    #[arg(
+        long,
+        env = "SEMROUTE_ADMIN_ADDR",
+        default_value = "http://127.0.0.1:50052"
+    )]
+    pub addr: String,
+    /// Bearer token.
+    #[arg(long, env = "SEMROUTE_ADMIN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Read the bearer token from this file.
+    #[arg(long, env = "SEMROUTE_ADMIN_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+}
+
+/// Admin operations.
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Re-read routes.yaml on the server and rebuild the index.
+    Rebuild,
+    /// Index version, model, sizes, last build.
+    Info,
+    /// List routes.
+    List,
+    /// Show one route.
+    Get {
+        /// Route name.
+        name: String,
+    },
+    /// Create or replace a route from a YAML file holding one route mapping (`-` for stdin).
+    Upsert {
+        /// The route file.
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+    },
+    /// Delete a route.
+    Delete {
+        /// Route name.
+        name: String,
+    },
+    /// Add utterances to a route.
+    AddUtterances {
+        /// Route name.
+        name: String,
+        /// Utterances to add.
+        #[arg(required = true)]
+        utterances: Vec<String>,
+    },
+    /// Remove utterances from a route.
+    RemoveUtterances {
+        /// Route name.
+        name: String,
+        /// Utterances to remove.
+        #[arg(required = true)]
+        utterances: Vec<String>,
+    },
+}
+
+/// Where `semroute call` connects.
+#[derive(Debug, Args)]
+pub struct CallConn {
+    /// The server's gRPC address.
+    #[arg(long, env = "SEMROUTE_ADDR", default_value = "http://127.0.0.1:50051")]
+    pub addr: String,
+}
+
+/// Router API calls.
+#[derive(Debug, Subcommand)]
+pub enum CallCommand {
+    /// `Route`: the decision for one prompt, with its evidence.
+    Route {
+        /// Neighbours to include as evidence (default: matching.top_k).
+        #[arg(long)]
+        top_k: Option<u32>,
+        /// The prompt.
+        text: String,
+    },
+    /// `Complete`: route the prompt, forward it, print the answer with who served it and every attempt.
+    Complete(CompleteArgs),
+    /// `CompleteStream`: like `complete`, printing each piece of the answer as it arrives, then a summary.
+    Stream(CompleteArgs),
+}
+
+/// The request of `semroute call complete` and `semroute call stream`.
+#[derive(Debug, Args)]
+pub struct CompleteArgs {
+    /// The user turn.
+    pub text: String,
+    /// A system prompt sent before the user turn.
+    #[arg(long)]
+    pub system: Option<String>,
+    /// Skip classification and use this route's targets.
+    #[arg(long)]
+    pub route: Option<String>,
+    /// Skip target choice and send to this model (a name from `models`, e.g. `mock-echo`).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Most tokens to generate.
+    #[arg(long)]
+    pub max_tokens: Option<u32>,
+}

@@ -1,0 +1,262 @@
+//! The gateway core: the operations both faces call — [`Gateway::route`], [`Gateway::complete`] and
+//! [`Gateway::complete_stream`] — on domain requests, with one error type ([`GatewayError`]). A face only
+//! translates its wire types into these and [`GatewayError`] into its status codes; nothing here knows
+//! gRPC or HTTP.
+//!
+//! A completion pins the live snapshot first, so the decision and the route's targets come from the same
+//! version even when an admin change lands mid-request.
+
+mod stream;
+
+use std::sync::{Arc, OnceLock};
+
+use crate::router::{Decision, RouteError, RouteQuery, Router, Snapshot};
+use crate::upstream::{self, Completion, CompletionRequest, Destination, Forwarder, UpstreamError};
+pub use stream::{CompletionStream, StreamEvent};
+
+/// Errors of the gateway: whatever a layer below refused, or the service still starting.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// The model is loading and the route index building; the service is not ready yet.
+    #[error("starting: the model and route index are loading")]
+    Starting,
+    /// Routing refused or failed (bad input, overload, embedding failure).
+    #[error(transparent)]
+    Route(#[from] RouteError),
+    /// Forwarding refused or failed (bad request, unknown route or model, every target failed).
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+}
+
+/// A completion to run: the domain request plus what the caller forced.
+#[derive(Debug, Clone, Default)]
+pub struct CompleteCall {
+    /// The conversation and generation parameters.
+    pub request: CompletionRequest,
+    /// Skip classification and use this route's targets.
+    pub route: Option<String>,
+    /// Skip target choice and send to this model (a name from `models`): retries, no fallback.
+    pub model: Option<String>,
+}
+
+/// A served completion with the decision that chose its route.
+#[derive(Debug, Clone)]
+pub struct CompleteOutcome {
+    /// The answer, who served it, and every attempt.
+    pub completion: Completion,
+    /// The routing decision (for a forced route: that route, matched, no evidence).
+    pub decision: Decision,
+}
+
+/// Most texts one embeddings call may carry (OpenAI's own limit).
+pub const MAX_EMBED_INPUTS: usize = 2048;
+
+/// Vectors from [`Gateway::embed`].
+#[derive(Debug, Clone)]
+pub struct Embeddings {
+    /// One unit vector per text, in order.
+    pub vectors: Vec<Vec<f32>>,
+    /// Tokens each text was embedded from.
+    pub tokens: Vec<usize>,
+}
+
+/// The transport-free core: the router (once start-up has built it) and the forwarder.
+pub struct Gateway {
+    router: OnceLock<Arc<Router>>,
+    forwarder: Arc<Forwarder>,
+}
+
+/// A call decided and ready to forward: the pinned snapshot, the decision and the request.
+struct Prepared {
+    snapshot: Arc<Snapshot>,
+    decision: Decision,
+    route: String,
+    model: Option<String>,
+    request: CompletionRequest,
+}
+
+impl Gateway {
+    /// A gateway that answers [`GatewayError::Starting`] until [`Self::install_router`] is called.
+    pub fn new(forwarder: Arc<Forwarder>) -> Self {
+        Self {
+            router: OnceLock::new(),
+            forwarder,
+        }
+    }
+
+    /// A ready gateway over `router`.
+    pub fn with_router(router: Arc<Router>, forwarder: Arc<Forwarder>) -> Self {
+        let g = Self::new(forwarder);
+        g.install_router(router);
+        g
+    }
+
+    /// Makes the gateway ready. Only the first call has an effect: the router swaps snapshots itself.
+    pub fn install_router(&self, router: Arc<Router>) {
+        let _ = self.router.set(router);
+    }
+
+    /// The router, or [`GatewayError::Starting`] while start-up is still building it.
+    pub fn router(&self) -> Result<&Arc<Router>, GatewayError> {
+        self.router.get().ok_or(GatewayError::Starting)
+    }
+
+    /// True once the router is built.
+    pub fn is_ready(&self) -> bool {
+        self.router.get().is_some()
+    }
+
+    /// The forwarder (upstream clients and every target's health).
+    pub fn forwarder(&self) -> &Arc<Forwarder> {
+        &self.forwarder
+    }
+
+    /// Decides the route of one prompt, with its evidence.
+    pub async fn route(&self, query: RouteQuery) -> Result<Decision, GatewayError> {
+        let decision = self.router()?.route(query).await?;
+        tracing::debug!(
+            route = decision.route.as_deref().unwrap_or(""),
+            score = decision.score,
+            matched = decision.matched,
+            "routed"
+        );
+        Ok(decision)
+    }
+
+    /// Decides (unless the caller forced a route) and forwards, with retries and fallbacks. Dropping the
+    /// future cancels the upstream request.
+    pub async fn complete(&self, call: CompleteCall) -> Result<CompleteOutcome, GatewayError> {
+        let prepared = self.prepare(call).await?;
+        Ok(self.forward(prepared, None).await?)
+    }
+
+    /// Like [`Self::complete`], with the answer streamed as [`StreamEvent`]s. Everything that can be refused
+    /// before the first byte (bad input, no route, unknown model) is refused here, as an error; once the
+    /// stream exists, failures arrive as its last event. Dropping the stream cancels the upstream request.
+    pub async fn complete_stream(
+        self: &Arc<Self>,
+        call: CompleteCall,
+    ) -> Result<CompletionStream, GatewayError> {
+        let prepared = self.prepare(call).await?;
+        Ok(stream::spawn(self.clone(), prepared))
+    }
+
+    /// Embeds `texts` with the router's encoder through the same model queue as routing (so an embedding
+    /// burst is refused with overload like any other), with each text's token count.
+    pub async fn embed(&self, texts: Vec<String>) -> Result<Embeddings, GatewayError> {
+        let router = self.router()?;
+        let max = router.snapshot().config.limits.max_input_bytes;
+        if texts.is_empty() {
+            return Err(RouteError::InvalidInput(
+                "`input` is empty: give at least one text".into(),
+            )
+            .into());
+        }
+        if texts.len() > MAX_EMBED_INPUTS {
+            return Err(RouteError::InvalidInput(format!(
+                "`input` holds {} texts; the limit is {MAX_EMBED_INPUTS}",
+                texts.len()
+            ))
+            .into());
+        }
+        for (i, t) in texts.iter().enumerate() {
+            if t.trim().is_empty() {
+                return Err(RouteError::InvalidInput(format!("input[{i}] is blank")).into());
+            }
+            if t.len() > max {
+                return Err(RouteError::InvalidInput(format!(
+                    "input[{i}] is {} bytes; the limit is {max} bytes (limits.max_input_bytes)",
+                    t.len()
+                ))
+                .into());
+            }
+        }
+        let embedder = router.embedder();
+        let tokens = embedder.count_tokens(&texts).map_err(RouteError::from)?;
+        let vectors = embedder.embed(texts).await.map_err(RouteError::from)?;
+        Ok(Embeddings { vectors, tokens })
+    }
+
+    /// The encoder's name (its folder's name), as the embeddings API reports it.
+    pub fn encoder_name(&self) -> Result<String, GatewayError> {
+        let info = self.router()?.embedder().info();
+        Ok(info
+            .dir
+            .file_name()
+            .map_or_else(|| "encoder".into(), |n| n.to_string_lossy().into_owned()))
+    }
+
+    /// Validates, pins the live snapshot and decides the route.
+    async fn prepare(&self, call: CompleteCall) -> Result<Prepared, GatewayError> {
+        let router = self.router()?;
+        let snapshot = router.snapshot();
+        let route = call.route.filter(|r| !r.is_empty());
+        let model = call.model.filter(|m| !m.is_empty());
+        let request = call.request;
+        upstream::validate(&snapshot.config, &request)?;
+        let decision = match route {
+            Some(r) => {
+                if !snapshot.config.routes.iter().any(|x| x.name == r) {
+                    return Err(UpstreamError::UnknownRoute(r).into());
+                }
+                Decision {
+                    route: Some(r),
+                    score: 0.0,
+                    matched: true,
+                    candidates: Vec::new(),
+                    neighbours: Vec::new(),
+                    index_version: snapshot.version,
+                    embed_micros: 0,
+                    search_micros: 0,
+                }
+            }
+            None => {
+                let query = RouteQuery {
+                    messages: request.messages.clone(),
+                    ..Default::default()
+                };
+                router.route_on(&snapshot, query).await?
+            }
+        };
+        let route = decision.route.clone().ok_or_else(|| {
+            UpstreamError::NoTargets(
+                "no route cleared its threshold and there is no default_route".into(),
+            )
+        })?;
+        Ok(Prepared {
+            snapshot,
+            decision,
+            route,
+            model,
+            request,
+        })
+    }
+
+    /// Forwards a prepared call, streaming deltas into `deltas` when given.
+    async fn forward(
+        &self,
+        p: Prepared,
+        deltas: Option<&tokio::sync::mpsc::Sender<String>>,
+    ) -> Result<CompleteOutcome, UpstreamError> {
+        let dest = Destination {
+            route: &p.route,
+            model: p.model.as_deref(),
+        };
+        let completion = self
+            .forwarder
+            .complete(&p.snapshot.config, dest, &p.request, deltas)
+            .await?;
+        tracing::info!(
+            route = %p.route,
+            model = %completion.served_by.model,
+            attempts = completion.attempts.len(),
+            input_tokens = completion.usage.input_tokens,
+            output_tokens = completion.usage.output_tokens,
+            "completed"
+        );
+        Ok(CompleteOutcome {
+            completion,
+            decision: p.decision,
+        })
+    }
+}

@@ -1,0 +1,76 @@
+//! The routing layer's domain types: what to route, the decision and its evidence, and the layer's error.
+
+use serde::Serialize;
+
+use crate::embedding::EmbedError;
+use crate::index::IndexError;
+use crate::message::ChatMessage;
+
+/// Most neighbours a caller may ask for as evidence.
+pub const MAX_EVIDENCE: usize = 100;
+
+/// Errors of the routing layer.
+#[derive(Debug, thiserror::Error)]
+pub enum RouteError {
+    /// The request is malformed (blank text, too long, no user turn, ...).
+    #[error("{0}")]
+    InvalidInput(String),
+    /// The embedding layer failed or is overloaded.
+    #[error(transparent)]
+    Embed(#[from] EmbedError),
+    /// The index could not be built.
+    #[error(transparent)]
+    Index(#[from] IndexError),
+}
+
+/// What to route: plain text or a conversation.
+#[derive(Debug, Clone, Default)]
+pub struct RouteQuery {
+    /// The prompt; mutually exclusive with `messages`.
+    pub text: String,
+    /// A conversation; its last user turn is routed.
+    pub messages: Vec<ChatMessage>,
+    /// Neighbours to return as evidence (default: `matching.top_k`).
+    pub top_k: Option<usize>,
+}
+
+/// A route and its aggregated score.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Candidate {
+    /// Route name.
+    pub route: String,
+    /// Aggregated score.
+    pub score: f32,
+}
+
+/// An exemplar near the prompt.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Neighbour {
+    /// The exemplar's route.
+    pub route: String,
+    /// The exemplar's text.
+    pub utterance: String,
+    /// Cosine similarity to the prompt.
+    pub similarity: f32,
+}
+
+/// The decision for one prompt, with its evidence.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Decision {
+    /// The chosen route; `None` when nothing cleared its threshold and there is no default route.
+    pub route: Option<String>,
+    /// The best candidate's score.
+    pub score: f32,
+    /// Whether the best candidate cleared its threshold (false when the default route was used).
+    pub matched: bool,
+    /// Route scores, best first.
+    pub candidates: Vec<Candidate>,
+    /// Nearest exemplars, most similar first.
+    pub neighbours: Vec<Neighbour>,
+    /// The snapshot version that decided.
+    pub index_version: u64,
+    /// Microseconds spent embedding (queueing included).
+    pub embed_micros: u64,
+    /// Microseconds spent searching and aggregating.
+    pub search_micros: u64,
+}

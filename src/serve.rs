@@ -1,0 +1,295 @@
+//! Start-up and shutdown wiring: loads the model and builds the index off the runtime, then serves the gRPC
+//! face and the HTTP face over one gateway until shutdown, draining in-flight calls. Neither face holds
+//! routing or forwarding logic: both call [`crate::gateway::Gateway`].
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tonic::service::interceptor::InterceptedService;
+use tonic_health::ServingStatus;
+
+use crate::admin::ControlPlane;
+use crate::config::LoadedConfig;
+use crate::gateway::Gateway;
+use crate::grpc::{self, pb, AdminService, BearerAuth, RouterService, ROUTER_SERVICE_NAME};
+use crate::router::{start_embedder, Router};
+use crate::state::EmbeddingStore;
+use crate::upstream::Forwarder;
+
+/// Errors of the server layer.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The transport failed (bind, accept, HTTP/2).
+    #[error("transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    /// The reflection service could not be built.
+    #[error("reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    /// Loading the model or building the index failed, so the service can never become ready.
+    #[error("start-up failed: {0}")]
+    Startup(String),
+    /// A socket operation failed.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Where and how the Admin service is exposed.
+#[derive(Debug)]
+pub struct AdminOptions {
+    /// Bearer token every admin call must present.
+    pub token: String,
+    /// A listener of its own for Admin; `None` serves Admin on the main listener.
+    pub listener: Option<TcpListener>,
+}
+
+/// How the service starts.
+#[derive(Debug)]
+pub struct ServeOptions {
+    /// Threads for the model's forward pass.
+    pub model_threads: usize,
+    /// After a shutdown request, how long in-flight calls may take to finish before the server stops
+    /// anyway (a client that never closes its connection must not hold the process forever).
+    pub shutdown_grace: Duration,
+    /// Where exemplar embeddings persist between runs; `None` keeps them in memory only.
+    pub data_dir: Option<PathBuf>,
+    /// Poll routes.yaml at this interval and reload on change (`serve --watch`).
+    pub watch: Option<Duration>,
+    /// The Admin service; `None` leaves it off.
+    pub admin: Option<AdminOptions>,
+    /// The HTTP face (OpenAI-compatible API); `None` leaves it off.
+    pub http: Option<TcpListener>,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self {
+            model_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            shutdown_grace: Duration::from_secs(30),
+            data_dir: None,
+            watch: None,
+            admin: None,
+            http: None,
+        }
+    }
+}
+
+/// Serves gRPC on `listener` (when given), HTTP on `options.http` and Admin on its listener (when given)
+/// until `shutdown` resolves, then stops accepting and lets in-flight calls finish.
+///
+/// The listeners accept at once; health answers NOT_SERVING (and Route UNAVAILABLE) while the model loads
+/// and the index builds off the runtime, then SERVING. A start-up failure ends the server with an error.
+pub async fn serve(
+    loaded: LoadedConfig,
+    listener: Option<TcpListener>,
+    mut options: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let http_listener = options.http.take();
+    if listener.is_none() && http_listener.is_none() {
+        return Err(ServerError::Startup(
+            "both faces are off: give a gRPC or an HTTP listen address".into(),
+        ));
+    }
+    if options.admin.is_some() && loaded.path.is_none() {
+        return Err(ServerError::Startup(
+            "the admin API needs a config file to persist changes to".into(),
+        ));
+    }
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_service_status("", ServingStatus::NotServing)
+        .await;
+    health_reporter
+        .set_service_status(ROUTER_SERVICE_NAME, ServingStatus::NotServing)
+        .await;
+
+    // Both reflection versions: grpcurl speaks v1, many clients (Python grpcio-reflection, older tools) still
+    // speak only v1alpha.
+    let reflection_builder = grpc::reflection;
+
+    let control_slot: Arc<OnceLock<Arc<ControlPlane>>> = Arc::new(OnceLock::new());
+    let forwarder = Arc::new(Forwarder::new(loaded.base_dir()));
+    // A missing key is a warning, not a start-up failure: other providers (a local model) may serve.
+    forwarder.warn_missing_keys(&loaded.config);
+    let gateway = Arc::new(Gateway::new(forwarder));
+    let router_service = RouterService::new(gateway.clone());
+
+    let (fail_tx, fail_rx) = tokio::sync::oneshot::channel::<String>();
+    let reporter = health_reporter.clone();
+    let (model_threads, data_dir, watch) = (
+        options.model_threads,
+        options.data_dir.clone(),
+        options.watch,
+    );
+    let config_path = loaded.path.clone();
+    let (loader_gateway, loader_control) = (gateway.clone(), control_slot.clone());
+    let loader = tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        let built = tokio::task::spawn_blocking(move || {
+            let embedder = start_embedder(&loaded, model_threads).map_err(|e| e.to_string())?;
+            let info = embedder.info().clone();
+            let store = match &data_dir {
+                Some(d) => EmbeddingStore::open(d, &info.identity, info.dim),
+                None => EmbeddingStore::in_memory(&info.identity, info.dim),
+            };
+            Router::build_with_store(embedder, loaded.config, store).map_err(|e| e.to_string())
+        })
+        .await
+        .unwrap_or_else(|e| Err(format!("loader panicked: {e}")));
+        match built {
+            Ok(router) => {
+                let router = Arc::new(router);
+                loader_gateway.install_router(router.clone());
+                if let Some(path) = config_path {
+                    let plane = Arc::new(ControlPlane::new(router, &path));
+                    let _ = loader_control.set(plane.clone());
+                    if let Some(interval) = watch {
+                        tracing::info!(path = %path.display(), ?interval, "watching the routes file");
+                        tokio::spawn(plane.watch(interval));
+                    }
+                }
+                reporter
+                    .set_service_status("", ServingStatus::Serving)
+                    .await;
+                reporter
+                    .set_service_status(ROUTER_SERVICE_NAME, ServingStatus::Serving)
+                    .await;
+                tracing::info!(
+                    millis = started.elapsed().as_millis() as u64,
+                    "ready: SERVING"
+                );
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "start-up failed");
+                let _ = fail_tx.send(e);
+            }
+        }
+    });
+
+    // `stop` ends accepting on every listener and starts the drain; `deadline` fires `shutdown_grace` later.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (deadline_tx, deadline_rx) = tokio::sync::oneshot::channel::<()>();
+    let failure = Arc::new(OnceLock::<String>::new());
+    let failure_w = failure.clone();
+    let grace = options.shutdown_grace;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = shutdown => tracing::info!(?grace, "shutdown requested: draining in-flight calls"),
+            Ok(e) = fail_rx => { let _ = failure_w.set(e); }
+        }
+        let _ = stop_tx.send(true);
+        tokio::time::sleep(grace).await;
+        let _ = deadline_tx.send(());
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+
+    let (admin_on_main, admin_listener) = match options.admin {
+        Some(a) => {
+            let svc = InterceptedService::new(
+                pb::admin_server::AdminServer::new(AdminService::new(control_slot.clone())),
+                BearerAuth::new(&a.token),
+            );
+            match a.listener {
+                Some(l) => (None, Some((svc, l))),
+                None => (Some(svc), None),
+            }
+        }
+        None => (None, None),
+    };
+
+    if listener.is_none() && admin_on_main.is_some() {
+        return Err(ServerError::Startup(
+            "the admin API is set to share the gRPC listener, which is off: give it a listener of its own"
+                .into(),
+        ));
+    }
+    let main = async {
+        let Some(listener) = listener else {
+            return Ok::<(), ServerError>(());
+        };
+        let addr = listener.local_addr()?;
+        tracing::info!(%addr, admin = admin_on_main.is_some(), "gRPC listening (NOT_SERVING until the model and index are ready)");
+        tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(reflection_builder().build_v1()?)
+            .add_service(reflection_builder().build_v1alpha()?)
+            .add_service(pb::router_server::RouterServer::new(router_service))
+            .add_optional_service(admin_on_main)
+            .serve_with_incoming_shutdown(grpc::incoming(listener), stopped(stop_rx.clone()))
+            .await?;
+        Ok(())
+    };
+    let http = async {
+        let Some(l) = http_listener else {
+            return Ok::<(), ServerError>(());
+        };
+        tracing::info!(addr = %l.local_addr()?, "HTTP listening (OpenAI-compatible API)");
+        crate::http::serve(l, gateway.clone(), stopped(stop_rx.clone())).await?;
+        Ok(())
+    };
+    let admin = async {
+        match admin_listener {
+            Some((svc, l)) => {
+                tracing::info!(addr = %l.local_addr()?, "admin listening");
+                tonic::transport::Server::builder()
+                    .add_service(reflection_builder().build_v1()?)
+                    .add_service(svc)
+                    .serve_with_incoming_shutdown(grpc::incoming(l), stopped(stop_rx.clone()))
+                    .await?;
+                Ok::<(), ServerError>(())
+            }
+            None => Ok(()),
+        }
+    };
+    let both = async {
+        let (m, h, a) = tokio::join!(main, http, admin);
+        m?;
+        h?;
+        a
+    };
+    tokio::select! {
+        r = both => r?,
+        _ = deadline_rx => tracing::warn!(?grace, "drain deadline passed; stopping with calls still open"),
+    }
+    loader.abort();
+    match failure.get() {
+        Some(e) => Err(ServerError::Startup(e.clone())),
+        None => {
+            tracing::info!("stopped");
+            Ok(())
+        }
+    }
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
