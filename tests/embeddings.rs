@@ -173,3 +173,49 @@ fn int8_and_candle_backends_against_reference() {
         );
     }
 }
+
+/// `queue_capacity` bounds every request not yet answered: with the model busy, exactly `capacity`
+/// requests are admitted and the rest refused at once (no second queue behind the bounded channel), and
+/// every admitted one is answered. The service's own blocking jobs (index builds) wait instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_capacity_is_exact_under_a_burst() {
+    use semroute::embedding::{DeviceSpec, EmbedError, Embedder, SentenceEncoder};
+    const CAPACITY: usize = 3;
+    let encoder = SentenceEncoder::load(&common::model_dir(), DeviceSpec::Cpu, None).unwrap();
+    let embedder = Embedder::start(encoder, 1, CAPACITY, 1).unwrap();
+    // Long texts, one per forward pass: each takes milliseconds, the burst below microseconds.
+    let long = "the quick brown fox jumps over the lazy dog ".repeat(40);
+    let mut calls: Vec<_> = (0..20)
+        .map(|i| {
+            let e = embedder.clone();
+            let text = format!("{i} {long}");
+            Box::pin(async move { e.embed(vec![text]).await })
+        })
+        .collect();
+    let mut refused = 0;
+    let mut admitted = Vec::new();
+    for mut c in calls.drain(..) {
+        // One poll submits the job (or is refused); keep the admitted ones alive.
+        match futures_util::poll!(c.as_mut()) {
+            std::task::Poll::Ready(Err(EmbedError::Overloaded { capacity })) => {
+                assert_eq!(capacity, CAPACITY);
+                refused += 1;
+            }
+            std::task::Poll::Ready(other) => panic!("answered during the burst: {other:?}"),
+            std::task::Poll::Pending => admitted.push(c),
+        }
+    }
+    assert_eq!(admitted.len(), CAPACITY, "refused {refused}");
+    for c in admitted {
+        assert_eq!(c.await.unwrap().len(), 1);
+    }
+    // Answered requests free their places; blocking jobs are never refused.
+    assert_eq!(embedder.embed(vec!["hello".into()]).await.unwrap().len(), 1);
+    let e = embedder.clone();
+    let many: Vec<String> = (0..10).map(|i| format!("sentence {i}")).collect();
+    let out = tokio::task::spawn_blocking(move || e.embed_blocking(many))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(out.len(), 10);
+}

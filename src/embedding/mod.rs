@@ -68,6 +68,9 @@ pub enum EmbedError {
     /// The model thread has stopped.
     #[error("the model thread has stopped")]
     Stopped,
+    /// A forward pass panicked. Its batch fails with this; the model thread goes on serving.
+    #[error("the model failed on this batch (internal error: {0}); the service goes on")]
+    Panicked(String),
 }
 
 impl From<candle_core::Error> for EmbedError {

@@ -3,6 +3,7 @@
 //! worker threads; async callers await a oneshot reply.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::Instant;
@@ -39,9 +40,24 @@ impl Reply {
     }
 }
 
+/// A request's place in the queue, held from admission until its job is answered, fails or is dropped
+/// (its caller left): `queue_capacity` bounds every request not yet answered, whether it waits in the
+/// channel or in the batcher, not only what one channel holds between two forward passes.
+struct Admitted(Option<Arc<AtomicUsize>>);
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        if let Some(n) = &self.0 {
+            n.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
 struct Job {
     texts: Vec<String>,
     reply: Reply,
+    /// `None` for the service's own jobs (index builds), which wait instead of being refused.
+    slot: Admitted,
 }
 
 /// A job being worked through in chunks. Large jobs (an index build) are sorted by length so each chunk
@@ -53,6 +69,8 @@ struct Pending {
     cursor: usize,
     out: Vec<TokenEmbedding>,
     reply: Reply,
+    /// Released when this is dropped (answered, failed or abandoned).
+    _slot: Admitted,
 }
 
 impl Pending {
@@ -75,8 +93,10 @@ impl Pending {
                 n
             ],
             reply: job.reply,
+            _slot: job.slot,
         }
     }
+
     fn remaining(&self) -> usize {
         self.order.len() - self.cursor
     }
@@ -85,13 +105,26 @@ impl Pending {
         matches!(self.reply, Reply::Tokens(_))
     }
 
+    /// Answers the caller. The place in the queue is released first: a caller that sends its next
+    /// request the moment this answer arrives must find it free.
     fn finish(self) {
-        let _ = match self.reply {
+        let Pending {
+            out, reply, _slot, ..
+        } = self;
+        drop(_slot);
+        let _ = match reply {
             Reply::Vectors(r) => r
-                .send(Ok(self.out.into_iter().map(|t| t.sentence).collect()))
+                .send(Ok(out.into_iter().map(|t| t.sentence).collect()))
                 .map_err(drop),
-            Reply::Tokens(r) => r.send(Ok(self.out)).map_err(drop),
+            Reply::Tokens(r) => r.send(Ok(out)).map_err(drop),
         };
+    }
+
+    /// Fails the caller, releasing the place in the queue first (see [`Self::finish`]).
+    fn fail(self, e: EmbedError) {
+        let Pending { reply, _slot, .. } = self;
+        drop(_slot);
+        reply.fail(e);
     }
 }
 
@@ -113,6 +146,8 @@ pub struct ModelInfo {
 pub struct Embedder {
     tx: SyncSender<Job>,
     capacity: usize,
+    /// Requests admitted and not yet answered.
+    queued: Arc<AtomicUsize>,
     info: Arc<ModelInfo>,
     tokenizer: Arc<tokenizers::Tokenizer>,
 }
@@ -165,6 +200,7 @@ impl Embedder {
         Ok(Self {
             tx,
             capacity: queue_capacity,
+            queued: Arc::new(AtomicUsize::new(0)),
             info,
             tokenizer,
         })
@@ -189,27 +225,48 @@ impl Embedder {
             .collect()
     }
 
-    fn submit(&self, texts: Vec<String>) -> Result<oneshot::Receiver<Vectors>, EmbedError> {
+    fn submit(
+        &self,
+        texts: Vec<String>,
+        admit: bool,
+    ) -> Result<oneshot::Receiver<Vectors>, EmbedError> {
         let (reply, rx) = oneshot::channel();
-        self.send(Job {
-            texts,
-            reply: Reply::Vectors(reply),
-        })?;
+        self.send(texts, Reply::Vectors(reply), admit)?;
         Ok(rx)
     }
 
-    fn submit_tokens(&self, texts: Vec<String>) -> Result<oneshot::Receiver<Tokens>, EmbedError> {
+    fn submit_tokens(
+        &self,
+        texts: Vec<String>,
+        admit: bool,
+    ) -> Result<oneshot::Receiver<Tokens>, EmbedError> {
         let (reply, rx) = oneshot::channel();
-        self.send(Job {
-            texts,
-            reply: Reply::Tokens(reply),
-        })?;
+        self.send(texts, Reply::Tokens(reply), admit)?;
         Ok(rx)
     }
 
-    fn send(&self, job: Job) -> Result<(), EmbedError> {
+    /// Queues a job. A request (`admit`) takes a place or is refused at once with
+    /// [`EmbedError::Overloaded`]; the service's own jobs (index builds, from blocking code) wait for room.
+    fn send(&self, texts: Vec<String>, reply: Reply, admit: bool) -> Result<(), EmbedError> {
+        if !admit {
+            let job = Job {
+                texts,
+                reply,
+                slot: Admitted(None),
+            };
+            return self.tx.send(job).map_err(|_| EmbedError::Stopped);
+        }
+        let before = self.queued.fetch_add(1, Ordering::AcqRel);
+        let slot = Admitted(Some(self.queued.clone()));
+        if before >= self.capacity {
+            return Err(EmbedError::Overloaded {
+                capacity: self.capacity,
+            });
+        }
+        let job = Job { texts, reply, slot };
         match self.tx.try_send(job) {
             Ok(()) => Ok(()),
+            // Admitted but the channel is momentarily full of the service's own jobs: refuse too.
             Err(TrySendError::Full(_)) => Err(EmbedError::Overloaded {
                 capacity: self.capacity,
             }),
@@ -220,26 +277,26 @@ impl Embedder {
     /// Like [`Self::embed`], also returning each text's token vectors (see
     /// [`SentenceEncoder::embed_with_tokens`]); the late-interaction rule needs them.
     pub async fn embed_tokens(&self, texts: Vec<String>) -> Tokens {
-        let rx = self.submit_tokens(texts)?;
+        let rx = self.submit_tokens(texts, true)?;
         rx.await.map_err(|_| EmbedError::Stopped)?
     }
 
     /// Like [`Self::embed_blocking`], also returning each text's token vectors. Must not be called from an
     /// async task.
     pub fn embed_tokens_blocking(&self, texts: Vec<String>) -> Tokens {
-        let rx = self.submit_tokens(texts)?;
+        let rx = self.submit_tokens(texts, false)?;
         rx.blocking_recv().map_err(|_| EmbedError::Stopped)?
     }
 
     /// Embeds `texts` (any number; large sets are chunked) from async code without blocking the runtime.
     pub async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, EmbedError> {
-        let rx = self.submit(texts)?;
+        let rx = self.submit(texts, true)?;
         rx.await.map_err(|_| EmbedError::Stopped)?
     }
 
     /// Embeds `texts` from synchronous code. Must not be called from an async task.
     pub fn embed_blocking(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, EmbedError> {
-        let rx = self.submit(texts)?;
+        let rx = self.submit(texts, false)?;
         rx.blocking_recv().map_err(|_| EmbedError::Stopped)?
     }
 }
@@ -361,7 +418,21 @@ fn run(encoder: SentenceEncoder, runner: Runner, rx: Receiver<Job>, max_batch: u
                 })
             }
         };
-        let result = runner.run(&texts, &forward);
+        // A panic inside a forward pass (a bug, an allocation failure) fails this batch's requests, not
+        // the model thread: the thread goes on with the next batch, so one bad batch never leaves the
+        // service refusing everything while its health says SERVING.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            runner.run(&texts, &forward)
+        }))
+        .unwrap_or_else(|panic| {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "panic".into());
+            tracing::error!(error = %what, batch = texts.len(), "forward pass panicked; batch failed");
+            Err(EmbedError::Panicked(what))
+        });
         tracing::trace!(
             batch = texts.len(),
             micros = started.elapsed().as_micros() as u64,
@@ -392,7 +463,7 @@ fn run(encoder: SentenceEncoder, runner: Runner, rx: Receiver<Job>, max_batch: u
                 tracing::error!(error = %e, "embedding batch failed");
                 for &(pos, _) in taken.iter().rev() {
                     if let Some(p) = pending.remove(pos) {
-                        p.reply.fail(e.clone());
+                        p.fail(e.clone());
                     }
                 }
                 continue;
