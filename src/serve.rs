@@ -37,12 +37,21 @@ pub enum ServerError {
 }
 
 /// Where and how the Admin service is exposed.
-#[derive(Debug)]
 pub struct AdminOptions {
     /// Bearer token every admin call must present.
     pub token: String,
     /// A listener of its own for Admin; `None` serves Admin on the main listener.
     pub listener: Option<TcpListener>,
+}
+
+impl std::fmt::Debug for AdminOptions {
+    /// The token never reaches a log line, however the options are printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminOptions")
+            .field("token", &"<redacted>")
+            .field("listener", &self.listener)
+            .finish()
+    }
 }
 
 /// How the service starts.
@@ -291,5 +300,25 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {},
         _ = term => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admin_options_never_print_the_token() {
+        let admin = || AdminOptions {
+            token: "s3cret-admin-token".into(),
+            listener: None,
+        };
+        let options = ServeOptions {
+            admin: Some(admin()),
+            ..ServeOptions::default()
+        };
+        let printed = format!("{:?} {options:?}", admin());
+        assert!(!printed.contains("s3cret"), "{printed}");
+        assert!(printed.contains("<redacted>"));
     }
 }

@@ -377,6 +377,35 @@ async fn mutations_are_validated_persisted_and_applied() {
     assert_eq!(on_disk.routes.len(), 2);
 }
 
+/// The model is loaded once: a reload whose `encoder:` differs is refused with its position, and the live
+/// routes keep serving (it used to be accepted and stored while the old model went on serving).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_changes_the_encoder_is_refused() {
+    let (server, path) = start_admin_server(&set(true), None);
+    server.wait_ready().await;
+    let mut adm = admin(&server.endpoint(), Some(TOKEN)).await;
+    let changed = format!("encoder:\n  max_tokens: 64\n{}", set(true));
+    std::fs::write(&path, changed).unwrap();
+    let e = adm
+        .rebuild_index(pb::RebuildIndexRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(
+        e.message()
+            .contains("routes.yaml:2:3: encoder: the encoder section changed")
+            && e.message().contains("restart"),
+        "{}",
+        e.message()
+    );
+    let info = adm
+        .get_index_info(pb::GetIndexInfoRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(info.index_version, 1, "the live snapshot stays");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broken_file_keeps_old_routes_and_says_where() {
     let (server, path) = start_admin_server(&set(true), None);

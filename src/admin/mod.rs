@@ -119,7 +119,24 @@ impl ControlPlane {
             source,
         })?;
         let text = String::from_utf8_lossy(&bytes).into_owned();
-        let config = config::parse_str(&text, &self.path.display().to_string())?;
+        let file = self.path.display().to_string();
+        let config = config::parse_str(&text, &file)?;
+        // The model is loaded once, at start: a changed `encoder:` would be stored while the old model
+        // went on serving, so it is refused and the live routes stay.
+        if config.encoder != self.router.snapshot().config.encoder {
+            let pos = config::PositionMap::build(&text).find("encoder");
+            return Err(ConfigError::Invalid {
+                file,
+                line: pos.line,
+                column: pos.column,
+                field: "encoder".into(),
+                message:
+                    "the encoder section changed: the model is loaded at start, so this change \
+                          needs a restart (the running routes stay as they were)"
+                        .into(),
+            }
+            .into());
+        }
         let snapshot = self.build(config).await?;
         let snapshot = self.router.install(snapshot);
         state.applied = bytes;

@@ -33,7 +33,9 @@ pub async fn run(addr: &str, token: &str, command: AdminCommand) -> anyhow::Resu
         .connect()
         .await
         .map_err(|e| anyhow::anyhow!("connecting to {addr}: {e}"))?;
-    let bearer: MetadataValue<_> = format!("Bearer {token}").parse()?;
+    let mut bearer: MetadataValue<_> = format!("Bearer {token}").parse()?;
+    // Marked sensitive: HTTP/2 never indexes it, and tracing of the request never shows it.
+    bearer.set_sensitive(true);
     let mut client = AdminClient::with_interceptor(channel, move |mut req: Request<()>| {
         req.metadata_mut().insert("authorization", bearer.clone());
         Ok(req)
