@@ -12,14 +12,22 @@ use std::process::Command;
 
 use common::TestServer;
 
+/// The venv's Python, or `None` (the test prints why and skips) when the test command did not set it up.
+fn sdk_python() -> Option<String> {
+    if let Ok(python) = std::env::var("SEMROUTE_SDK_PYTHON") {
+        return Some(python);
+    }
+    let why = "SEMROUTE_SDK_PYTHON is not set (./scripts/test.sh sets it up)";
+    if std::env::var("SEMROUTE_REQUIRE_DATA").is_ok_and(|v| v == "1") {
+        panic!("{why}; SEMROUTE_REQUIRE_DATA=1 makes this a failure");
+    }
+    eprintln!("SKIPPED: {why}");
+    None
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_official_openai_sdk_works_unmodified() {
-    let Ok(python) = std::env::var("SEMROUTE_SDK_PYTHON") else {
-        let why = "SEMROUTE_SDK_PYTHON is not set (./scripts/test.sh sets it up)";
-        if std::env::var("SEMROUTE_REQUIRE_DATA").is_ok_and(|v| v == "1") {
-            panic!("{why}; SEMROUTE_REQUIRE_DATA=1 makes this a failure");
-        }
-        eprintln!("SKIPPED: {why}");
+    let Some(python) = sdk_python() else {
         return;
     };
     // The shipped routes with a model queue of one job, so that a burst of embeddings is refused (429).
@@ -57,12 +65,7 @@ async fn the_official_openai_sdk_works_unmodified() {
 /// error for any generated request, and every response matching the document.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn generated_requests_match_the_openapi_document() {
-    let Ok(python) = std::env::var("SEMROUTE_SDK_PYTHON") else {
-        let why = "SEMROUTE_SDK_PYTHON is not set (./scripts/test.sh sets it up)";
-        if std::env::var("SEMROUTE_REQUIRE_DATA").is_ok_and(|v| v == "1") {
-            panic!("{why}; SEMROUTE_REQUIRE_DATA=1 makes this a failure");
-        }
-        eprintln!("SKIPPED: {why}");
+    let Some(python) = sdk_python() else {
         return;
     };
     let bin = std::path::Path::new(&python)
