@@ -1,11 +1,16 @@
 //! Gateway overhead: `Complete` over gRPC and `POST /v1/chat/completions` over HTTP, with the route given
 //! (no classification), against a local upstream that answers at once, versus calling that upstream
-//! directly, one request at a time at a fixed rate.
+//! directly.
 //!
 //! ```sh
 //! cargo run --release --example overhead -- [RATE_PER_S] [REQUESTS]     # default 200 req/s, 3000 requests
+//! cargo run --release --example overhead -- --open RATE[,RATE...] SECONDS
 //! ```
 //!
+//! The first form sends one request at a time at a fixed rate. `--open` is open loop: requests start on
+//! schedule whatever the answers do (a slow answer does not delay the next start, so queueing shows in the
+//! latencies), for each rate in turn; latency counts from the scheduled start. A rate is sustained when
+//! every request was answered, the achieved rate is within 2% of the target and p99 stays under 10 ms.
 //! Prints p50/p90/p99 for each path and what each face adds over the direct call. Needs the model in `models/` (the server loads it even
 //! though these requests skip classification).
 
@@ -59,11 +64,57 @@ where
     out
 }
 
+/// Starts `f()` every `1/rate` s for `secs` seconds without waiting for answers; returns each call's latency
+/// from its scheduled start, and the wall time from the first start to the last answer.
+async fn open_loop<F, Fut>(rate: u64, secs: u64, f: F) -> (Vec<Duration>, Duration)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let n = (rate * secs) as usize;
+    let period = Duration::from_secs_f64(1.0 / rate.max(1) as f64);
+    let start = tokio::time::Instant::now();
+    let mut tasks = Vec::with_capacity(n);
+    for i in 0..n {
+        let due = start + period * i as u32;
+        tokio::time::sleep_until(due).await;
+        let call = f();
+        tasks.push(tokio::spawn(async move {
+            call.await;
+            due.elapsed()
+        }));
+    }
+    let mut out = Vec::with_capacity(n);
+    for t in tasks {
+        out.push(t.await.expect("request task"));
+    }
+    (out, start.elapsed())
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    let rate: u64 = args.get(1).map_or(Ok(200), |s| s.parse())?;
-    let n: usize = args.get(2).map_or(Ok(3000), |s| s.parse())?;
+    let open: Option<(Vec<u64>, u64)> = match args.get(1).map(String::as_str) {
+        Some("--open") => {
+            let rates = args
+                .get(2)
+                .ok_or("--open RATE[,RATE...] SECONDS")?
+                .split(',')
+                .map(str::parse)
+                .collect::<Result<Vec<u64>, _>>()?;
+            let secs = args.get(3).map_or(Ok(5), |s| s.parse())?;
+            Some((rates, secs))
+        }
+        _ => None,
+    };
+    let rate: u64 = args
+        .get(1)
+        .filter(|_| open.is_none())
+        .map_or(Ok(200), |s| s.parse())?;
+    let n: usize = args
+        .get(2)
+        .filter(|_| open.is_none())
+        .map_or(Ok(3000), |s| s.parse())?;
 
     // The upstream: an OpenAI-compatible endpoint that answers at once.
     let app = axum::Router::new().route(
@@ -143,6 +194,47 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let _ = r.bytes().await.expect("body");
         }
     };
+    if let Some((rates, secs)) = open {
+        // Warm every path first (connections, allocator, branch predictors).
+        paced(500, 500, direct).await;
+        paced(500, 500, gateway).await;
+        paced(500, 500, http_face).await;
+        for rate in rates {
+            println!("open loop at {rate}/s for {secs} s per path");
+            let mut ps = Vec::new();
+            for (name, run) in [
+                ("direct", open_loop(rate, secs, direct).await),
+                ("grpc", open_loop(rate, secs, gateway).await),
+                ("http", open_loop(rate, secs, http_face).await),
+            ] {
+                let (lat, wall) = run;
+                let achieved = lat.len() as f64 / wall.as_secs_f64();
+                let p = summary(name, lat);
+                let sustained = achieved >= rate as f64 * 0.98 && p[2] < Duration::from_millis(10);
+                println!(
+                    "{:<10} achieved {achieved:.0}/s: {}",
+                    "",
+                    if sustained {
+                        "sustained"
+                    } else {
+                        "NOT sustained"
+                    }
+                );
+                ps.push(p);
+            }
+            let us = |a: Duration, b: Duration| (a.as_secs_f64() - b.as_secs_f64()) * 1e6;
+            for (name, x) in [("grpc", ps[1]), ("http", ps[2])] {
+                println!(
+                    "{name} adds  p50={:>7.1} µs  p90={:>7.1} µs  p99={:>7.1} µs",
+                    us(x[0], ps[0][0]),
+                    us(x[1], ps[0][1]),
+                    us(x[2], ps[0][2])
+                );
+            }
+        }
+        return Ok(());
+    }
+
     // Warm every path (connections, allocator, branch predictors).
     paced(rate, n / 10, direct).await;
     paced(rate, n / 10, gateway).await;

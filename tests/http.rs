@@ -208,8 +208,28 @@ async fn bad_requests_get_openai_errors_naming_the_field() {
         ),
         (
             json!({"model": "auto", "messages": user("x"), "tools": [{"type": "function"}]}),
-            "tool",
-            json!("tools"),
+            "needs `function`",
+            json!("tools[0].function"),
+        ),
+        (
+            json!({"model": "auto", "messages": user("x"), "tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": "sometimes"}),
+            "required",
+            json!("tool_choice"),
+        ),
+        (
+            json!({"model": "auto", "messages": user("x"), "tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": {"type": "function", "function": {"name": "g"}}}),
+            "`g` is not one of the tools",
+            json!("tool_choice.function.name"),
+        ),
+        (
+            json!({"model": "auto", "messages": [{"role": "user", "content": "x"}, {"role": "tool", "content": "42"}]}),
+            "tool_call_id",
+            json!("messages[1].tool_call_id"),
+        ),
+        (
+            json!({"model": "auto", "messages": user("x"), "functions": [{"name": "f"}]}),
+            "use `tools`",
+            json!("functions"),
         ),
         (
             json!({"model": "auto", "messages": user("x"), "temperature": 3.5}),
@@ -217,8 +237,13 @@ async fn bad_requests_get_openai_errors_naming_the_field() {
             json!("temperature"),
         ),
         (
-            json!({"model": "auto", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}),
-            "image_url",
+            json!({"model": "auto", "messages": [{"role": "user", "content": [{"type": "text", "text": "what is this"}, {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}]}]}),
+            "does not take images",
+            json!("messages[0].content[1]"),
+        ),
+        (
+            json!({"model": "auto", "messages": [{"role": "user", "content": [{"type": "input_audio", "input_audio": {}}]}]}),
+            "input_audio",
             json!("messages[0].content[0].type"),
         ),
         (
@@ -320,7 +345,7 @@ async fn completions_json_and_sse_with_failover_headers_and_passthrough() {
     let r = client()
         .post(format!("{}/v1/chat/completions", server.http_endpoint()))
         .header("x-request-id", "req-42")
-        .json(&json!({"model": "chat", "messages": user("hi"), "seed": 7, "user": "u-1", "max_tokens": 20, "stop": "END"}))
+        .json(&json!({"model": "chat", "messages": user("hi"), "seed": 7, "user": "u-1", "max_tokens": 20, "stop": "END", "top_p": 0.1, "temperature": 0.7}))
         .send()
         .await
         .unwrap();
@@ -344,6 +369,11 @@ async fn completions_json_and_sse_with_failover_headers_and_passthrough() {
     );
     assert_eq!(sent["max_tokens"], 20);
     assert_eq!(sent["stop"], json!(["END"]));
+    // Sampling parameters reach the upstream as the decimals the client wrote.
+    assert_eq!(
+        (sent["top_p"].clone(), sent["temperature"].clone()),
+        (json!(0.1), json!(0.7))
+    );
 
     // The Anthropic target cannot carry `seed`: its attempt says so and the next target answers.
     let r = chat(json!({"model": "careful", "messages": user("hi"), "seed": 7})).await;

@@ -1,5 +1,5 @@
 //! The official openai Python SDK (pinned in tests/sdk/requirements.txt) against the real server's HTTP
-//! face: chat, streaming with usage, response_format, embeddings, the models list, the decision headers,
+//! face: chat, streaming with usage, tool calls through OpenAI and Anthropic targets, response_format, embeddings, the models list, the decision headers,
 //! and the SDK's exception classes for 400/404/429/503 (tests/sdk/openai_sdk_check.py).
 //!
 //! `scripts/test.sh` installs the SDK into a venv outside the source tree and names its Python in
@@ -10,6 +10,7 @@ mod common;
 
 use std::process::Command;
 
+use common::upstream::FakeUpstream;
 use common::TestServer;
 
 /// The venv's Python, or `None` (the test prints why and skips) when the test command did not set it up.
@@ -30,12 +31,27 @@ async fn the_official_openai_sdk_works_unmodified() {
     let Some(python) = sdk_python() else {
         return;
     };
-    // The shipped routes with a model queue of one job, so that a burst of embeddings is refused (429).
+    // The shipped routes with a model queue of one job, so that a burst of embeddings is refused (429),
+    // and two fake providers (OpenAI and Anthropic formats) that call the tools they are offered.
+    let oa = FakeUpstream::start("from openai").await;
+    let an = FakeUpstream::start("from anthropic").await;
     let yaml = std::fs::read_to_string(common::repo().join("routes.yaml"))
         .unwrap()
         .replace(
             "encoder:\n",
             "encoder:\n  queue_capacity: 1\n  max_batch: 8\n",
+        )
+        .replace(
+            "\nproviders:\n",
+            &format!(
+                "\nproviders:\n  - {{name: fake-oa, kind: openai, base_url: {}}}\n  - {{name: fake-an, kind: anthropic, base_url: {}}}\n",
+                oa.base_url(),
+                an.base_url()
+            ),
+        )
+        .replace(
+            "\nmodels:\n",
+            "\nmodels:\n  - {name: tools-oa, provider: fake-oa, id: oa-tools}\n  - {name: tools-an, provider: fake-an, id: an-tools}\n",
         );
     let server = TestServer::start_yaml(&yaml);
     server.wait_ready().await;

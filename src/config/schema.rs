@@ -424,6 +424,10 @@ pub struct ModelConfig {
     /// The model's context window in tokens (documentation and `max_tokens` defaulting for Anthropic).
     #[serde(default)]
     pub context_window: Option<u32>,
+    /// Whether the model takes images. Requests with image parts skip models without it, and are refused
+    /// (400) when no target of the route has it.
+    #[serde(default)]
+    pub vision: bool,
 }
 
 /// `upstream:` — how forwarding behaves when downstream models fail.

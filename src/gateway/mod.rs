@@ -218,11 +218,17 @@ impl Gateway {
                 router.route_on(&snapshot, query).await?
             }
         };
-        let route = decision.route.clone().ok_or_else(|| {
-            UpstreamError::NoTargets(
-                "no route cleared its threshold and there is no default_route".into(),
-            )
-        })?;
+        // A call naming a model goes to it whatever the decision; otherwise the decision must name a route.
+        let route = match (&decision.route, &model) {
+            (Some(r), _) => r.clone(),
+            (None, Some(_)) => String::new(),
+            (None, None) => {
+                return Err(UpstreamError::NoTargets(
+                    "no route cleared its threshold and there is no default_route".into(),
+                )
+                .into())
+            }
+        };
         Ok(Prepared {
             snapshot,
             decision,
@@ -236,7 +242,7 @@ impl Gateway {
     async fn forward(
         &self,
         p: Prepared,
-        deltas: Option<&tokio::sync::mpsc::Sender<String>>,
+        deltas: Option<&tokio::sync::mpsc::Sender<crate::upstream::Delta>>,
     ) -> Result<CompleteOutcome, UpstreamError> {
         let dest = Destination {
             route: &p.route,

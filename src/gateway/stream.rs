@@ -9,6 +9,7 @@ use std::task::{Context, Poll};
 use tokio::sync::mpsc;
 
 use super::{CompleteOutcome, Gateway, GatewayError, Prepared};
+use crate::upstream::Delta;
 
 /// Deltas buffered between the forwarding task and a slow caller.
 const STREAM_BUFFER: usize = 32;
@@ -16,8 +17,8 @@ const STREAM_BUFFER: usize = 32;
 /// One event of a streamed completion.
 #[derive(Debug)]
 pub enum StreamEvent {
-    /// The next piece of the answer.
-    Delta(String),
+    /// The next piece of the answer: text or part of a tool call.
+    Delta(Delta),
     /// The answer is complete: usage, cost, who served it, every attempt and the decision. The last event.
     Done(Box<CompleteOutcome>),
     /// The completion failed (every target, or a break after the answer started). The last event.
@@ -59,7 +60,7 @@ pub(super) fn spawn(gateway: Arc<Gateway>, prepared: Prepared) -> CompletionStre
 }
 
 async fn run(gateway: Arc<Gateway>, prepared: Prepared, out: mpsc::Sender<StreamEvent>) {
-    let (dtx, mut drx) = mpsc::channel::<String>(STREAM_BUFFER);
+    let (dtx, mut drx) = mpsc::channel::<Delta>(STREAM_BUFFER);
     let forward = gateway.forward(prepared, Some(&dtx));
     tokio::pin!(forward);
     let result = loop {

@@ -6,16 +6,19 @@ use super::pb;
 use crate::admin::AdminError;
 use crate::embedding::EmbedError;
 use crate::gateway::{CompleteOutcome, GatewayError};
-use crate::message::ChatMessage;
+use crate::message::{ChatMessage, ResponseFormat};
 use crate::router::{Decision, RouteError, RouteQuery};
 use crate::upstream::{Attempt, Completion, CompletionRequest, Outcome, UpstreamError};
 
+/// A proto `float` as the decimal the caller wrote: `0.1f32` is `0.10000000149…` as an f64, and upstreams
+/// should see `0.1`. The shortest text that reads back as the same f32 is that decimal.
+fn decimal(x: f32) -> f64 {
+    x.to_string().parse().unwrap_or(f64::from(x))
+}
+
 fn messages(ms: Vec<pb::Message>) -> Vec<ChatMessage> {
     ms.into_iter()
-        .map(|m| ChatMessage {
-            role: m.role,
-            content: m.content,
-        })
+        .map(|m| ChatMessage::text(m.role, m.content))
         .collect()
 }
 
@@ -24,12 +27,16 @@ impl From<pb::CompleteRequest> for CompletionRequest {
         CompletionRequest {
             messages: messages(r.messages),
             max_tokens: r.max_tokens,
-            temperature: r.temperature,
-            top_p: r.top_p,
+            temperature: r.temperature.map(decimal),
+            top_p: r.top_p.map(decimal),
             stop: r.stop,
-            json: r.json,
+            response_format: if r.json {
+                ResponseFormat::JsonObject
+            } else {
+                ResponseFormat::Text
+            },
             metadata: r.metadata.into_iter().collect(),
-            extra: Default::default(),
+            ..Default::default()
         }
     }
 }
@@ -97,6 +104,9 @@ impl From<UpstreamError> for Status {
     fn from(e: UpstreamError) -> Self {
         match e {
             UpstreamError::InvalidRequest(m) => Status::invalid_argument(m),
+            UpstreamError::Unsupported { field, reason } => {
+                Status::invalid_argument(format!("{field}: {reason}"))
+            }
             UpstreamError::UnknownRoute(_) | UpstreamError::UnknownModel(_) => {
                 Status::not_found(e.to_string())
             }

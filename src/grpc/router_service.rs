@@ -9,6 +9,7 @@ use tonic::{Request, Response, Status};
 
 use super::pb;
 use crate::gateway::{CompleteCall, Gateway, StreamEvent};
+use crate::upstream::Delta;
 
 /// The Router gRPC service over the gateway. Answers UNAVAILABLE until the gateway is ready.
 #[derive(Clone)]
@@ -68,18 +69,24 @@ impl pb::router_server::Router for RouterService {
             .gateway
             .complete_stream(complete_call(request.into_inner()))
             .await?;
-        let chunks = events.map(|event| match event {
-            StreamEvent::Delta(delta) => Ok(pb::CompleteChunk { delta, done: None }),
-            StreamEvent::Done(outcome) => {
-                // The proto's final chunk carries everything but the content, which the deltas delivered.
-                let mut done = pb::CompleteResponse::from(*outcome);
-                done.content.clear();
-                Ok(pb::CompleteChunk {
-                    delta: String::new(),
-                    done: Some(done),
-                })
-            }
-            StreamEvent::Error(e) => Err(e.into()),
+        // The proto carries text only: a gRPC request cannot offer tools, so no tool-call deltas come.
+        let chunks = events.filter_map(|event| {
+            futures_util::future::ready(match event {
+                StreamEvent::Delta(Delta::Text(delta)) => {
+                    Some(Ok(pb::CompleteChunk { delta, done: None }))
+                }
+                StreamEvent::Delta(Delta::ToolCall(_)) => None,
+                StreamEvent::Done(outcome) => {
+                    // The proto's final chunk carries everything but the content, which the deltas delivered.
+                    let mut done = pb::CompleteResponse::from(*outcome);
+                    done.content.clear();
+                    Some(Ok(pb::CompleteChunk {
+                        delta: String::new(),
+                        done: Some(done),
+                    }))
+                }
+                StreamEvent::Error(e) => Some(Err(e.into())),
+            })
         });
         Ok(Response::new(Box::pin(chunks)))
     }

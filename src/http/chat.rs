@@ -15,9 +15,11 @@ use serde_json::{json, Map, Value};
 use super::error::ApiError;
 use super::RequestId;
 use crate::gateway::{CompleteCall, CompleteOutcome, Gateway, StreamEvent};
-use crate::message::ChatMessage;
+use crate::message::{
+    ChatMessage, ContentPart, ImagePart, ResponseFormat, ToolCall, ToolChoice, ToolSpec,
+};
 use crate::router::Decision;
-use crate::upstream::CompletionRequest;
+use crate::upstream::{openai_tool_call, Completion, CompletionRequest, Delta};
 
 /// The request body. Fields we do not interpret land in `extra` and go to OpenAI-compatible upstreams
 /// unchanged.
@@ -30,9 +32,9 @@ pub struct ChatRequest {
     #[serde(default)]
     max_completion_tokens: Option<u32>,
     #[serde(default)]
-    temperature: Option<f32>,
+    temperature: Option<f64>,
     #[serde(default)]
-    top_p: Option<f32>,
+    top_p: Option<f64>,
     #[serde(default)]
     stop: Option<Stop>,
     #[serde(default)]
@@ -45,6 +47,12 @@ pub struct ChatRequest {
     stream_options: Option<StreamOptions>,
     #[serde(default)]
     metadata: Option<std::collections::HashMap<String, String>>,
+    #[serde(default)]
+    tools: Option<Vec<WireTool>>,
+    #[serde(default)]
+    tool_choice: Option<Value>,
+    #[serde(default)]
+    parallel_tool_calls: Option<bool>,
     #[serde(flatten)]
     extra: Map<String, Value>,
 }
@@ -68,13 +76,10 @@ struct WireMessage {
     #[serde(default)]
     content: Option<Content>,
     #[serde(default)]
-    tool_calls: Option<Value>,
+    tool_calls: Option<Vec<WireToolCall>>,
     #[serde(default)]
     tool_call_id: Option<String>,
-    // `name` (a participant's name) is accepted and not forwarded.
-    #[serde(default)]
-    #[allow(dead_code)]
-    name: Option<String>,
+    // `name` (a participant's name) and `refusal` (echoed back by SDKs) are accepted and not forwarded.
 }
 
 #[derive(Debug, Deserialize)]
@@ -90,23 +95,61 @@ struct Part {
     kind: String,
     #[serde(default)]
     text: Option<String>,
+    #[serde(default)]
+    image_url: Option<ImageUrl>,
 }
 
-/// Fields that change what the router does and that it does not support yet: refused by name rather than
+#[derive(Debug, Deserialize)]
+struct ImageUrl {
+    url: String,
+    #[serde(default)]
+    detail: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireToolCall {
+    id: String,
+    #[serde(rename = "type", default)]
+    kind: Option<String>,
+    function: WireFunctionCall,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireFunctionCall {
+    name: String,
+    #[serde(default)]
+    arguments: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireTool {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    function: Option<WireFunction>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireFunction {
+    name: String,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    parameters: Option<Value>,
+    #[serde(default)]
+    strict: Option<bool>,
+}
+
+/// Fields that change what the router does and that it does not support: refused by name rather than
 /// forwarded, so a client never gets an answer that silently ignored them.
 const UNSUPPORTED: &[(&str, &str)] = &[
-    ("tools", "tool calling is not supported by semroute yet"),
-    (
-        "tool_choice",
-        "tool calling is not supported by semroute yet",
-    ),
     (
         "functions",
-        "function calling is not supported by semroute yet",
+        "the deprecated `functions` API is not supported: use `tools`",
     ),
     (
         "function_call",
-        "function calling is not supported by semroute yet",
+        "the deprecated `function_call` is not supported: use `tool_choice`",
     ),
     ("logprobs", "logprobs are not supported by semroute yet"),
     ("audio", "audio output is not supported by semroute"),
@@ -167,49 +210,189 @@ fn messages(wire: Vec<WireMessage>) -> Result<Vec<ChatMessage>, ApiError> {
                 ))
             }
         };
-        if m.tool_calls.as_ref().is_some_and(|t| !t.is_null()) || m.tool_call_id.is_some() {
-            return Err(ApiError::invalid_param(
-                at(if m.tool_call_id.is_some() {
-                    "tool_call_id"
-                } else {
-                    "tool_calls"
-                }),
-                "tool calling is not supported by semroute yet",
-            ));
+        let tool_calls = match m.tool_calls {
+            Some(calls) if !calls.is_empty() => {
+                if role != "assistant" {
+                    return Err(ApiError::invalid_param(
+                        at("tool_calls"),
+                        "only assistant messages carry tool_calls",
+                    ));
+                }
+                let mut out = Vec::with_capacity(calls.len());
+                for (j, c) in calls.into_iter().enumerate() {
+                    if c.kind.as_deref().is_some_and(|k| k != "function") {
+                        return Err(ApiError::invalid_param(
+                            format!("messages[{i}].tool_calls[{j}].type"),
+                            "only `function` tool calls are supported",
+                        ));
+                    }
+                    out.push(ToolCall {
+                        id: c.id,
+                        name: c.function.name,
+                        arguments: c.function.arguments,
+                    });
+                }
+                out
+            }
+            _ => Vec::new(),
+        };
+        match (role, &m.tool_call_id) {
+            ("tool", None) => {
+                return Err(ApiError::invalid_param(
+                    at("tool_call_id"),
+                    "a tool message needs the tool_call_id of the call it answers",
+                ))
+            }
+            (r, Some(_)) if r != "tool" => {
+                return Err(ApiError::invalid_param(
+                    at("tool_call_id"),
+                    "only tool messages carry tool_call_id",
+                ))
+            }
+            _ => {}
         }
-        let content = match m.content {
-            None => String::new(),
-            Some(Content::Text(t)) => t,
-            Some(Content::Parts(parts)) => {
-                let mut text = Vec::with_capacity(parts.len());
-                for (j, p) in parts.into_iter().enumerate() {
-                    match (p.kind.as_str(), p.text) {
-                        ("text", Some(t)) => text.push(t),
-                        ("text", None) => {
+        let (content, parts) = match m.content {
+            None => (String::new(), Vec::new()),
+            Some(Content::Text(t)) => (t, Vec::new()),
+            Some(Content::Parts(wire_parts)) => {
+                let mut parts = Vec::with_capacity(wire_parts.len());
+                for (j, p) in wire_parts.into_iter().enumerate() {
+                    let field = |f: &str| format!("messages[{i}].content[{j}].{f}");
+                    match p.kind.as_str() {
+                        "text" => match p.text {
+                            Some(t) => parts.push(ContentPart::Text(t)),
+                            None => {
+                                return Err(ApiError::invalid_param(
+                                    field("text"),
+                                    "a text part needs `text`",
+                                ))
+                            }
+                        },
+                        "image_url" if role == "user" => match p.image_url {
+                            Some(img) => parts.push(ContentPart::Image(ImagePart {
+                                url: img.url,
+                                detail: img.detail,
+                            })),
+                            None => {
+                                return Err(ApiError::invalid_param(
+                                    field("image_url"),
+                                    "an image_url part needs `image_url.url`",
+                                ))
+                            }
+                        },
+                        "image_url" => {
                             return Err(ApiError::invalid_param(
-                                format!("messages[{i}].content[{j}].text"),
-                                "a text part needs `text`",
+                                field("type"),
+                                "only user messages carry images",
                             ))
                         }
-                        (kind, _) => {
+                        kind => {
                             return Err(ApiError::invalid_param(
-                                format!("messages[{i}].content[{j}].type"),
+                                field("type"),
                                 format!(
-                                "content parts of type `{kind}` are not supported yet (text only)"
-                            ),
+                                    "content parts of type `{kind}` are not supported (text and image_url)"
+                                ),
                             ))
                         }
                     }
                 }
-                text.join("\n")
+                let text = parts
+                    .iter()
+                    .filter_map(|p| match p {
+                        ContentPart::Text(t) => Some(t.as_str()),
+                        ContentPart::Image(_) => None,
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                // Text-only parts are plain text to every layer below; the order only matters with images.
+                let has_image = parts.iter().any(|p| matches!(p, ContentPart::Image(_)));
+                (text, if has_image { parts } else { Vec::new() })
             }
         };
         out.push(ChatMessage {
             role: role.into(),
             content,
+            parts,
+            tool_calls,
+            tool_call_id: m.tool_call_id,
         });
     }
     Ok(out)
+}
+
+/// The tools offered and the choice among them.
+fn tools(
+    wire: Option<Vec<WireTool>>,
+    choice: Option<Value>,
+) -> Result<(Vec<ToolSpec>, Option<ToolChoice>), ApiError> {
+    let mut specs = Vec::new();
+    for (i, t) in wire.unwrap_or_default().into_iter().enumerate() {
+        if t.kind != "function" {
+            return Err(ApiError::invalid_param(
+                format!("tools[{i}].type"),
+                format!(
+                    "tools of type `{}` are not supported (function only)",
+                    t.kind
+                ),
+            ));
+        }
+        let Some(f) = t.function else {
+            return Err(ApiError::invalid_param(
+                format!("tools[{i}].function"),
+                "a function tool needs `function`",
+            ));
+        };
+        if f.parameters.as_ref().is_some_and(|p| !p.is_object()) {
+            return Err(ApiError::invalid_param(
+                format!("tools[{i}].function.parameters"),
+                "parameters must be a JSON Schema object",
+            ));
+        }
+        specs.push(ToolSpec {
+            name: f.name,
+            description: f.description,
+            parameters: f.parameters,
+            strict: f.strict,
+        });
+    }
+    let choice = match choice {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => match s.as_str() {
+            "none" => Some(ToolChoice::None),
+            "auto" => Some(ToolChoice::Auto),
+            "required" => Some(ToolChoice::Required),
+            _ => {
+                return Err(ApiError::invalid_param(
+                    "tool_choice",
+                    "expected none, auto, required or {\"type\": \"function\", \"function\": {\"name\": ...}}",
+                ))
+            }
+        },
+        Some(v) => match v.pointer("/function/name").and_then(Value::as_str) {
+            Some(name) if v.get("type").and_then(Value::as_str) == Some("function") => {
+                if !specs.iter().any(|t| t.name == name) {
+                    return Err(ApiError::invalid_param(
+                        "tool_choice.function.name",
+                        format!("`{name}` is not one of the tools"),
+                    ));
+                }
+                Some(ToolChoice::Function(name.to_string()))
+            }
+            _ => {
+                return Err(ApiError::invalid_param(
+                    "tool_choice",
+                    "expected none, auto, required or {\"type\": \"function\", \"function\": {\"name\": ...}}",
+                ))
+            }
+        },
+    };
+    if specs.is_empty() && matches!(choice, Some(ToolChoice::Required)) {
+        return Err(ApiError::invalid_param(
+            "tool_choice",
+            "tool_choice `required` needs tools",
+        ));
+    }
+    Ok((specs, choice))
 }
 
 /// Translates the wire request into a gateway call; refuses what it cannot honour, naming the field.
@@ -232,16 +415,22 @@ fn translate(gateway: &Gateway, r: ChatRequest) -> Result<(CompleteCall, bool, b
     }
     let mut extra = r.extra;
     extra.retain(|k, v| !v.is_null() && !UNSUPPORTED.iter().any(|(f, _)| f == k));
-    let json = match &r.response_format {
-        None | Some(Value::Null) => false,
+    let response_format = match &r.response_format {
+        None | Some(Value::Null) => ResponseFormat::Text,
         Some(f) => match f.get("type").and_then(Value::as_str) {
-            Some("text") => false,
-            Some("json_object") => true,
-            Some("json_schema") => {
-                // Forwarded as given to OpenAI-compatible upstreams; also checked by cascades.
-                extra.insert("response_format".into(), f.clone());
-                true
-            }
+            Some("text") => ResponseFormat::Text,
+            Some("json_object") => ResponseFormat::JsonObject,
+            Some("json_schema") => match f.get("json_schema") {
+                Some(s) if s.get("schema").is_none_or(Value::is_object) && s.is_object() => {
+                    ResponseFormat::JsonSchema(s.clone())
+                }
+                _ => {
+                    return Err(ApiError::invalid_param(
+                        "response_format.json_schema",
+                        "json_schema needs an object with `name` and a `schema` object",
+                    ))
+                }
+            },
             _ => {
                 return Err(ApiError::invalid_param(
                     "response_format.type",
@@ -255,6 +444,7 @@ fn translate(gateway: &Gateway, r: ChatRequest) -> Result<(CompleteCall, bool, b
         .stream_options
         .and_then(|o| o.include_usage)
         .unwrap_or(false);
+    let (tools, tool_choice) = tools(r.tools, r.tool_choice)?;
     let selection = select(gateway, &r.model)?;
     let mut metadata = r.metadata.unwrap_or_default();
     if let Some(Value::String(u)) = extra.get("user") {
@@ -271,7 +461,10 @@ fn translate(gateway: &Gateway, r: ChatRequest) -> Result<(CompleteCall, bool, b
             Some(Stop::One(s)) => vec![s],
             Some(Stop::Many(v)) => v,
         },
-        json,
+        response_format,
+        tools,
+        tool_choice,
+        parallel_tool_calls: r.parallel_tool_calls,
         metadata,
         extra,
     };
@@ -314,6 +507,41 @@ fn decision_headers(headers: &mut HeaderMap, d: &Decision) {
     set(headers, "x-semroute-score", &format!("{:.4}", d.score));
 }
 
+/// The answer as OpenAI's `choices[0].message`: `content` is `null` when the model only called tools.
+fn message(c: &Completion) -> Value {
+    let mut m = json!({
+        "role": "assistant",
+        "content": if c.content.is_empty() && !c.tool_calls.is_empty() {
+            Value::Null
+        } else {
+            json!(c.content)
+        },
+        "refusal": null,
+    });
+    if !c.tool_calls.is_empty() {
+        m["tool_calls"] = c.tool_calls.iter().map(openai_tool_call).collect();
+    }
+    m
+}
+
+/// A streamed delta in OpenAI's chunk shape.
+fn delta(d: Delta) -> Value {
+    match d {
+        Delta::Text(t) => json!({"content": t}),
+        Delta::ToolCall(c) => {
+            let mut call = json!({"index": c.index, "function": {"arguments": c.arguments}});
+            if let Some(id) = c.id {
+                call["id"] = json!(id);
+                call["type"] = json!("function");
+            }
+            if let Some(name) = c.name {
+                call["function"]["name"] = json!(name);
+            }
+            json!({"tool_calls": [call]})
+        }
+    }
+}
+
 fn usage(o: &CompleteOutcome) -> Value {
     let u = o.completion.usage;
     json!({
@@ -347,7 +575,7 @@ pub async fn completions(
                     "model": o.completion.served_by.upstream_model,
                     "choices": [{
                         "index": 0,
-                        "message": {"role": "assistant", "content": o.completion.content, "refusal": null},
+                        "message": message(&o.completion),
                         "finish_reason": o.completion.finish_reason,
                         "logprobs": null,
                     }],
@@ -401,9 +629,7 @@ pub async fn completions(
     let head = futures_util::stream::iter([first]);
     let body = head.chain(events).flat_map(move |ev| {
         let out: Vec<String> = match ev {
-            StreamEvent::Delta(d) => {
-                vec![chunk(&requested, json!({"content": d}), None).to_string()]
-            }
+            StreamEvent::Delta(d) => vec![chunk(&requested, delta(d), None).to_string()],
             StreamEvent::Done(o) => {
                 let model = o.completion.served_by.upstream_model.clone();
                 let mut v =

@@ -134,6 +134,7 @@ impl From<UpstreamError> for ApiError {
                 Some(p) => Self::invalid_param(p, m),
                 None => Self::invalid(m),
             },
+            UpstreamError::Unsupported { field, reason } => Self::invalid_param(field, reason),
             UpstreamError::UnknownRoute(_) | UpstreamError::UnknownModel(_) => {
                 Self::not_found(e.to_string())
             }

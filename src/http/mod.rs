@@ -240,10 +240,7 @@ async fn route(
         messages: req
             .messages
             .into_iter()
-            .map(|m| ChatMessage {
-                role: m.role,
-                content: m.content,
-            })
+            .map(|m| ChatMessage::text(m.role, m.content))
             .collect(),
         top_k: req.top_k,
     };

@@ -8,10 +8,11 @@ use reqwest::header::{HeaderValue, RETRY_AFTER};
 use tokio::sync::mpsc;
 use tokio::time::{timeout_at, Instant};
 
+use super::assemble::Assembler;
 use super::keys::ApiKey;
 use super::sse::SseParser;
 use super::wire::{Answer, Piece};
-use super::{anthropic, mock, openai, CompletionRequest, Usage};
+use super::{anthropic, mock, openai, CompletionRequest, Delta, Usage};
 use crate::config::{ModelConfig, ProviderConfig, ProviderKind};
 
 /// Most bytes of an error body quoted in an attempt's error.
@@ -103,7 +104,7 @@ pub struct Served {
 /// Where streamed deltas go, and whether any reached it.
 pub struct DeltaSink<'a> {
     /// The channel to the caller.
-    pub tx: &'a mpsc::Sender<String>,
+    pub tx: &'a mpsc::Sender<Delta>,
     /// Set once a delta was handed over: from then on the request may not fail over.
     pub delivered: &'a mut bool,
 }
@@ -237,7 +238,7 @@ pub async fn complete(t: &Target<'_>, req: &CompletionRequest) -> Result<Served,
     let v: serde_json::Value = serde_json::from_slice(&body)
         .map_err(|e| AttemptError::Malformed(format!("not JSON: {e}")))?;
     let answer = match t.provider.kind {
-        ProviderKind::Anthropic => anthropic::parse_answer(&v),
+        ProviderKind::Anthropic => anthropic::parse_answer(&v, req.response_format.is_json()),
         _ => openai::parse_answer(&v),
     }
     .map_err(AttemptError::Malformed)?;
@@ -259,7 +260,7 @@ pub async fn stream(
         let answer = mock::answer(t.provider, t.model, req);
         if let Some(s) = sink.as_mut() {
             for d in mock::deltas(&answer.content) {
-                if s.tx.send(d).await.is_err() {
+                if s.tx.send(Delta::Text(d)).await.is_err() {
                     return Err(AttemptError::Cancelled);
                 }
                 *s.delivered = true;
@@ -288,7 +289,10 @@ pub async fn stream(
     let mut bytes = resp.bytes_stream();
     let mut parser = SseParser::new(t.max_body_bytes);
     let mut read = 0usize;
-    let mut content = String::new();
+    // Anthropic's JSON mode is a forced tool call whose arguments are the answer.
+    let json_tool = (t.provider.kind == ProviderKind::Anthropic && req.response_format.is_json())
+        .then_some(anthropic::JSON_TOOL);
+    let mut assembler = Assembler::new(json_tool);
     let mut finish_reason = None;
     let mut usage = Usage::default();
     let mut ttft = None;
@@ -312,22 +316,40 @@ pub async fn stream(
             }
             .map_err(AttemptError::Malformed)?;
             for piece in pieces {
-                match piece {
-                    Piece::Delta(d) => {
-                        ttft.get_or_insert_with(|| started.elapsed());
-                        if let Some(s) = sink.as_mut() {
-                            if s.tx.send(d.clone()).await.is_err() {
-                                return Err(AttemptError::Cancelled);
-                            }
-                            *s.delivered = true;
-                        }
-                        content.push_str(&d);
+                let delta = match piece {
+                    Piece::Delta(d) => assembler.provider_text(d),
+                    Piece::ToolCall {
+                        index,
+                        id,
+                        name,
+                        arguments,
+                    } => assembler.tool_call(index, id, name, arguments),
+                    Piece::Finish(r) => {
+                        finish_reason = Some(r);
+                        None
                     }
-                    Piece::Finish(r) => finish_reason = Some(r),
-                    Piece::InputTokens(n) => usage.input_tokens = n,
-                    Piece::OutputTokens(n) => usage.output_tokens = n,
+                    Piece::InputTokens(n) => {
+                        usage.input_tokens = n;
+                        None
+                    }
+                    Piece::OutputTokens(n) => {
+                        usage.output_tokens = n;
+                        None
+                    }
                     Piece::Error(m) => return Err(AttemptError::Broken(m)),
-                    Piece::Done => done = true,
+                    Piece::Done => {
+                        done = true;
+                        None
+                    }
+                };
+                if let Some(d) = delta {
+                    ttft.get_or_insert_with(|| started.elapsed());
+                    if let Some(s) = sink.as_mut() {
+                        if s.tx.send(d).await.is_err() {
+                            return Err(AttemptError::Cancelled);
+                        }
+                        *s.delivered = true;
+                    }
                 }
             }
         }
@@ -338,11 +360,7 @@ pub async fn stream(
         ));
     }
     Ok(Served {
-        answer: Answer {
-            content,
-            finish_reason: finish_reason.unwrap_or_else(|| "stop".into()),
-            usage,
-        },
+        answer: assembler.finish(finish_reason, usage),
         ttft: ttft.unwrap_or_else(|| started.elapsed()),
     })
 }

@@ -39,6 +39,7 @@ pub fn answer(provider: &ProviderConfig, model: &ModelConfig, req: &CompletionRe
             output_tokens: words.len().min(limit) as u64,
         },
         content,
+        tool_calls: Vec::new(),
         finish_reason: finish_reason.into(),
     }
 }
@@ -76,14 +77,8 @@ mod tests {
     fn ask(text: &str, max_tokens: Option<u32>) -> CompletionRequest {
         CompletionRequest {
             messages: vec![
-                ChatMessage {
-                    role: "user".into(),
-                    content: "first".into(),
-                },
-                ChatMessage {
-                    role: "user".into(),
-                    content: text.into(),
-                },
+                ChatMessage::text("user", "first"),
+                ChatMessage::text("user", text),
             ],
             max_tokens,
             ..Default::default()

@@ -3,6 +3,7 @@
 //! retries with backoff, and the fallback chain. Knows nothing of gRPC.
 
 mod anthropic;
+mod assemble;
 pub mod breaker;
 mod call;
 pub mod health;
@@ -14,6 +15,8 @@ pub mod sse;
 pub mod strategy;
 pub mod wire;
 
+pub use openai::tool_call as openai_tool_call;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -22,7 +25,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 use crate::config::{Config, ModelConfig, ProviderConfig, RouteConfig, Strategy};
-use crate::message::ChatMessage;
+use crate::message::{ChatMessage, ResponseFormat, ToolCall, ToolChoice, ToolSpec};
 use breaker::{Admission, BreakerState};
 use call::{AttemptError, DeltaSink, Target};
 use health::{HealthBook, TargetHealth};
@@ -43,6 +46,15 @@ pub enum UpstreamError {
     /// The model named by the caller does not exist.
     #[error("unknown model `{0}`")]
     UnknownModel(String),
+    /// No target of the route can carry the request as given (a field its format lacks, images to a
+    /// model without vision).
+    #[error("{reason}")]
+    Unsupported {
+        /// The request field, as the caller wrote it (`messages[1].content[0]`, `seed`).
+        field: String,
+        /// Why, naming the target.
+        reason: String,
+    },
     /// No route was decided (nothing matched and there is no default route), or the route has no targets.
     #[error("{0}")]
     NoTargets(String),
@@ -98,13 +110,19 @@ pub struct CompletionRequest {
     /// Most tokens to generate.
     pub max_tokens: Option<u32>,
     /// Sampling temperature.
-    pub temperature: Option<f32>,
+    pub temperature: Option<f64>,
     /// Nucleus sampling.
-    pub top_p: Option<f32>,
+    pub top_p: Option<f64>,
     /// Stop sequences.
     pub stop: Vec<String>,
-    /// Ask for a JSON object (OpenAI `response_format`; also checked by cascades).
-    pub json: bool,
+    /// The answer's shape (JSON mode is also checked by cascades).
+    pub response_format: ResponseFormat,
+    /// Functions the model may call.
+    pub tools: Vec<ToolSpec>,
+    /// Whether and which tool the model must call.
+    pub tool_choice: Option<ToolChoice>,
+    /// Whether the model may make several calls in one turn.
+    pub parallel_tool_calls: Option<bool>,
     /// Caller metadata (sticky keys for A/B splits).
     pub metadata: HashMap<String, String>,
     /// Request fields the router does not interpret (the HTTP face's `seed`, `user`, penalties, ...): sent
@@ -178,11 +196,36 @@ pub struct ServedBy {
     pub upstream_model: String,
 }
 
+/// A piece of a streamed answer, as the caller sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Delta {
+    /// Text to append.
+    Text(String),
+    /// Part of a tool call.
+    ToolCall(ToolCallDelta),
+}
+
+/// Part of a tool call in a stream: the first piece of call `index` carries its id and name, later ones
+/// the next fragments of its arguments.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolCallDelta {
+    /// The call's position in the answer's calls: 0, 1, …
+    pub index: u32,
+    /// The call's id (first piece only).
+    pub id: Option<String>,
+    /// The function's name (first piece only).
+    pub name: Option<String>,
+    /// The next fragment of the arguments' JSON text.
+    pub arguments: String,
+}
+
 /// A served completion.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Completion {
     /// The answer.
     pub content: String,
+    /// The tool calls the model made.
+    pub tool_calls: Vec<ToolCall>,
     /// `stop`, `length`, ...
     pub finish_reason: String,
     /// Token counts reported by the provider.
@@ -270,16 +313,36 @@ impl Forwarder {
         config: &Config,
         dest: Destination<'_>,
         req: &CompletionRequest,
-        deltas: Option<&mpsc::Sender<String>>,
+        deltas: Option<&mpsc::Sender<Delta>>,
     ) -> Result<Completion, UpstreamError> {
         validate(config, req)?;
-        let route = config
-            .routes
-            .iter()
-            .find(|r| r.name == dest.route)
-            .ok_or_else(|| UpstreamError::UnknownRoute(dest.route.to_string()))?;
+        // A call that names a model needs no route: its decision is only reported.
+        let route = match dest.model {
+            Some(_) if dest.route.is_empty() => None,
+            _ => Some(
+                config
+                    .routes
+                    .iter()
+                    .find(|r| r.name == dest.route)
+                    .ok_or_else(|| UpstreamError::UnknownRoute(dest.route.to_string()))?,
+            ),
+        };
         let order = self.order(config, route, dest.model, req)?;
-        let cascade = dest.model.is_none() && route.strategy == Strategy::Cascade;
+        // A request no target can carry is the caller's to fix: refused before anything is sent.
+        let unfit: Vec<Option<(String, String)>> = order
+            .iter()
+            .map(|name| lookup(config, name).map(|(m, p)| cannot_carry(p, m, req)))
+            .collect::<Result<_, _>>()?;
+        if unfit.iter().all(Option::is_some) {
+            if let Some(Some((field, reason))) = unfit.first() {
+                return Err(UpstreamError::Unsupported {
+                    field: field.clone(),
+                    reason: reason.clone(),
+                });
+            }
+        }
+        let cascade =
+            dest.model.is_none() && route.is_some_and(|r| r.strategy == Strategy::Cascade);
         let u = &config.upstream;
         let mut attempts = Vec::new();
         let mut delivered = false;
@@ -295,18 +358,10 @@ impl Forwarder {
                 error,
                 breaker,
             };
-            if provider.kind == crate::config::ProviderKind::Anthropic {
-                if let Some(field) = req
-                    .extra
-                    .keys()
-                    .find(|k| !anthropic::TRANSLATED_EXTRA.contains(&k.as_str()))
-                {
-                    let m = format!(
-                        "the Anthropic format has no `{field}`: this target cannot honour the request"
-                    );
-                    attempts.push(record(Outcome::Failed, Instant::now(), m, health.state()));
-                    continue;
-                }
+            if let Some((_, reason)) = &unfit[i] {
+                let m = format!("skipped: {reason}");
+                attempts.push(record(Outcome::Failed, Instant::now(), m, health.state()));
+                continue;
             }
             let key = match keys::resolve(provider, &self.base_dir) {
                 Ok(k) => k,
@@ -415,10 +470,12 @@ impl Forwarder {
                     tracing::info!(target = %name, "circuit closed");
                 }
                 health.observe(served.ttft, elapsed, served.answer.usage.output_tokens);
-                if hold {
-                    if let Some(reason) =
-                        policy::cascade_check(&route.cascade, req.json, &served.answer)
-                    {
+                if let Some(route) = route.filter(|_| hold) {
+                    if let Some(reason) = policy::cascade_check(
+                        &route.cascade,
+                        req.response_format.is_json(),
+                        &served.answer,
+                    ) {
                         tracing::debug!(target = %name, %reason, "cascade escalates");
                         attempts.push(record(
                             Outcome::Escalated,
@@ -430,9 +487,23 @@ impl Forwarder {
                     }
                     if let Some(tx) = deltas {
                         if !served.answer.content.is_empty()
-                            && tx.send(served.answer.content.clone()).await.is_err()
+                            && tx
+                                .send(Delta::Text(served.answer.content.clone()))
+                                .await
+                                .is_err()
                         {
                             return Err(UpstreamError::Cancelled);
+                        }
+                        for (n, c) in served.answer.tool_calls.iter().enumerate() {
+                            let d = Delta::ToolCall(ToolCallDelta {
+                                index: n as u32,
+                                id: Some(c.id.clone()),
+                                name: Some(c.name.clone()),
+                                arguments: c.arguments.clone(),
+                            });
+                            if tx.send(d).await.is_err() {
+                                return Err(UpstreamError::Cancelled);
+                            }
                         }
                     }
                 }
@@ -445,6 +516,7 @@ impl Forwarder {
                 let usage = served.answer.usage;
                 return Ok(Completion {
                     content: served.answer.content,
+                    tool_calls: served.answer.tool_calls,
                     finish_reason: served.answer.finish_reason,
                     usage,
                     cost_usd: strategy::estimated_cost(
@@ -462,9 +534,10 @@ impl Forwarder {
                 });
             }
         }
-        tracing::warn!(route = %route.name, attempts = attempts.len(), "all targets failed");
+        let label = route.map_or(dest.model.unwrap_or_default(), |r| r.name.as_str());
+        tracing::warn!(route = %label, attempts = attempts.len(), "all targets failed");
         Err(UpstreamError::AllFailed {
-            route: route.name.clone(),
+            route: label.to_string(),
             attempts,
         })
     }
@@ -473,7 +546,7 @@ impl Forwarder {
     fn order(
         &self,
         config: &Config,
-        route: &RouteConfig,
+        route: Option<&RouteConfig>,
         model: Option<&str>,
         req: &CompletionRequest,
     ) -> Result<Vec<String>, UpstreamError> {
@@ -483,6 +556,9 @@ impl Forwarder {
             }
             return Ok(vec![m.to_string()]);
         }
+        let Some(route) = route else {
+            return Err(UpstreamError::NoTargets("no route was decided".into()));
+        };
         if route.targets.is_empty() {
             return Err(UpstreamError::NoTargets(format!(
                 "route `{}` has no targets: add `targets` to it in the config",
@@ -538,8 +614,38 @@ fn lookup<'c>(
 
 /// A rough token count (four bytes a token) for price estimates before the provider counts.
 fn estimate_tokens(req: &CompletionRequest) -> u64 {
-    let bytes: usize = req.messages.iter().map(|m| m.content.len()).sum();
+    let bytes: usize = req.messages.iter().map(ChatMessage::size).sum();
     (bytes as u64).div_ceil(4)
+}
+
+/// Why a target cannot carry `req` without dropping part of it: the request field and the reason.
+fn cannot_carry(
+    provider: &ProviderConfig,
+    model: &ModelConfig,
+    req: &CompletionRequest,
+) -> Option<(String, String)> {
+    if !model.vision {
+        for (i, m) in req.messages.iter().enumerate() {
+            if let Some(j) = m
+                .parts
+                .iter()
+                .position(|p| matches!(p, crate::message::ContentPart::Image(_)))
+            {
+                return Some((
+                    format!("messages[{i}].content[{j}]"),
+                    format!(
+                        "model `{}` does not take images (set `vision: true` on it in the config if it does)",
+                        model.name
+                    ),
+                ));
+            }
+        }
+    }
+    match provider.kind {
+        crate::config::ProviderKind::Anthropic => anthropic::cannot_carry(req)
+            .map(|(f, why)| (f, format!("{why} (model `{}`)", model.name))),
+        _ => None,
+    }
 }
 
 /// Checks a request against the limits of `config` (also done by [`Forwarder::complete`]).
@@ -556,7 +662,7 @@ pub fn validate(config: &Config, req: &CompletionRequest) -> Result<(), Upstream
             ));
         }
     }
-    let bytes: usize = req.messages.iter().map(|m| m.content.len()).sum();
+    let bytes: usize = req.messages.iter().map(ChatMessage::size).sum();
     let max = config.limits.max_input_bytes;
     if bytes > max {
         return bad(format!(

@@ -26,7 +26,7 @@ pub fn parse_retry_after(v: &str) -> Option<Duration> {
 
 /// Why a cascade answer fails its checks, or `None` when it passes.
 pub fn cascade_check(c: &CascadeConfig, json_requested: bool, a: &Answer) -> Option<String> {
-    if c.on_empty && a.content.trim().is_empty() {
+    if c.on_empty && a.content.trim().is_empty() && a.tool_calls.is_empty() {
         return Some("empty answer".into());
     }
     if c.on_length && a.finish_reason == "length" {
@@ -52,13 +52,12 @@ pub fn cascade_check(c: &CascadeConfig, json_requested: bool, a: &Answer) -> Opt
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::upstream::Usage;
 
     fn answer(content: &str, finish: &str) -> Answer {
         Answer {
             content: content.into(),
             finish_reason: finish.into(),
-            usage: Usage::default(),
+            ..Answer::default()
         }
     }
 

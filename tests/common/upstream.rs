@@ -156,7 +156,7 @@ async fn handle(s: Arc<Inner>, format: Format, headers: HeaderMap, body: Bytes) 
     s.requests.fetch_add(1, Ordering::SeqCst);
     let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let streamed = req["stream"].as_bool().unwrap_or(false);
-    s.bodies.lock().unwrap().push(req);
+    s.bodies.lock().unwrap().push(req.clone());
     s.headers.lock().unwrap().push(headers);
     let fault = s
         .script
@@ -164,10 +164,23 @@ async fn handle(s: Arc<Inner>, format: Format, headers: HeaderMap, body: Bytes) 
         .unwrap()
         .pop_front()
         .unwrap_or_else(|| s.default.lock().unwrap().clone());
-    let (content, finish) = match &fault {
+    let (mut content, finish) = match &fault {
         Fault::Reply(c, f) => (c.clone(), *f),
         _ => (s.content.clone(), "stop"),
     };
+    // With tools on offer, the fake behaves like a model that uses them: it calls the first tool, and
+    // answers in text once the conversation holds the tool's result.
+    let call = match (&fault, tool_plan(format, &req, &content)) {
+        (Fault::Ok, Plan::Call(name, args)) => Some((name, args)),
+        (Fault::Ok, Plan::Answer(result)) => {
+            content = format!("the tool said: {result}");
+            None
+        }
+        _ => None,
+    };
+    if let Some((name, args)) = call {
+        return tool_answer(format, streamed, &name, &args);
+    }
     match fault {
         Fault::Status(code) => {
             return json_response(
@@ -334,4 +347,117 @@ fn whole(format: Format, content: &str, finish: &str) -> Value {
             "usage": {"input_tokens": INPUT_TOKENS, "output_tokens": OUTPUT_TOKENS}
         }),
     }
+}
+
+/// What a fake model does with the tools it is offered.
+enum Plan {
+    /// No tools: the usual answer.
+    Plain,
+    /// Call this tool with these arguments (a JSON object).
+    Call(String, Value),
+    /// The last turn is a tool's result: answer with it.
+    Answer(String),
+}
+
+fn tool_plan(format: Format, req: &Value, content: &str) -> Plan {
+    let Some(tools) = req["tools"].as_array().filter(|t| !t.is_empty()) else {
+        return Plan::Plain;
+    };
+    let last = req["messages"]
+        .as_array()
+        .and_then(|m| m.last())
+        .cloned()
+        .unwrap_or(Value::Null);
+    let result = match format {
+        Format::OpenAi => {
+            (last["role"] == "tool").then(|| last["content"].as_str().unwrap_or("").to_string())
+        }
+        Format::Anthropic => last["content"].as_array().and_then(|blocks| {
+            blocks
+                .iter()
+                .rev()
+                .find(|b| b["type"] == "tool_result")
+                .map(|b| b["content"].as_str().unwrap_or("").to_string())
+        }),
+    };
+    if let Some(r) = result {
+        return Plan::Answer(r);
+    }
+    let forced = match format {
+        Format::OpenAi => req["tool_choice"]["function"]["name"].as_str(),
+        Format::Anthropic => req["tool_choice"]["name"].as_str(),
+    };
+    let name = forced
+        .map(String::from)
+        .or_else(|| match format {
+            Format::OpenAi => tools[0]["function"]["name"].as_str().map(String::from),
+            Format::Anthropic => tools[0]["name"].as_str().map(String::from),
+        })
+        .unwrap_or_default();
+    // A server whose answer is a JSON object calls with it (Anthropic JSON mode is a forced tool call).
+    if let Ok(v @ Value::Object(_)) = serde_json::from_str::<Value>(content) {
+        return Plan::Call(name, v);
+    }
+    let asked = req["messages"]
+        .as_array()
+        .and_then(|m| m.last())
+        .map(|m| match &m["content"] {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+        .unwrap_or_default();
+    Plan::Call(name, json!({"city": "Paris", "asked": asked}))
+}
+
+/// An answer that calls `name`: whole, or streamed as the provider streams tool calls (the arguments in
+/// two fragments; Anthropic after a text block, so the call is content block 1).
+fn tool_answer(format: Format, streamed: bool, name: &str, args: &Value) -> Response {
+    let text = args.to_string();
+    let (a, b) = text.split_at(text.len() / 2);
+    if !streamed {
+        let v = match format {
+            Format::OpenAi => json!({
+                "id": "chatcmpl-test",
+                "object": "chat.completion",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": null,
+                    "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": name, "arguments": text}}]},
+                    "finish_reason": "tool_calls"}],
+                "usage": {"prompt_tokens": INPUT_TOKENS, "completion_tokens": OUTPUT_TOKENS}
+            }),
+            Format::Anthropic => json!({
+                "id": "msg_test", "type": "message", "role": "assistant",
+                "content": [{"type": "text", "text": "Let me check."},
+                    {"type": "tool_use", "id": "toolu_1", "name": name, "input": args}],
+                "stop_reason": "tool_use",
+                "usage": {"input_tokens": INPUT_TOKENS, "output_tokens": OUTPUT_TOKENS}
+            }),
+        };
+        return json_response(StatusCode::OK, v.to_string());
+    }
+    let events: Vec<Value> = match format {
+        Format::OpenAi => vec![
+            json!({"choices": [{"delta": {"role": "assistant", "content": null, "tool_calls": [{"index": 0, "id": "call_1", "type": "function", "function": {"name": name, "arguments": ""}}]}, "finish_reason": null}]}),
+            json!({"choices": [{"delta": {"tool_calls": [{"index": 0, "function": {"arguments": a}}]}, "finish_reason": null}]}),
+            json!({"choices": [{"delta": {"tool_calls": [{"index": 0, "function": {"arguments": b}}]}, "finish_reason": null}]}),
+            json!({"choices": [{"delta": {}, "finish_reason": "tool_calls"}]}),
+            json!({"choices": [], "usage": {"prompt_tokens": INPUT_TOKENS, "completion_tokens": OUTPUT_TOKENS}}),
+        ],
+        Format::Anthropic => vec![
+            json!({"type": "message_start", "message": {"usage": {"input_tokens": INPUT_TOKENS, "output_tokens": 1}}}),
+            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Let me check."}}),
+            json!({"type": "content_block_stop", "index": 0}),
+            json!({"type": "content_block_start", "index": 1, "content_block": {"type": "tool_use", "id": "toolu_1", "name": name, "input": {}}}),
+            json!({"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": a}}),
+            json!({"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": b}}),
+            json!({"type": "content_block_stop", "index": 1}),
+            json!({"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": OUTPUT_TOKENS}}),
+            json!({"type": "message_stop"}),
+        ],
+    };
+    let mut body: String = events.iter().map(|e| event(format, e)).collect();
+    if format == Format::OpenAi {
+        body.push_str("data: [DONE]\n\n");
+    }
+    sse_or_json(true, Body::from(body))
 }

@@ -1,11 +1,12 @@
 """The unmodified official openai SDK against semroute's HTTP face (started by tests/openai_sdk.rs).
 
-Checks chat (JSON and streamed, with usage), response_format, embeddings, the models list, the decision
+Checks chat (JSON and streamed, with usage), tool calls through OpenAI and Anthropic targets, response_format, embeddings, the models list, the decision
 headers, and that every error status arrives as the SDK's matching exception class. Exits non-zero on
 the first failure. Needs SEMROUTE_BASE_URL (e.g. http://127.0.0.1:PORT/v1).
 """
 
 import concurrent.futures
+import json
 import os
 import sys
 
@@ -70,6 +71,52 @@ check(roles == ["assistant"], "role first, once")
 check(text == "[mock echo] stream me please", "streamed text")
 check(finish == "stop", "streamed finish_reason")
 check(usage is not None and usage.completion_tokens == 5, "usage chunk")
+
+# Tool calls round-trip through an OpenAI-compatible and an Anthropic target (fake providers started by the
+# test that call the first tool offered and answer with the tool's result), JSON and streamed.
+tools = [{
+    "type": "function",
+    "function": {
+        "name": "weather",
+        "description": "Current weather in a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}]
+for model in ("tools-oa", "tools-an"):
+    msgs = [{"role": "user", "content": "What is the weather in Paris?"}]
+    r = client.chat.completions.create(model=model, messages=msgs, tools=tools, tool_choice="auto")
+    calls = r.choices[0].message.tool_calls or []
+    check(r.choices[0].finish_reason == "tool_calls" and len(calls) == 1, f"{model}: a tool call")
+    check(calls[0].function.name == "weather" and json.loads(calls[0].function.arguments)["city"] == "Paris",
+          f"{model}: the call's name and arguments")
+    msgs.append(r.choices[0].message.model_dump(exclude_none=True))
+    msgs.append({"role": "tool", "tool_call_id": calls[0].id, "content": "18 C and sunny"})
+    r = client.chat.completions.create(model=model, messages=msgs, tools=tools)
+    check(r.choices[0].message.content == "the tool said: 18 C and sunny", f"{model}: the tool result goes back")
+
+    stream = client.chat.completions.create(model=model, messages=msgs[:1], tools=tools, stream=True)
+    ids, names, args, finish = [], [], "", None
+    for chunk in stream:
+        for c in chunk.choices:
+            for tc in c.delta.tool_calls or []:
+                check(tc.index == 0, f"{model}: streamed call index")
+                if tc.id:
+                    ids.append(tc.id)
+                if tc.function and tc.function.name:
+                    names.append(tc.function.name)
+                args += (tc.function.arguments or "") if tc.function else ""
+            finish = c.finish_reason or finish
+    check(len(ids) == 1 and names == ["weather"] and json.loads(args)["city"] == "Paris",
+          f"{model}: streamed tool-call deltas")
+    check(finish == "tool_calls", f"{model}: streamed finish_reason tool_calls")
+
+# JSON mode on an Anthropic target (translated into a forced tool call): the content is JSON.
+r = client.chat.completions.create(
+    model="tools-an",
+    messages=[{"role": "user", "content": "the city as JSON"}],
+    response_format={"type": "json_object"},
+)
+check(json.loads(r.choices[0].message.content)["city"] == "Paris", "Anthropic JSON mode")
 
 # Embeddings: one text and a batch, float and base64 (the SDK decodes base64 itself).
 e = client.embeddings.create(model="all-MiniLM-L6-v2", input=["hello there", "how are you"])
