@@ -442,7 +442,7 @@ impl Metrics {
             self.tokens
                 .with_label_values(&[model, "output"])
                 .inc_by(c.usage.output_tokens);
-            if c.cost_usd.is_finite() && c.cost_usd > 0.0 {
+            if c.cost_usd.is_finite() && c.cost_usd >= 0.0 {
                 self.cost.with_label_values(&[model]).inc_by(c.cost_usd);
             }
         }
