@@ -126,9 +126,12 @@ fn sum(samples: &[Sample], name: &str, want: &[(&str, &str)]) -> Option<f64> {
 }
 
 fn at_least(samples: &[Sample], name: &str, want: &[(&str, &str)], min: f64) {
-    let got = sum(samples, name, want)
-        .unwrap_or_else(|| panic!("no sample of {name} with {want:?}"));
-    assert!(got >= min, "{name} {want:?} = {got}, expected at least {min}");
+    let got =
+        sum(samples, name, want).unwrap_or_else(|| panic!("no sample of {name} with {want:?}"));
+    assert!(
+        got >= min,
+        "{name} {want:?} = {got}, expected at least {min}"
+    );
 }
 
 async fn scrape(server: &TestServer) -> String {
@@ -166,10 +169,7 @@ async fn real_traffic_shows_in_every_family_and_promtool_accepts_the_exposition(
             .into_inner();
         assert_eq!(d.route, "billing");
     }
-    let refused = grpc
-        .route(pb::RouteRequest::default())
-        .await
-        .unwrap_err();
+    let refused = grpc.route(pb::RouteRequest::default()).await.unwrap_err();
     assert_eq!(refused.code(), tonic::Code::InvalidArgument);
 
     // HTTP: a decision, a completion that fails over to the mock, a stream, and a 404.
@@ -216,33 +216,68 @@ async fn real_traffic_shows_in_every_family_and_promtool_accepts_the_exposition(
     let s = parse(&text);
     for sample in &s {
         for v in sample.labels.values() {
-            assert!(v.len() <= 64, "an unbounded-looking label value: {sample:?}");
+            assert!(
+                v.len() <= 64,
+                "an unbounded-looking label value: {sample:?}"
+            );
         }
     }
 
     // Requests, by face, method and code.
     let (grpc_route, requests) = ("/semroute.v1.Router/Route", "semroute_requests_total");
-    at_least(&s, requests, &[("face", "grpc"), ("method", grpc_route), ("code", "OK")], 2.0);
     at_least(
         &s,
         requests,
-        &[("face", "grpc"), ("method", grpc_route), ("code", "InvalidArgument")],
+        &[("face", "grpc"), ("method", grpc_route), ("code", "OK")],
+        2.0,
+    );
+    at_least(
+        &s,
+        requests,
+        &[
+            ("face", "grpc"),
+            ("method", grpc_route),
+            ("code", "InvalidArgument"),
+        ],
         1.0,
     );
-    at_least(&s, requests, &[("face", "http"), ("method", "/v1/route"), ("code", "200")], 1.0);
     at_least(
         &s,
         requests,
-        &[("face", "http"), ("method", "/v1/chat/completions"), ("code", "200")],
+        &[("face", "http"), ("method", "/v1/route"), ("code", "200")],
+        1.0,
+    );
+    at_least(
+        &s,
+        requests,
+        &[
+            ("face", "http"),
+            ("method", "/v1/chat/completions"),
+            ("code", "200"),
+        ],
         2.0,
     );
     assert_eq!(
-        sum(&s, requests, &[("face", "http"), ("method", "unmatched"), ("code", "404")]),
+        sum(
+            &s,
+            requests,
+            &[("face", "http"), ("method", "unmatched"), ("code", "404")]
+        ),
         Some(1.0),
         "the 404 counts under one bounded label, not its path"
     );
-    at_least(&s, "semroute_request_duration_seconds_count", &[("face", "grpc")], 3.0);
-    at_least(&s, "semroute_request_duration_seconds_count", &[("face", "http")], 4.0);
+    at_least(
+        &s,
+        "semroute_request_duration_seconds_count",
+        &[("face", "grpc")],
+        3.0,
+    );
+    at_least(
+        &s,
+        "semroute_request_duration_seconds_count",
+        &[("face", "http")],
+        4.0,
+    );
 
     // Decisions: 2 gRPC + 1 /v1/route + 2 completions with `model: auto`.
     at_least(&s, "semroute_decisions_total", &[], 5.0);
@@ -252,7 +287,12 @@ async fn real_traffic_shows_in_every_family_and_promtool_accepts_the_exposition(
         &[("route", "billing"), ("outcome", "matched")],
         3.0,
     );
-    at_least(&s, "semroute_decision_score_count", &[("route", "billing")], 3.0);
+    at_least(
+        &s,
+        "semroute_decision_score_count",
+        &[("route", "billing")],
+        3.0,
+    );
     at_least(&s, "semroute_decision_margin_count", &[], 5.0);
     let scores = sum(&s, "semroute_decision_score_count", &[("route", "billing")]).unwrap();
     let score_sum = sum(&s, "semroute_decision_score_sum", &[("route", "billing")]).unwrap();
@@ -285,21 +325,37 @@ async fn real_traffic_shows_in_every_family_and_promtool_accepts_the_exposition(
     at_least(
         &s,
         "semroute_upstream_attempts_total",
-        &[("target", "dead-model"), ("provider", "dead"), ("outcome", "failed")],
+        &[
+            ("target", "dead-model"),
+            ("provider", "dead"),
+            ("outcome", "failed"),
+        ],
         1.0,
     );
     at_least(
         &s,
         "semroute_upstream_attempts_total",
-        &[("target", "mock-echo"), ("provider", "mock"), ("outcome", "ok")],
+        &[
+            ("target", "mock-echo"),
+            ("provider", "mock"),
+            ("outcome", "ok"),
+        ],
         2.0,
     );
     assert_eq!(
-        sum(&s, "semroute_upstream_circuit_state", &[("target", "dead-model")]),
+        sum(
+            &s,
+            "semroute_upstream_circuit_state",
+            &[("target", "dead-model")]
+        ),
         Some(2.0)
     );
     assert_eq!(
-        sum(&s, "semroute_upstream_circuit_state", &[("target", "mock-echo")]),
+        sum(
+            &s,
+            "semroute_upstream_circuit_state",
+            &[("target", "mock-echo")]
+        ),
         Some(0.0)
     );
     for direction in ["input", "output"] {
@@ -333,7 +389,12 @@ async fn real_traffic_shows_in_every_family_and_promtool_accepts_the_exposition(
         .await
         .unwrap();
     let again = parse(&scrape(&server).await);
-    let after = sum(&again, requests, &[("face", "http"), ("method", "/v1/route")]).unwrap();
+    let after = sum(
+        &again,
+        requests,
+        &[("face", "http"), ("method", "/v1/route")],
+    )
+    .unwrap();
     assert_eq!(after, before + 1.0);
     assert_eq!(
         sum(&again, "semroute_prompt_cache_hits_total", &[]),

@@ -141,7 +141,10 @@ impl Pending {
         let request = _slot.0.is_some();
         drop(_slot);
         if let (Some(o), Some(started), true) = (observer, started, request) {
-            o.request(started.saturating_duration_since(queued_at), started.elapsed());
+            o.request(
+                started.saturating_duration_since(queued_at),
+                started.elapsed(),
+            );
         }
         let _ = match reply {
             Reply::Vectors(r) => r

@@ -265,7 +265,9 @@ impl Gateway {
         let started = Instant::now();
         let (config, request) = (&p.snapshot.config, &p.request);
         let (result, ttft) = crate::metrics::first_delta(deltas, |d| async move {
-            self.forwarder.complete(config, dest, request, d.as_ref()).await
+            self.forwarder
+                .complete(config, dest, request, d.as_ref())
+                .await
         })
         .await;
         self.metrics.forwarded(&result, started.elapsed(), ttft);

@@ -65,7 +65,10 @@ impl pb::router_server::Router for RouterService {
             tracing::debug!(metadata = ?req.metadata, "route request metadata");
         }
         let result = self.gateway.route(req.into()).await;
-        finish(guard, result.map(|d| Response::new(d.into())).map_err(Into::into))
+        finish(
+            guard,
+            result.map(|d| Response::new(d.into())).map_err(Into::into),
+        )
     }
 
     async fn complete(
@@ -78,7 +81,10 @@ impl pb::router_server::Router for RouterService {
             .gateway
             .complete(complete_call(request.into_inner()))
             .await;
-        finish(guard, result.map(|o| Response::new(o.into())).map_err(Into::into))
+        finish(
+            guard,
+            result.map(|o| Response::new(o.into())).map_err(Into::into),
+        )
     }
 
     type CompleteStreamStream =

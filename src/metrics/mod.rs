@@ -94,8 +94,8 @@ impl Stage {
 
 /// Latency buckets in seconds, from 100 µs (a cached decision's search) to 2 minutes (a long completion).
 const SECONDS: &[f64] = &[
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-    10.0, 30.0, 60.0, 120.0,
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0, 30.0, 60.0, 120.0,
 ];
 
 /// Cosine scores live in [−1, 1]; thresholds sit between 0.3 and 0.9, so the buckets are finer there.
@@ -423,11 +423,7 @@ impl Metrics {
         };
         for a in attempts {
             self.upstream_attempts
-                .with_label_values(&[
-                    a.target.as_str(),
-                    a.provider.as_str(),
-                    a.outcome.as_str(),
-                ])
+                .with_label_values(&[a.target.as_str(), a.provider.as_str(), a.outcome.as_str()])
                 .inc();
         }
         self.stage(Stage::UpstreamTotal, elapsed);
@@ -460,13 +456,11 @@ impl Metrics {
         self.embed_queue_depth.set(state.queue_depth as i64);
         self.index_version.set(state.index_version as i64);
         self.index_utterances.set(state.index_utterances as i64);
-        self.cache_hits.inc_by(state.cache_hits.saturating_sub(seen.0));
+        self.cache_hits
+            .inc_by(state.cache_hits.saturating_sub(seen.0));
         self.cache_misses
             .inc_by(state.cache_misses.saturating_sub(seen.1));
-        *seen = (
-            seen.0.max(state.cache_hits),
-            seen.1.max(state.cache_misses),
-        );
+        *seen = (seen.0.max(state.cache_hits), seen.1.max(state.cache_misses));
         // Reset first, so a model removed from the config stops being reported.
         self.circuit_state.reset();
         for (target, s) in &state.circuits {
@@ -475,7 +469,9 @@ impl Metrics {
                 BreakerState::HalfOpen => 1,
                 BreakerState::Open => 2,
             };
-            self.circuit_state.with_label_values(&[target.as_str()]).set(v);
+            self.circuit_state
+                .with_label_values(&[target.as_str()])
+                .set(v);
         }
     }
 }
@@ -669,8 +665,14 @@ mod tests {
         s.circuits = vec![("b".into(), BreakerState::HalfOpen)];
         m.refresh(&s);
         let text = m.encode().unwrap();
-        assert!(text.contains("semroute_prompt_cache_hits_total 7"), "{text}");
-        assert!(text.contains("semroute_prompt_cache_misses_total 2"), "{text}");
+        assert!(
+            text.contains("semroute_prompt_cache_hits_total 7"),
+            "{text}"
+        );
+        assert!(
+            text.contains("semroute_prompt_cache_misses_total 2"),
+            "{text}"
+        );
         assert!(
             text.contains("semroute_upstream_circuit_state{target=\"b\"} 1"),
             "{text}"

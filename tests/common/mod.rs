@@ -78,7 +78,8 @@ pub fn promtool() -> Option<PathBuf> {
     if found.is_some() {
         return found;
     }
-    let why = "promtool not found (install Debian's `prometheus` package, or set SEMROUTE_PROMTOOL)";
+    let why =
+        "promtool not found (install Debian's `prometheus` package, or set SEMROUTE_PROMTOOL)";
     if std::env::var("SEMROUTE_REQUIRE_DATA").is_ok_and(|v| v == "1") {
         panic!("{why}; SEMROUTE_REQUIRE_DATA=1 makes this a failure");
     }
