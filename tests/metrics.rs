@@ -440,3 +440,59 @@ fn promtool_check(text: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A burst against a one-place model queue: every refusal is counted once as an admission refusal and
+/// once as a `ResourceExhausted` request, and the queue depth is back to 0 afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_at_a_full_model_queue_are_counted() {
+    let yaml = "encoder:\n  queue_capacity: 1\n  max_batch: 1\n  cache_size: 0\nroutes:\n  - name: a\n    utterances: [hello there, good morning]\n";
+    let server = TestServer::start_yaml(yaml);
+    server.wait_ready().await;
+    let client = RouterClient::connect(server.endpoint()).await.unwrap();
+    let calls: Vec<_> = (0..48)
+        .map(|i| {
+            let mut c = client.clone();
+            tokio::spawn(async move {
+                c.route(pb::RouteRequest {
+                    text: format!("{MARKER} prompt number {i}, long enough to keep the model busy"),
+                    ..Default::default()
+                })
+                .await
+            })
+        })
+        .collect();
+    let mut exhausted = 0.0;
+    for c in calls {
+        if let Err(s) = c.await.unwrap() {
+            assert_eq!(s.code(), tonic::Code::ResourceExhausted, "{s:?}");
+            exhausted += 1.0;
+        }
+    }
+    assert!(
+        exhausted >= 1.0,
+        "the burst should overflow a one-place queue"
+    );
+    let text = scrape(&server).await;
+    assert!(!text.contains(MARKER));
+    let s = parse(&text);
+    assert_eq!(
+        sum(&s, "semroute_admission_refused_total", &[]),
+        Some(exhausted)
+    );
+    assert_eq!(
+        sum(
+            &s,
+            "semroute_requests_total",
+            &[("face", "grpc"), ("code", "ResourceExhausted")]
+        ),
+        Some(exhausted)
+    );
+    assert_eq!(
+        sum(&s, "semroute_requests_total", &[("face", "grpc")]),
+        Some(48.0)
+    );
+    assert_eq!(sum(&s, "semroute_embed_queue_depth", &[]), Some(0.0));
+    // Without a prompt cache nothing is a hit; without `models` there are no circuits to report.
+    assert_eq!(sum(&s, "semroute_prompt_cache_hits_total", &[]), Some(0.0));
+    assert_eq!(sum(&s, "semroute_upstream_circuit_state", &[]), None);
+}
