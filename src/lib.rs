@@ -4,7 +4,8 @@
 //! utterances in an index ([`index`]), and the best route that clears its threshold wins ([`router`]).
 //! [`upstream`] forwards prompts to the route's downstream models. [`gateway`] is the transport-free core
 //! both faces call (route, complete, stream); [`grpc`] is the tonic face and only translates. [`config`]
-//! reads `routes.yaml`; [`admin`] changes it live; [`state`] keeps the embedding store; [`eval`] and
+//! reads `routes.yaml`; [`admin`] changes it live; [`state`] keeps the embedding store; [`metrics`] counts
+//! and times it all for Prometheus; [`eval`] and
 //! [`tune`] are the offline quality tools. The SIMD kernels live in the `semroute-kernels` crate, the only
 //! place with `unsafe` code.
 #![warn(missing_docs)]
@@ -19,6 +20,7 @@ pub mod grpc;
 pub mod http;
 pub mod index;
 pub mod message;
+pub mod metrics;
 pub mod router;
 pub mod serve;
 pub mod state;

@@ -28,6 +28,9 @@ pub enum ServerError {
     /// The reflection service could not be built.
     #[error("reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    /// The metrics listener failed.
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::MetricsError),
     /// Loading the model or building the index failed, so the service can never become ready.
     #[error("start-up failed: {0}")]
     Startup(String),
@@ -70,6 +73,9 @@ pub struct ServeOptions {
     pub admin: Option<AdminOptions>,
     /// The HTTP face (OpenAI-compatible API); `None` leaves it off.
     pub http: Option<TcpListener>,
+    /// The Prometheus metrics listener (`GET /metrics`); `None` leaves it off (the metrics are still
+    /// counted, only not served).
+    pub metrics: Option<TcpListener>,
 }
 
 impl Default for ServeOptions {
@@ -81,12 +87,13 @@ impl Default for ServeOptions {
             watch: None,
             admin: None,
             http: None,
+            metrics: None,
         }
     }
 }
 
-/// Serves gRPC on `listener` (when given), HTTP on `options.http` and Admin on its listener (when given)
-/// until `shutdown` resolves, then stops accepting and lets in-flight calls finish.
+/// Serves gRPC on `listener` (when given), HTTP on `options.http`, metrics on `options.metrics` and Admin
+/// on its listener (when given) until `shutdown` resolves, then stops accepting and lets in-flight calls finish.
 ///
 /// The listeners accept at once; health answers NOT_SERVING (and Route UNAVAILABLE) while the model loads
 /// and the index builds off the runtime, then SERVING. A start-up failure ends the server with an error.
@@ -97,6 +104,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     let http_listener = options.http.take();
+    let metrics_listener = options.metrics.take();
     if listener.is_none() && http_listener.is_none() {
         return Err(ServerError::Startup(
             "both faces are off: give a gRPC or an HTTP listen address".into(),
@@ -241,6 +249,14 @@ pub async fn serve(
         crate::http::serve(l, gateway.clone(), stopped(stop_rx.clone())).await?;
         Ok(())
     };
+    let metrics = async {
+        let Some(l) = metrics_listener else {
+            return Ok::<(), ServerError>(());
+        };
+        tracing::info!(addr = %l.local_addr()?, "metrics listening (GET /metrics)");
+        crate::metrics::exposition::serve(l, gateway.clone(), stopped(stop_rx.clone())).await?;
+        Ok(())
+    };
     let admin = async {
         match admin_listener {
             Some((svc, l)) => {
@@ -256,9 +272,10 @@ pub async fn serve(
         }
     };
     let both = async {
-        let (m, h, a) = tokio::join!(main, http, admin);
+        let (m, h, x, a) = tokio::join!(main, http, metrics, admin);
         m?;
         h?;
+        x?;
         a
     };
     tokio::select! {

@@ -566,6 +566,8 @@ fn serve_command(config: &Path, data: &Path) -> Command {
         "127.0.0.1:0",
         "--http-listen",
         "127.0.0.1:0",
+        "--metrics-listen",
+        "127.0.0.1:0",
     ])
     .arg("--config")
     .arg(config)

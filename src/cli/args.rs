@@ -62,6 +62,13 @@ pub enum Command {
         /// Address of the HTTP face (OpenAI-compatible API), or `off`.
         #[arg(long, env = "SEMROUTE_HTTP_LISTEN", default_value = "127.0.0.1:8080")]
         http_listen: Listen,
+        /// Address of the Prometheus metrics listener (`GET /metrics`), or `off`.
+        #[arg(
+            long,
+            env = "SEMROUTE_METRICS_LISTEN",
+            default_value = "127.0.0.1:9090"
+        )]
+        metrics_listen: Listen,
         /// Threads for the model's forward pass (default: all cores).
         #[arg(long, env = "SEMROUTE_MODEL_THREADS")]
         model_threads: Option<usize>,

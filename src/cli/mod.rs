@@ -135,6 +135,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             config,
             listen,
             http_listen,
+            metrics_listen,
             model_threads,
             data_dir,
             watch,
@@ -165,6 +166,9 @@ fn run(command: Command) -> anyhow::Result<()> {
                 };
                 if let Some(a) = http_listen.0 {
                     options.http = Some(bind(a, "--http-listen").await?);
+                }
+                if let Some(a) = metrics_listen.0 {
+                    options.metrics = Some(bind(a, "--metrics-listen").await?);
                 }
                 if enabled {
                     let admin_listener = match admin.admin_listen {

@@ -13,7 +13,7 @@ pub use device::DeviceSpec;
 pub(crate) use encoder::{batch_tokenizer, max_tokens_for, read_json};
 pub use encoder::{Pooling, SentenceEncoder, TokenEmbedding};
 pub use source::{resolve_model_dir, FETCH_HINT};
-pub use worker::{Embedder, ModelInfo};
+pub use worker::{EmbedObserver, Embedder, ModelInfo};
 
 use std::path::PathBuf;
 

@@ -5,8 +5,8 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
@@ -58,7 +58,24 @@ struct Job {
     reply: Reply,
     /// `None` for the service's own jobs (index builds), which wait instead of being refused.
     slot: Admitted,
+    /// When it was queued: its queue time is measured from here.
+    queued_at: Instant,
 }
+
+/// Receives the model thread's timings (the service's metrics). Called on the model thread and at the
+/// door, so an implementation must be cheap and must not block.
+pub trait EmbedObserver: Send + Sync {
+    /// A forward pass ran over `texts` texts.
+    fn batch(&self, texts: usize);
+    /// A request was answered: it waited `queued` before its first forward pass began, then `forward`
+    /// until its last one ended. Only requests (not the service's own jobs) are reported.
+    fn request(&self, queued: Duration, forward: Duration);
+    /// A request was refused at the door because the queue was full.
+    fn refused(&self);
+}
+
+/// The observer, set once the service has one; shared by every handle and the model thread.
+type ObserverSlot = Arc<OnceLock<Arc<dyn EmbedObserver>>>;
 
 /// A job being worked through in chunks. Large jobs (an index build) are sorted by length so each chunk
 /// pads little, and are interleaved with small ones so live requests are not stuck behind a rebuild.
@@ -71,6 +88,9 @@ struct Pending {
     reply: Reply,
     /// Released when this is dropped (answered, failed or abandoned).
     _slot: Admitted,
+    queued_at: Instant,
+    /// When its first forward pass began.
+    started: Option<Instant>,
 }
 
 impl Pending {
@@ -94,6 +114,8 @@ impl Pending {
             ],
             reply: job.reply,
             _slot: job.slot,
+            queued_at: job.queued_at,
+            started: None,
         }
     }
 
@@ -107,11 +129,23 @@ impl Pending {
 
     /// Answers the caller. The place in the queue is released first: a caller that sends its next
     /// request the moment this answer arrives must find it free.
-    fn finish(self) {
+    fn finish(self, observer: Option<&Arc<dyn EmbedObserver>>) {
         let Pending {
-            out, reply, _slot, ..
+            out,
+            reply,
+            _slot,
+            queued_at,
+            started,
+            ..
         } = self;
+        let request = _slot.0.is_some();
         drop(_slot);
+        if let (Some(o), Some(started), true) = (observer, started, request) {
+            o.request(
+                started.saturating_duration_since(queued_at),
+                started.elapsed(),
+            );
+        }
         let _ = match reply {
             Reply::Vectors(r) => r
                 .send(Ok(out.into_iter().map(|t| t.sentence).collect()))
@@ -150,6 +184,7 @@ pub struct Embedder {
     queued: Arc<AtomicUsize>,
     info: Arc<ModelInfo>,
     tokenizer: Arc<tokenizers::Tokenizer>,
+    observer: ObserverSlot,
 }
 
 impl Embedder {
@@ -193,9 +228,11 @@ impl Embedder {
         };
         let tokenizer = Arc::new(encoder.tokenizer().clone());
         let (tx, rx) = std::sync::mpsc::sync_channel(queue_capacity);
+        let observer = ObserverSlot::default();
+        let thread_observer = observer.clone();
         std::thread::Builder::new()
             .name("semroute-model".into())
-            .spawn(move || run(encoder, runner, rx, max_batch.max(1)))
+            .spawn(move || run(encoder, runner, rx, max_batch.max(1), thread_observer))
             .map_err(|e| load_err("model thread", e))?;
         Ok(Self {
             tx,
@@ -203,7 +240,28 @@ impl Embedder {
             queued: Arc::new(AtomicUsize::new(0)),
             info,
             tokenizer,
+            observer,
         })
+    }
+
+    /// Reports the model thread's timings, batch sizes and refusals to `observer` from now on. Only the
+    /// first call has an effect (one service, one set of metrics).
+    pub fn set_observer(&self, observer: Arc<dyn EmbedObserver>) {
+        let _ = self.observer.set(observer);
+    }
+
+    /// Requests admitted and not yet answered (the service's own jobs, such as index builds, not counted).
+    pub fn queue_depth(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    fn overloaded(&self) -> EmbedError {
+        if let Some(o) = self.observer.get() {
+            o.refused();
+        }
+        EmbedError::Overloaded {
+            capacity: self.capacity,
+        }
     }
 
     /// Facts about the loaded model.
@@ -253,23 +311,25 @@ impl Embedder {
                 texts,
                 reply,
                 slot: Admitted(None),
+                queued_at: Instant::now(),
             };
             return self.tx.send(job).map_err(|_| EmbedError::Stopped);
         }
         let before = self.queued.fetch_add(1, Ordering::AcqRel);
         let slot = Admitted(Some(self.queued.clone()));
         if before >= self.capacity {
-            return Err(EmbedError::Overloaded {
-                capacity: self.capacity,
-            });
+            return Err(self.overloaded());
         }
-        let job = Job { texts, reply, slot };
+        let job = Job {
+            texts,
+            reply,
+            slot,
+            queued_at: Instant::now(),
+        };
         match self.tx.try_send(job) {
             Ok(()) => Ok(()),
             // Admitted but the channel is momentarily full of the service's own jobs: refuse too.
-            Err(TrySendError::Full(_)) => Err(EmbedError::Overloaded {
-                capacity: self.capacity,
-            }),
+            Err(TrySendError::Full(_)) => Err(self.overloaded()),
             Err(TrySendError::Disconnected(_)) => Err(EmbedError::Stopped),
         }
     }
@@ -365,7 +425,13 @@ impl Runner {
     }
 }
 
-fn run(encoder: SentenceEncoder, runner: Runner, rx: Receiver<Job>, max_batch: usize) {
+fn run(
+    encoder: SentenceEncoder,
+    runner: Runner,
+    rx: Receiver<Job>,
+    max_batch: usize,
+    observer: ObserverSlot,
+) {
     let mut pending: VecDeque<Pending> = VecDeque::new();
     loop {
         // Block only when there is nothing to do; otherwise take whatever else has arrived.
@@ -392,6 +458,11 @@ fn run(encoder: SentenceEncoder, runner: Runner, rx: Receiver<Job>, max_batch: u
             taken.push((pos, n));
             room -= n;
         }
+        // Set before `texts` borrows the jobs; building it is a few pointer copies.
+        let started = Instant::now();
+        for &(pos, _) in &taken {
+            pending[pos].started.get_or_insert(started);
+        }
         let mut texts: Vec<&str> = Vec::with_capacity(max_batch - room);
         for &(pos, n) in &taken {
             let p = &pending[pos];
@@ -401,7 +472,9 @@ fn run(encoder: SentenceEncoder, runner: Runner, rx: Receiver<Job>, max_batch: u
                     .map(|&i| p.texts[i].as_str()),
             );
         }
-        let started = Instant::now();
+        if let Some(o) = observer.get() {
+            o.batch(texts.len());
+        }
         let tokens = taken.iter().any(|&(pos, _)| pending[pos].wants_tokens());
         let forward = |texts: &[&str]| -> Tokens {
             if tokens {
@@ -474,7 +547,7 @@ fn run(encoder: SentenceEncoder, runner: Runner, rx: Receiver<Job>, max_batch: u
         let mut rotated = Vec::new();
         for (pos, p) in pending.into_iter().enumerate() {
             if p.remaining() == 0 {
-                p.finish();
+                p.finish(observer.get());
             } else if taken.iter().any(|&(t, _)| t == pos) {
                 rotated.push(p);
             } else {

@@ -9,7 +9,9 @@
 mod stream;
 
 use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
+use crate::metrics::{Metrics, Stage};
 use crate::router::{Decision, RouteError, RouteQuery, Router, Snapshot};
 use crate::upstream::{self, Completion, CompletionRequest, Destination, Forwarder, UpstreamError};
 pub use stream::{CompletionStream, StreamEvent};
@@ -64,6 +66,7 @@ pub struct Embeddings {
 pub struct Gateway {
     router: OnceLock<Arc<Router>>,
     forwarder: Arc<Forwarder>,
+    metrics: Arc<Metrics>,
 }
 
 /// A call decided and ready to forward: the pinned snapshot, the decision and the request.
@@ -73,6 +76,8 @@ struct Prepared {
     route: String,
     model: Option<String>,
     request: CompletionRequest,
+    /// When the gateway took the call (its end-to-end time starts here).
+    started: Instant,
 }
 
 impl Gateway {
@@ -81,6 +86,8 @@ impl Gateway {
         Self {
             router: OnceLock::new(),
             forwarder,
+            // Creating the families fails only on a bug (a bad name or a duplicate), never at run time.
+            metrics: Arc::new(Metrics::new().expect("the metric families are valid")),
         }
     }
 
@@ -93,6 +100,7 @@ impl Gateway {
 
     /// Makes the gateway ready. Only the first call has an effect: the router swaps snapshots itself.
     pub fn install_router(&self, router: Arc<Router>) {
+        router.embedder().set_observer(self.metrics.clone());
         let _ = self.router.set(router);
     }
 
@@ -111,9 +119,17 @@ impl Gateway {
         &self.forwarder
     }
 
+    /// The service's metrics (served by [`crate::metrics::exposition`]).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
     /// Decides the route of one prompt, with its evidence.
     pub async fn route(&self, query: RouteQuery) -> Result<Decision, GatewayError> {
+        let started = Instant::now();
         let decision = self.router()?.route(query).await?;
+        self.metrics.decision(&decision);
+        self.metrics.stage(Stage::EndToEnd, started.elapsed());
         tracing::debug!(
             route = decision.route.as_deref().unwrap_or(""),
             score = decision.score,
@@ -188,6 +204,7 @@ impl Gateway {
 
     /// Validates, pins the live snapshot and decides the route.
     async fn prepare(&self, call: CompleteCall) -> Result<Prepared, GatewayError> {
+        let started = Instant::now();
         let router = self.router()?;
         let snapshot = router.snapshot();
         let route = call.route.filter(|r| !r.is_empty());
@@ -215,7 +232,9 @@ impl Gateway {
                     messages: request.messages.clone(),
                     ..Default::default()
                 };
-                router.route_on(&snapshot, query).await?
+                let decision = router.route_on(&snapshot, query).await?;
+                self.metrics.decision(&decision);
+                decision
             }
         };
         // A call naming a model goes to it whatever the decision; otherwise the decision must name a route.
@@ -235,6 +254,7 @@ impl Gateway {
             route,
             model,
             request,
+            started,
         })
     }
 
@@ -248,10 +268,20 @@ impl Gateway {
             route: &p.route,
             model: p.model.as_deref(),
         };
-        let completion = self
+        let started = Instant::now();
+        let result = self
             .forwarder
             .complete(&p.snapshot.config, dest, &p.request, deltas)
-            .await?;
+            .await;
+        // Time to first token means something only when the answer streams.
+        let ttft = result
+            .as_ref()
+            .ok()
+            .filter(|_| deltas.is_some())
+            .map(|c| c.ttft);
+        self.metrics.forwarded(&result, started.elapsed(), ttft);
+        let completion = result?;
+        self.metrics.stage(Stage::EndToEnd, p.started.elapsed());
         tracing::info!(
             route = %p.route,
             model = %completion.served_by.model,

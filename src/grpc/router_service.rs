@@ -9,7 +9,13 @@ use tonic::{Request, Response, Status};
 
 use super::pb;
 use crate::gateway::{CompleteCall, Gateway, StreamEvent};
+use crate::metrics::{grpc_code_name, Face, RequestGuard};
 use crate::upstream::Delta;
+
+/// The `method` labels of the Router's RPCs (their gRPC paths).
+const ROUTE: &str = "/semroute.v1.Router/Route";
+const COMPLETE: &str = "/semroute.v1.Router/Complete";
+const COMPLETE_STREAM: &str = "/semroute.v1.Router/CompleteStream";
 
 /// The Router gRPC service over the gateway. Answers UNAVAILABLE until the gateway is ready.
 #[derive(Clone)]
@@ -22,6 +28,22 @@ impl RouterService {
     pub fn new(gateway: Arc<Gateway>) -> Self {
         Self { gateway }
     }
+
+    /// Starts counting and timing one call of `method`; a call whose future is dropped (the client
+    /// cancelled) counts as `Canceled`.
+    fn track(&self, method: &'static str) -> RequestGuard {
+        self.gateway.metrics().start_request(Face::Grpc, method)
+    }
+}
+
+/// Records `result`'s code on `guard` and passes it on.
+fn finish<T>(guard: RequestGuard, result: Result<T, Status>) -> Result<T, Status> {
+    let code = match &result {
+        Ok(_) => tonic::Code::Ok,
+        Err(s) => s.code(),
+    };
+    guard.finish(grpc_code_name(code));
+    result
 }
 
 fn complete_call(req: pb::CompleteRequest) -> CompleteCall {
@@ -38,24 +60,32 @@ impl pb::router_server::Router for RouterService {
         &self,
         request: Request<pb::RouteRequest>,
     ) -> Result<Response<pb::RouteResponse>, Status> {
+        let guard = self.track(ROUTE);
         let req = request.into_inner();
         if !req.metadata.is_empty() {
             tracing::debug!(metadata = ?req.metadata, "route request metadata");
         }
-        let decision = self.gateway.route(req.into()).await?;
-        Ok(Response::new(decision.into()))
+        let result = self.gateway.route(req.into()).await;
+        finish(
+            guard,
+            result.map(|d| Response::new(d.into())).map_err(Into::into),
+        )
     }
 
     async fn complete(
         &self,
         request: Request<pb::CompleteRequest>,
     ) -> Result<Response<pb::CompleteResponse>, Status> {
+        let guard = self.track(COMPLETE);
         // If the caller cancels, tonic drops this future, and with it the upstream request.
-        let outcome = self
+        let result = self
             .gateway
             .complete(complete_call(request.into_inner()))
-            .await?;
-        Ok(Response::new(outcome.into()))
+            .await;
+        finish(
+            guard,
+            result.map(|o| Response::new(o.into())).map_err(Into::into),
+        )
     }
 
     type CompleteStreamStream =
@@ -65,12 +95,19 @@ impl pb::router_server::Router for RouterService {
         &self,
         request: Request<pb::CompleteRequest>,
     ) -> Result<Response<Self::CompleteStreamStream>, Status> {
-        let events = self
+        let guard = self.track(COMPLETE_STREAM);
+        let events = match self
             .gateway
             .complete_stream(complete_call(request.into_inner()))
-            .await?;
-        // The proto carries text only: a gRPC request cannot offer tools, so no tool-call deltas come.
-        let chunks = events.filter_map(|event| {
+            .await
+        {
+            Ok(events) => events,
+            Err(e) => return finish(guard, Err(e.into())),
+        };
+        // The call counts when its final status is known: the last chunk, or an error in the stream. The
+        // proto carries text only: a gRPC request cannot offer tools, so no tool-call deltas come.
+        let mut guard = Some(guard);
+        let chunks = events.filter_map(move |event| {
             futures_util::future::ready(match event {
                 StreamEvent::Delta(Delta::Text(delta)) => {
                     Some(Ok(pb::CompleteChunk { delta, done: None }))
@@ -80,12 +117,22 @@ impl pb::router_server::Router for RouterService {
                     // The proto's final chunk carries everything but the content, which the deltas delivered.
                     let mut done = pb::CompleteResponse::from(*outcome);
                     done.content.clear();
-                    Some(Ok(pb::CompleteChunk {
+                    let chunk = Ok(pb::CompleteChunk {
                         delta: String::new(),
                         done: Some(done),
-                    }))
+                    });
+                    Some(match guard.take() {
+                        Some(g) => finish(g, chunk),
+                        None => chunk,
+                    })
                 }
-                StreamEvent::Error(e) => Some(Err(e.into())),
+                StreamEvent::Error(e) => {
+                    let status = Err(e.into());
+                    Some(match guard.take() {
+                        Some(g) => finish(g, status),
+                        None => status,
+                    })
+                }
             })
         });
         Ok(Response::new(Box::pin(chunks)))

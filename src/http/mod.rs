@@ -15,7 +15,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -29,6 +29,7 @@ use tokio::net::TcpListener;
 
 use crate::gateway::Gateway;
 use crate::message::ChatMessage;
+use crate::metrics::{Face, Metrics};
 use crate::router::RouteQuery;
 use error::ApiError;
 
@@ -60,6 +61,27 @@ async fn request_id(mut req: Request, next: Next) -> Response {
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert(REQUEST_ID, v);
     }
+    resp
+}
+
+/// The `method` label of a request no route matched (a 404): the raw path would let any client create
+/// series without bound.
+const UNMATCHED: &str = "unmatched";
+
+/// Counts and times every request by its matched route path (not the raw URI, which is unbounded) and
+/// status. Outermost, so panics' 500s and refusals by inner layers count too. An SSE response counts when
+/// its head is sent.
+async fn track(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
+    let path = req.extensions().get::<MatchedPath>().cloned();
+    let resp = next.run(req).await;
+    let method = path.as_ref().map_or(UNMATCHED, MatchedPath::as_str);
+    metrics.request(
+        Face::Http,
+        method,
+        resp.status().as_str(),
+        started.elapsed(),
+    );
     resp
 }
 
@@ -311,6 +333,7 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
 
 /// The HTTP face's routes over `gateway`.
 pub fn app(gateway: Arc<Gateway>) -> axum::Router {
+    let metrics = gateway.metrics().clone();
     axum::Router::new()
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/embeddings", post(embeddings))
@@ -327,6 +350,7 @@ pub fn app(gateway: Arc<Gateway>) -> axum::Router {
             panic_response,
         ))
         .layer(axum::middleware::from_fn(request_id))
+        .layer(axum::middleware::from_fn_with_state(metrics, track))
         .with_state(gateway)
 }
 

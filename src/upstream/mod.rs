@@ -232,6 +232,8 @@ pub struct Completion {
     pub usage: Usage,
     /// Estimated cost in USD from the serving model's prices.
     pub cost_usd: f64,
+    /// The serving attempt's time to its first token (to the whole answer, when not streamed).
+    pub ttft: Duration,
     /// Who served it.
     pub served_by: ServedBy,
     /// Every attempt, in order, the serving one last.
@@ -525,6 +527,7 @@ impl Forwarder {
                         usage.input_tokens,
                         usage.output_tokens,
                     ),
+                    ttft: served.ttft,
                     served_by: ServedBy {
                         model: name.clone(),
                         provider: provider.name.clone(),

@@ -63,12 +63,38 @@ pub fn clinc150() -> Option<PathBuf> {
     None
 }
 
+/// Prometheus' `promtool` (Debian package `prometheus`): `$SEMROUTE_PROMTOOL`, else the first `promtool` on
+/// PATH. When it is absent the calling test prints why and skips (returns `None`); with
+/// `SEMROUTE_REQUIRE_DATA=1` (CI sets it, and `.ci/run` installs the package) absence fails the test.
+pub fn promtool() -> Option<PathBuf> {
+    let found = match std::env::var_os("SEMROUTE_PROMTOOL") {
+        Some(p) => Some(PathBuf::from(p)).filter(|p| p.is_file()),
+        None => std::env::var_os("PATH").and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|d| d.join("promtool"))
+                .find(|p| p.is_file())
+        }),
+    };
+    if found.is_some() {
+        return found;
+    }
+    let why =
+        "promtool not found (install Debian's `prometheus` package, or set SEMROUTE_PROMTOOL)";
+    if std::env::var("SEMROUTE_REQUIRE_DATA").is_ok_and(|v| v == "1") {
+        panic!("{why}; SEMROUTE_REQUIRE_DATA=1 makes this a failure");
+    }
+    eprintln!("SKIPPED: {why}");
+    None
+}
+
 /// A server running on its own runtime thread; dropping it triggers graceful shutdown.
 pub struct TestServer {
     /// The gRPC face.
     pub addr: SocketAddr,
     /// The HTTP face (OpenAI-compatible API).
     pub http_addr: SocketAddr,
+    /// The Prometheus metrics listener (`GET /metrics`).
+    pub metrics_addr: SocketAddr,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<Result<(), String>>>,
 }
@@ -95,13 +121,19 @@ impl TestServer {
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let metrics = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 addr_tx
-                    .send((listener.local_addr().unwrap(), http.local_addr().unwrap()))
+                    .send((
+                        listener.local_addr().unwrap(),
+                        http.local_addr().unwrap(),
+                        metrics.local_addr().unwrap(),
+                    ))
                     .unwrap();
                 let mut opts = ServeOptions {
                     model_threads: 2,
                     shutdown_grace: Duration::from_secs(10),
                     http: Some(http),
+                    metrics: Some(metrics),
                     ..ServeOptions::default()
                 };
                 configure(&mut opts);
@@ -112,10 +144,11 @@ impl TestServer {
                 .map_err(|e| e.to_string())
             })
         });
-        let (addr, http_addr) = addr_rx.recv().expect("server thread bound");
+        let (addr, http_addr, metrics_addr) = addr_rx.recv().expect("server thread bound");
         Self {
             addr,
             http_addr,
+            metrics_addr,
             stop: Some(stop),
             thread: Some(thread),
         }
@@ -136,6 +169,11 @@ impl TestServer {
     /// The HTTP face's root, e.g. `http://127.0.0.1:PORT`.
     pub fn http_endpoint(&self) -> String {
         format!("http://{}", self.http_addr)
+    }
+
+    /// The metrics listener's scrape URL, `http://127.0.0.1:PORT/metrics`.
+    pub fn metrics_url(&self) -> String {
+        format!("http://{}/metrics", self.metrics_addr)
     }
 
     /// Waits until health reports SERVING (bounded).
