@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tonic::service::interceptor::InterceptedService;
 use tonic_health::ServingStatus;
 
+use crate::access::Access;
 use crate::admin::ControlPlane;
 use crate::config::LoadedConfig;
 use crate::gateway::Gateway;
@@ -18,6 +19,9 @@ use crate::grpc::{self, pb, AdminService, BearerAuth, RouterService, ROUTER_SERV
 use crate::router::{start_embedder, Router};
 use crate::state::EmbeddingStore;
 use crate::upstream::Forwarder;
+
+/// How often the client keys file is checked for changes.
+const KEYS_POLL: Duration = Duration::from_secs(2);
 
 /// Errors of the server layer.
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +80,8 @@ pub struct ServeOptions {
     /// The Prometheus metrics listener (`GET /metrics`); `None` leaves it off (the metrics are still
     /// counted, only not served).
     pub metrics: Option<TcpListener>,
+    /// The client keys file (`serve --keys`); `None` runs open: every caller is admitted.
+    pub keys: Option<PathBuf>,
 }
 
 impl Default for ServeOptions {
@@ -88,6 +94,7 @@ impl Default for ServeOptions {
             admin: None,
             http: None,
             metrics: None,
+            keys: None,
         }
     }
 }
@@ -131,7 +138,47 @@ pub async fn serve(
     let forwarder = Arc::new(Forwarder::new(loaded.base_dir()));
     // A missing key is a warning, not a start-up failure: other providers (a local model) may serve.
     forwarder.warn_missing_keys(&loaded.config);
-    let gateway = Arc::new(Gateway::new(forwarder));
+    let access = match &options.keys {
+        Some(path) => {
+            let access =
+                Access::from_file(path).map_err(|e| ServerError::Startup(e.to_string()))?;
+            let ring = access.ring();
+            tracing::info!(
+                file = %path.display(),
+                keys = ring.len(),
+                required = ring.required,
+                "client keys loaded"
+            );
+            if !ring.required {
+                tracing::warn!("client keys are optional (`required: false`): calls without a key are admitted without limits");
+            }
+            Arc::new(access)
+        }
+        None => {
+            tracing::warn!(
+                "no client keys file (serve --keys): every caller is admitted, without limits"
+            );
+            Arc::new(Access::open())
+        }
+    };
+    if access.file().is_some() {
+        // Revocations and new keys take effect without a restart; a broken file keeps the old keys.
+        let watched = access.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(KEYS_POLL);
+            loop {
+                tick.tick().await;
+                match watched.reload_if_changed() {
+                    Ok(true) => tracing::info!(keys = watched.ring().len(), "client keys reloaded"),
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::error!(error = %e, "client keys file rejected; the previous keys stay in force")
+                    }
+                }
+            }
+        });
+    }
+    let gateway = Arc::new(Gateway::new(forwarder).with_access(access));
     let router_service = RouterService::new(gateway.clone());
 
     let (fail_tx, fail_rx) = tokio::sync::oneshot::channel::<String>();
@@ -235,7 +282,10 @@ pub async fn serve(
             .add_service(health_service)
             .add_service(reflection_builder().build_v1()?)
             .add_service(reflection_builder().build_v1alpha()?)
-            .add_service(pb::router_server::RouterServer::new(router_service))
+            .add_service(pb::router_server::RouterServer::with_interceptor(
+                router_service,
+                grpc::authenticate(gateway.clone()),
+            ))
             .add_optional_service(admin_on_main)
             .serve_with_incoming_shutdown(grpc::incoming(listener), stopped(stop_rx.clone()))
             .await?;

@@ -78,8 +78,21 @@ pub enum Command {
         /// Reload routes.yaml when it changes (polled every 500 ms, debounced).
         #[arg(long, env = "SEMROUTE_WATCH")]
         watch: bool,
+        /// Client keys file (`semroute keys create` writes it; reloaded on change). Without it every
+        /// caller is admitted, without limits.
+        #[arg(long, env = "SEMROUTE_KEYS_FILE")]
+        keys: Option<PathBuf>,
         #[command(flatten)]
         admin: AdminServeArgs,
+    },
+    /// Manage the client keys file: create (the key is printed once), list, revoke, rotate. A running
+    /// server picks the change up within seconds.
+    Keys {
+        /// The keys file.
+        #[arg(long, env = "SEMROUTE_KEYS_FILE", default_value = "keys.yaml")]
+        file: PathBuf,
+        #[command(subcommand)]
+        command: KeysCommand,
     },
     /// Load a running server with Route calls over gRPC and report throughput and latency percentiles.
     Bench {
@@ -267,6 +280,61 @@ pub struct AdminConn {
     /// Read the bearer token from this file.
     #[arg(long, env = "SEMROUTE_ADMIN_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
+}
+
+/// Client key operations.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key and print it (once: only its hash is stored).
+    Create {
+        /// A unique name for the key (the service or person using it).
+        name: String,
+        /// The tenant whose limits it also counts against.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Routes it may use (repeat or comma-separate; default: all).
+        #[arg(long, value_delimiter = ',')]
+        routes: Vec<String>,
+        /// Models it may name (default: all).
+        #[arg(long, value_delimiter = ',')]
+        models: Vec<String>,
+        /// Requests per minute.
+        #[arg(long)]
+        rpm: Option<u32>,
+        /// Tokens per minute (input + output).
+        #[arg(long)]
+        tpm: Option<u64>,
+        /// Requests in flight at once.
+        #[arg(long)]
+        concurrency: Option<u32>,
+        /// USD per UTC day.
+        #[arg(long)]
+        daily_usd: Option<f64>,
+        /// USD per UTC month.
+        #[arg(long)]
+        monthly_usd: Option<f64>,
+        /// When it stops working (RFC 3339).
+        #[arg(long)]
+        expires_at: Option<String>,
+        /// An attribute, `name=value` (repeatable).
+        #[arg(long = "attr")]
+        attributes: Vec<String>,
+    },
+    /// List the keys (names, hints, tenants, limits; never the keys).
+    List,
+    /// Revoke a key: refused from the next check on.
+    Revoke {
+        /// The key's name.
+        name: String,
+    },
+    /// Issue a new key for `name` and keep the old one valid for a grace period.
+    Rotate {
+        /// The key's name.
+        name: String,
+        /// How long the old key keeps working, in seconds.
+        #[arg(long, default_value_t = 86_400)]
+        grace_s: u64,
+    },
 }
 
 /// Admin operations.

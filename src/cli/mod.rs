@@ -6,6 +6,7 @@
 mod admin_client;
 mod args;
 mod call;
+mod keys;
 mod loadgen;
 mod quality;
 
@@ -139,6 +140,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             model_threads,
             data_dir,
             watch,
+            keys,
             admin,
         } => {
             // Validate before binding: a broken file is reported at once, with its position.
@@ -153,6 +155,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             let mut options = ServeOptions {
                 data_dir: Some(data_dir.unwrap_or_else(|| loaded.base_dir().join(".semroute"))),
                 watch: watch.then(|| std::time::Duration::from_millis(500)),
+                keys,
                 ..ServeOptions::default()
             };
             if let Some(t) = model_threads {
@@ -222,6 +225,7 @@ fn run(command: Command) -> anyhow::Result<()> {
                 json,
             ))
         }
+        Command::Keys { file, command } => keys::run(&file, command),
         Command::Call { conn, command } => runtime()?.block_on(call::run(&conn.addr, command)),
         Command::Admin { conn, command } => {
             let token = read_token(conn.token, conn.token_file.as_deref())?.ok_or_else(|| {

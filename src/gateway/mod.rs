@@ -11,6 +11,7 @@ mod stream;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
+use crate::access::{Access, AccessError, Caller, Reservation};
 use crate::metrics::{Metrics, Stage};
 use crate::router::{Decision, RouteError, RouteQuery, Router, Snapshot};
 use crate::upstream::{self, Completion, CompletionRequest, Destination, Forwarder, UpstreamError};
@@ -28,6 +29,9 @@ pub enum GatewayError {
     /// Forwarding refused or failed (bad request, unknown route or model, every target failed).
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
+    /// The caller's key is missing or invalid, may not use this route or model, or is over a limit.
+    #[error(transparent)]
+    Access(#[from] AccessError),
 }
 
 /// A completion to run: the domain request plus what the caller forced.
@@ -39,6 +43,9 @@ pub struct CompleteCall {
     pub route: Option<String>,
     /// Skip target choice and send to this model (a name from `models`): retries, no fallback.
     pub model: Option<String>,
+    /// Who is calling (`None` when the service runs open): its key's routes, models, limits and budgets
+    /// apply.
+    pub caller: Option<Arc<Caller>>,
 }
 
 /// A served completion with the decision that chose its route.
@@ -67,6 +74,7 @@ pub struct Gateway {
     router: OnceLock<Arc<Router>>,
     forwarder: Arc<Forwarder>,
     metrics: Arc<Metrics>,
+    access: Arc<Access>,
 }
 
 /// A call decided and ready to forward: the pinned snapshot, the decision and the request.
@@ -78,6 +86,10 @@ struct Prepared {
     request: CompletionRequest,
     /// When the gateway took the call (its end-to-end time starts here).
     started: Instant,
+    /// The caller's tokens and money reserved for this call, settled when it is served.
+    reservation: Option<Reservation>,
+    /// Held until the call ends, so the caller's concurrency slot covers a whole stream.
+    _caller: Option<Arc<Caller>>,
 }
 
 impl Gateway {
@@ -88,7 +100,19 @@ impl Gateway {
             forwarder,
             // Creating the families fails only on a bug (a bad name or a duplicate), never at run time.
             metrics: Arc::new(Metrics::new().expect("the metric families are valid")),
+            access: Arc::new(Access::open()),
         }
+    }
+
+    /// The same gateway checking callers against `access` (client keys, limits, budgets).
+    pub fn with_access(mut self, access: Arc<Access>) -> Self {
+        self.access = access;
+        self
+    }
+
+    /// Client keys, limits and budgets: both faces authenticate callers through it.
+    pub fn access(&self) -> &Arc<Access> {
+        &self.access
     }
 
     /// A ready gateway over `router`.
@@ -248,6 +272,21 @@ impl Gateway {
                 .into())
             }
         };
+        // The key's rights first, then its limits: a forbidden call must not use up any allowance.
+        let reservation = match &call.caller {
+            Some(caller) => {
+                if !route.is_empty() {
+                    caller.check_route(&route)?;
+                }
+                if let Some(m) = &model {
+                    caller.check_model(m)?;
+                }
+                let (tokens, cost) =
+                    upstream::usage_estimate(&snapshot.config, &route, model.as_deref(), &request);
+                Some(caller.reserve(tokens, cost)?)
+            }
+            None => None,
+        };
         Ok(Prepared {
             snapshot,
             decision,
@@ -255,6 +294,8 @@ impl Gateway {
             model,
             request,
             started,
+            reservation,
+            _caller: call.caller,
         })
     }
 
@@ -281,6 +322,10 @@ impl Gateway {
             .map(|c| c.ttft);
         self.metrics.forwarded(&result, started.elapsed(), ttft);
         let completion = result?;
+        if let Some(r) = p.reservation {
+            let u = completion.usage;
+            r.settle(u.input_tokens + u.output_tokens, completion.cost_usd);
+        }
         self.metrics.stage(Stage::EndToEnd, p.started.elapsed());
         tracing::info!(
             route = %p.route,

@@ -3,6 +3,7 @@
 use tonic::Status;
 
 use super::pb;
+use crate::access::AccessError;
 use crate::admin::AdminError;
 use crate::embedding::EmbedError;
 use crate::gateway::{CompleteOutcome, GatewayError};
@@ -96,6 +97,24 @@ impl From<GatewayError> for Status {
             GatewayError::Starting => Status::unavailable(e.to_string()),
             GatewayError::Route(e) => e.into(),
             GatewayError::Upstream(e) => e.into(),
+            GatewayError::Access(e) => e.into(),
+        }
+    }
+}
+
+impl From<AccessError> for Status {
+    fn from(e: AccessError) -> Self {
+        match &e {
+            AccessError::Unauthenticated(_) => Status::unauthenticated(e.to_string()),
+            AccessError::Forbidden(_) => Status::permission_denied(e.to_string()),
+            AccessError::Limited(r) => {
+                let mut s = Status::resource_exhausted(e.to_string());
+                // The wait, in the header HTTP clients know; the message says it too.
+                if let Ok(v) = r.retry_after.as_secs().max(1).to_string().parse() {
+                    s.metadata_mut().insert("retry-after", v);
+                }
+                s
+            }
         }
     }
 }

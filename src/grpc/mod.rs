@@ -15,7 +15,7 @@ use tonic::transport::server::TcpIncoming;
 
 pub use admin_service::AdminService;
 pub use auth::BearerAuth;
-pub use router_service::RouterService;
+pub use router_service::{authenticate, RouterService};
 /// Generated protobuf and gRPC code for `semroute.v1`.
 pub mod pb {
     #![allow(missing_docs, clippy::all)]

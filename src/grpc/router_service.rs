@@ -8,6 +8,7 @@ use futures_util::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
 use super::pb;
+use crate::access::Caller;
 use crate::gateway::{CompleteCall, Gateway, StreamEvent};
 use crate::metrics::{grpc_code_name, Face, RequestGuard};
 use crate::upstream::Delta;
@@ -46,11 +47,30 @@ fn finish<T>(guard: RequestGuard, result: Result<T, Status>) -> Result<T, Status
     result
 }
 
-fn complete_call(req: pb::CompleteRequest) -> CompleteCall {
+/// The gateway call for a request, with the caller [`authenticate`] admitted.
+fn complete_call(request: Request<pb::CompleteRequest>) -> CompleteCall {
+    let caller = request.extensions().get::<Arc<Caller>>().cloned();
+    let req = request.into_inner();
     CompleteCall {
         route: req.route.clone(),
         model: req.model.clone(),
         request: req.into(),
+        caller,
+    }
+}
+
+/// A tonic interceptor for the Router service: checks the caller's key when keys are configured and
+/// hands the admitted caller to the handler (its request slot lives as long as the call).
+pub fn authenticate(gateway: Arc<Gateway>) -> impl tonic::service::Interceptor + Clone {
+    move |mut req: Request<()>| -> Result<Request<()>, Status> {
+        let header = req
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok());
+        if let Some(caller) = gateway.access().authenticate(header)? {
+            req.extensions_mut().insert(caller);
+        }
+        Ok(req)
     }
 }
 
@@ -78,10 +98,7 @@ impl pb::router_server::Router for RouterService {
     ) -> Result<Response<pb::CompleteResponse>, Status> {
         let guard = self.track(COMPLETE);
         // If the caller cancels, tonic drops this future, and with it the upstream request.
-        let result = self
-            .gateway
-            .complete(complete_call(request.into_inner()))
-            .await;
+        let result = self.gateway.complete(complete_call(request)).await;
         finish(
             guard,
             result.map(|o| Response::new(o.into())).map_err(Into::into),
@@ -96,11 +113,7 @@ impl pb::router_server::Router for RouterService {
         request: Request<pb::CompleteRequest>,
     ) -> Result<Response<Self::CompleteStreamStream>, Status> {
         let guard = self.track(COMPLETE_STREAM);
-        let events = match self
-            .gateway
-            .complete_stream(complete_call(request.into_inner()))
-            .await
-        {
+        let events = match self.gateway.complete_stream(complete_call(request)).await {
             Ok(events) => events,
             Err(e) => return finish(guard, Err(e.into())),
         };

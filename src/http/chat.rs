@@ -14,6 +14,7 @@ use serde_json::{json, Map, Value};
 
 use super::error::ApiError;
 use super::RequestId;
+use crate::access::Caller;
 use crate::gateway::{CompleteCall, CompleteOutcome, Gateway, StreamEvent};
 use crate::message::{
     ChatMessage, ContentPart, ImagePart, ResponseFormat, ToolCall, ToolChoice, ToolSpec,
@@ -478,6 +479,7 @@ fn translate(gateway: &Gateway, r: ChatRequest) -> Result<(CompleteCall, bool, b
             request,
             route,
             model,
+            caller: None,
         },
         stream,
         include_usage,
@@ -555,14 +557,16 @@ fn usage(o: &CompleteOutcome) -> Value {
 pub async fn completions(
     gateway: std::sync::Arc<Gateway>,
     id: RequestId,
+    caller: Option<std::sync::Arc<Caller>>,
     body: ChatRequest,
 ) -> Response {
     // Stream chunks before the answer carry the name the client asked for; the last ones, the upstream's.
     let requested = body.model.clone();
-    let (call, stream, include_usage) = match translate(&gateway, body) {
+    let (mut call, stream, include_usage) = match translate(&gateway, body) {
         Ok(t) => t,
         Err(e) => return e.into_response(),
     };
+    call.caller = caller;
     let completion_id = format!("chatcmpl-{}", id.0);
     if !stream {
         // Dropping this future (the client went away) drops the upstream request.

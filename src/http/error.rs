@@ -6,6 +6,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::access::{AccessError, LimitKind};
 use crate::embedding::EmbedError;
 use crate::gateway::GatewayError;
 use crate::router::RouteError;
@@ -29,6 +30,9 @@ pub struct ApiError {
     pub code: Option<&'static str>,
     /// `Retry-After`, in seconds.
     pub retry_after: Option<u64>,
+    /// Further headers (`x-ratelimit-*` on a limit refusal). Boxed: errors travel in `Result`s, so they
+    /// stay small.
+    pub headers: Box<[(&'static str, String)]>,
 }
 
 impl ApiError {
@@ -40,6 +44,7 @@ impl ApiError {
             param: None,
             code: None,
             retry_after: None,
+            headers: Box::default(),
         }
     }
 
@@ -94,6 +99,11 @@ impl IntoResponse for ApiError {
         if let Some(s) = self.retry_after {
             r.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(s));
+        }
+        for (name, value) in self.headers.into_vec() {
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                r.headers_mut().insert(name, v);
+            }
         }
         r
     }
@@ -186,6 +196,71 @@ impl From<GatewayError> for ApiError {
             },
             GatewayError::Route(e) => e.into(),
             GatewayError::Upstream(e) => e.into(),
+            GatewayError::Access(e) => e.into(),
+        }
+    }
+}
+
+impl From<AccessError> for ApiError {
+    fn from(e: AccessError) -> Self {
+        match &e {
+            AccessError::Unauthenticated(_) => Self {
+                code: Some("invalid_api_key"),
+                ..Self::new(
+                    StatusCode::UNAUTHORIZED,
+                    "invalid_request_error",
+                    e.to_string(),
+                )
+            },
+            AccessError::Forbidden(_) => Self {
+                code: Some("permission_denied"),
+                ..Self::new(
+                    StatusCode::FORBIDDEN,
+                    "invalid_request_error",
+                    e.to_string(),
+                )
+            },
+            AccessError::Limited(r) => {
+                let secs = r.retry_after.as_secs().max(1);
+                // OpenAI's header names, for the limits that have them.
+                let mut headers = Vec::new();
+                let family = match r.kind {
+                    LimitKind::Requests => Some("requests"),
+                    LimitKind::Tokens => Some("tokens"),
+                    _ => None,
+                };
+                if let Some(f) = family {
+                    let (limit, remaining, reset) = match f {
+                        "requests" => (
+                            "x-ratelimit-limit-requests",
+                            "x-ratelimit-remaining-requests",
+                            "x-ratelimit-reset-requests",
+                        ),
+                        _ => (
+                            "x-ratelimit-limit-tokens",
+                            "x-ratelimit-remaining-tokens",
+                            "x-ratelimit-reset-tokens",
+                        ),
+                    };
+                    headers.push((limit, format!("{}", r.limit)));
+                    headers.push((remaining, "0".to_string()));
+                    headers.push((reset, format!("{secs}s")));
+                }
+                Self {
+                    code: Some(if r.kind.is_budget() {
+                        "budget_exceeded"
+                    } else {
+                        "rate_limit_exceeded"
+                    }),
+                    retry_after: Some(secs),
+                    headers: headers.into_boxed_slice(),
+                    ..Self::new(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "rate_limit_error",
+                        e.to_string(),
+                    )
+                }
+            }
         }
     }
 }

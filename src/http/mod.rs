@@ -27,6 +27,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
+use crate::access::Caller;
 use crate::gateway::Gateway;
 use crate::message::ChatMessage;
 use crate::metrics::{Face, Metrics};
@@ -131,14 +132,37 @@ fn body_or_error(
     })
 }
 
+/// Checks the caller's key (when keys are configured) and hands the caller to the handler; a refusal
+/// (401, or 429 over the key's request limits) ends the request here.
+async fn authenticate(
+    State(gateway): State<Arc<Gateway>>,
+    mut req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let header = req
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    match gateway.access().authenticate(header) {
+        Ok(caller) => {
+            if let Some(c) = caller {
+                req.extensions_mut().insert(c);
+            }
+            next.run(req).await
+        }
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
 async fn chat_completions(
     State(gateway): State<Arc<Gateway>>,
     Extension(id): Extension<RequestId>,
+    caller: Option<Extension<Arc<Caller>>>,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
     let parsed = body_or_error(body).and_then(|b| parse::<chat::ChatRequest>(&b));
     match parsed {
-        Ok(req) => chat::completions(gateway, id, req).await,
+        Ok(req) => chat::completions(gateway, id, caller.map(|Extension(c)| c), req).await,
         Err(e) => e.into_response(),
     }
 }
@@ -327,6 +351,7 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
         param: None,
         code: None,
         retry_after: None,
+        headers: Box::default(),
     }
     .into_response()
 }
@@ -334,11 +359,18 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
 /// The HTTP face's routes over `gateway`.
 pub fn app(gateway: Arc<Gateway>) -> axum::Router {
     let metrics = gateway.metrics().clone();
-    axum::Router::new()
+    // The API needs a key when keys are configured; health and the document do not.
+    let api = axum::Router::new()
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/embeddings", post(embeddings))
         .route("/v1/models", get(models))
         .route("/v1/route", post(route))
+        .route_layer(axum::middleware::from_fn_with_state(
+            gateway.clone(),
+            authenticate,
+        ));
+    axum::Router::new()
+        .merge(api)
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/openapi.json", get(openapi))

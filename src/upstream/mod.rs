@@ -615,6 +615,31 @@ fn lookup<'c>(
     Ok((model, provider))
 }
 
+/// What a call may use before the provider says what it used: tokens (the input's rough count plus
+/// `max_tokens`, or a typical answer's length) and the cost of that on the dearest model it may reach (the
+/// named model, or any of the route's targets). Limits reserve this and settle from the real usage.
+pub fn usage_estimate(
+    config: &Config,
+    route: &str,
+    model: Option<&str>,
+    req: &CompletionRequest,
+) -> (u64, f64) {
+    let input = estimate_tokens(req);
+    let output = req.max_tokens.map_or(TYPICAL_OUTPUT_TOKENS, u64::from);
+    let cost = |m: &str| strategy::estimated_cost(config, m, input, output);
+    let dearest = match model {
+        Some(m) => cost(m),
+        None => config
+            .routes
+            .iter()
+            .find(|r| r.name == route)
+            .map_or(0.0, |r| {
+                r.targets.iter().map(|t| cost(&t.model)).fold(0.0, f64::max)
+            }),
+    };
+    (input + output, dearest)
+}
+
 /// A rough token count (four bytes a token) for price estimates before the provider counts.
 fn estimate_tokens(req: &CompletionRequest) -> u64 {
     let bytes: usize = req.messages.iter().map(ChatMessage::size).sum();

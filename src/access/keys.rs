@@ -1,0 +1,371 @@
+//! Client keys: the keys file, how keys are made and hashed, and the ring the server looks them up in.
+//!
+//! A key is `sr_` followed by 40 random base62 characters (about 238 bits from the OS's random source).
+//! Only its SHA-256 is stored. A fast hash is right here: keys are long random strings, so there is no
+//! dictionary to slow down, unlike passwords. The file also holds each key's tenant, attributes, allowed
+//! routes and models, limits and expiry, and the tenants' own limits.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// What every key starts with, so a leaked one is recognisable (secret scanners, log review).
+pub const KEY_PREFIX: &str = "sr_";
+const KEY_RANDOM_CHARS: usize = 40;
+const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/// Errors reading or changing the keys file.
+#[derive(Debug, thiserror::Error)]
+pub enum KeysError {
+    /// The file could not be read or written.
+    #[error("keys file {path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not a valid keys file.
+    #[error("keys file {path}: {message}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// What is wrong, with its line and column where known.
+        message: String,
+    },
+    /// No key has this name.
+    #[error("no key is named `{0}`")]
+    UnknownKey(String),
+    /// The OS's random source failed.
+    #[error("the OS random source failed: {0}")]
+    Random(String),
+}
+
+/// Limits of a key or a tenant. Absent: unlimited.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Requests per minute (a sliding 60-second window).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpm: Option<u32>,
+    /// Tokens per minute, input + output: reserved from an estimate when a completion starts, settled from
+    /// the provider's reported usage when it ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpm: Option<u64>,
+    /// Requests in flight at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<u32>,
+    /// USD per UTC day, from the models' prices.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daily_usd: Option<f64>,
+    /// USD per UTC calendar month.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monthly_usd: Option<f64>,
+}
+
+/// One key as the file stores it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyEntry {
+    /// A unique name (a service, a team member).
+    pub name: String,
+    /// `sha256:<hex>` of the whole key.
+    pub hash: String,
+    /// The key's first characters (`sr_` and 6 more), to recognise it in lists; not enough to use it.
+    pub hint: String,
+    /// The tenant (team, customer) whose limits it also counts against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    /// Free-form attributes (`tier: free`, `region: eu`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attributes: BTreeMap<String, String>,
+    /// Routes it may use (by `model` = route name, or by semantic routing). Empty: all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<String>,
+    /// Models it may be served by. Empty: all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<String>,
+    /// Its limits.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub limits: Limits,
+    /// When it stops working (RFC 3339, e.g. `2027-01-01T00:00:00Z`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    /// Revoked keys are refused at once.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub revoked: bool,
+}
+
+fn is_default(l: &Limits) -> bool {
+    *l == Limits::default()
+}
+
+/// The keys file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeysFile {
+    /// Refuse calls without a valid key (default `true`: a keys file means keys are wanted).
+    #[serde(default = "yes")]
+    pub required: bool,
+    /// Tenants' limits, by tenant name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tenants: BTreeMap<String, Limits>,
+    /// The keys.
+    #[serde(default)]
+    pub keys: Vec<KeyEntry>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl KeysFile {
+    /// Reads and validates `path`.
+    pub fn load(path: &Path) -> Result<Self, KeysError> {
+        let text = std::fs::read_to_string(path).map_err(|source| KeysError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses and validates a keys file's text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Self, KeysError> {
+        let invalid = |message: String| KeysError::Invalid {
+            path: origin.to_string(),
+            message,
+        };
+        let file: KeysFile = if text.trim().is_empty() {
+            KeysFile {
+                required: true,
+                ..Default::default()
+            }
+        } else {
+            serde_yaml::from_str(text).map_err(|e| invalid(e.to_string()))?
+        };
+        let mut names = std::collections::HashSet::new();
+        for (i, k) in file.keys.iter().enumerate() {
+            let at = format!("keys[{i}] (`{}`)", k.name);
+            if k.name.trim().is_empty() {
+                return Err(invalid(format!("keys[{i}].name is empty")));
+            }
+            if !names.insert(k.name.as_str()) {
+                return Err(invalid(format!("{at}: the name is used twice")));
+            }
+            if parse_hash(&k.hash).is_none() {
+                return Err(invalid(format!(
+                    "{at}.hash: expected `sha256:` and 64 hex digits (`semroute keys create` writes it)"
+                )));
+            }
+            if let Some(e) = &k.expires_at {
+                if e.parse::<jiff::Timestamp>().is_err() {
+                    return Err(invalid(format!(
+                        "{at}.expires_at: `{e}` is not an RFC 3339 time such as 2027-01-01T00:00:00Z"
+                    )));
+                }
+            }
+            if let Some(t) = &k.tenant {
+                if t.trim().is_empty() {
+                    return Err(invalid(format!("{at}.tenant is empty")));
+                }
+            }
+            check_limits(&k.limits).map_err(|m| invalid(format!("{at}.limits.{m}")))?;
+        }
+        for (name, l) in &file.tenants {
+            check_limits(l).map_err(|m| invalid(format!("tenants.{name}.{m}")))?;
+        }
+        Ok(file)
+    }
+
+    /// Writes the file atomically (a reader sees the old file or the new one).
+    pub fn save(&self, path: &Path) -> Result<(), KeysError> {
+        let text = serde_yaml::to_string(self).map_err(|e| KeysError::Invalid {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        crate::state::write_atomically(path, |f| {
+            use std::io::Write;
+            f.write_all(b"# semroute client keys: hashes only. Manage with `semroute keys`.\n")?;
+            f.write_all(text.as_bytes())
+        })
+        .map_err(|source| KeysError::Io {
+            path: path.display().to_string(),
+            source,
+        })
+    }
+}
+
+fn check_limits(l: &Limits) -> Result<(), String> {
+    if l.rpm == Some(0) || l.tpm == Some(0) || l.concurrency == Some(0) {
+        return Err(
+            "rpm, tpm and concurrency must be at least 1 (leave them out for no limit)".into(),
+        );
+    }
+    for (name, v) in [("daily_usd", l.daily_usd), ("monthly_usd", l.monthly_usd)] {
+        if v.is_some_and(|v| !v.is_finite() || v < 0.0) {
+            return Err(format!("{name} must be a non-negative number"));
+        }
+    }
+    Ok(())
+}
+
+fn parse_hash(s: &str) -> Option<[u8; 32]> {
+    let hex = s.strip_prefix("sha256:")?;
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+fn digest(key: &str) -> [u8; 32] {
+    Sha256::digest(key.as_bytes()).into()
+}
+
+/// `sha256:<hex>` of `key`, as the file stores it.
+pub fn hash(key: &str) -> String {
+    let hex: String = digest(key).iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+/// A new random key.
+pub fn generate() -> Result<String, KeysError> {
+    let mut key = String::from(KEY_PREFIX);
+    let mut buf = [0u8; 64];
+    while key.len() < KEY_PREFIX.len() + KEY_RANDOM_CHARS {
+        getrandom::fill(&mut buf).map_err(|e| KeysError::Random(e.to_string()))?;
+        // Rejection sampling keeps every character equally likely (256 is not a multiple of 62).
+        for b in buf {
+            if b < 248 && key.len() < KEY_PREFIX.len() + KEY_RANDOM_CHARS {
+                key.push(BASE62[usize::from(b % 62)] as char);
+            }
+        }
+    }
+    Ok(key)
+}
+
+/// A new key entry named `name`, and the key itself (shown once, never stored).
+pub fn new_entry(name: &str) -> Result<(KeyEntry, String), KeysError> {
+    let key = generate()?;
+    let entry = KeyEntry {
+        name: name.to_string(),
+        hash: hash(&key),
+        hint: key.chars().take(KEY_PREFIX.len() + 6).collect(),
+        tenant: None,
+        attributes: BTreeMap::new(),
+        routes: Vec::new(),
+        models: Vec::new(),
+        limits: Limits::default(),
+        expires_at: None,
+        revoked: false,
+    };
+    Ok((entry, key))
+}
+
+/// A key the server knows, as the gateway sees it.
+#[derive(Debug)]
+pub struct ClientKey {
+    /// Its entry in the file.
+    pub entry: KeyEntry,
+    /// Its expiry, parsed.
+    pub expires_at: Option<jiff::Timestamp>,
+}
+
+/// The keys in force: looked up by hash.
+#[derive(Debug, Default)]
+pub struct KeyRing {
+    /// Whether calls without a key are refused. `false` with no file: the service runs open.
+    pub required: bool,
+    /// Whether a keys file is in force at all.
+    pub configured: bool,
+    by_hash: HashMap<[u8; 32], Arc<ClientKey>>,
+    /// Tenants' limits.
+    pub tenants: BTreeMap<String, Limits>,
+}
+
+impl KeyRing {
+    /// The ring of a keys file.
+    pub fn from_file(file: KeysFile) -> Self {
+        let by_hash = file
+            .keys
+            .into_iter()
+            .filter_map(|entry| {
+                let h = parse_hash(&entry.hash)?;
+                let expires_at = entry.expires_at.as_deref().and_then(|e| e.parse().ok());
+                Some((h, Arc::new(ClientKey { entry, expires_at })))
+            })
+            .collect();
+        Self {
+            required: file.required,
+            configured: true,
+            by_hash,
+            tenants: file.tenants,
+        }
+    }
+
+    /// The key whose hash matches `presented`. Looking up by hash means the comparison never touches the
+    /// secret byte by byte.
+    pub fn find(&self, presented: &str) -> Option<&Arc<ClientKey>> {
+        self.by_hash.get(&digest(presented))
+    }
+
+    /// How many keys it holds.
+    pub fn len(&self) -> usize {
+        self.by_hash.len()
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.by_hash.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_random_prefixed_and_found_by_hash_only() {
+        let (entry, key) = new_entry("svc").unwrap();
+        assert!(key.starts_with(KEY_PREFIX) && key.len() == KEY_PREFIX.len() + KEY_RANDOM_CHARS);
+        assert!(key[3..].bytes().all(|b| b.is_ascii_alphanumeric()));
+        assert_ne!(generate().unwrap(), key);
+        assert!(!entry.hash.contains(&key[3..]));
+        let file = KeysFile {
+            required: true,
+            keys: vec![entry],
+            ..Default::default()
+        };
+        let text = serde_yaml::to_string(&file).unwrap();
+        assert!(!text.contains(&key[3..]), "the file never holds the key");
+        let ring = KeyRing::from_file(KeysFile::parse(&text, "t").unwrap());
+        assert_eq!(ring.find(&key).unwrap().entry.name, "svc");
+        assert!(ring.find("sr_wrong").is_none());
+    }
+
+    #[test]
+    fn bad_files_name_the_field() {
+        let e = KeysFile::parse("keys:\n  - {name: a, hash: nope, hint: x}\n", "k.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("keys[0]") && e.contains("hash"), "{e}");
+        let e = KeysFile::parse("keys: []\ncolour: red\n", "k.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("colour") && e.contains("line 2"), "{e}");
+        let h = hash("sr_x");
+        let e = KeysFile::parse(
+            &format!("keys:\n  - {{name: a, hash: '{h}', hint: x, limits: {{rpm: 0}}}}\n"),
+            "k.yaml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("limits.rpm"), "{e}");
+    }
+}

@@ -1,0 +1,231 @@
+//! Who may call and how much: client keys (hashed, from a keys file reloaded on change), the routes and
+//! models each key may use, and per-key and per-tenant rate limits and budgets. Both faces authenticate
+//! through [`Access::authenticate`] at the door; the gateway checks routes, models, tokens and money once
+//! it knows the decision, and settles from the provider's reported usage.
+
+pub mod keys;
+pub mod limiter;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use arc_swap::ArcSwap;
+
+pub use keys::{ClientKey, KeyRing, KeysError, KeysFile, Limits};
+use limiter::{Holders, Limiter, RequestSlot};
+pub use limiter::{LimitKind, Refusal, Reservation};
+
+/// Why a call was refused at the door or by its key's rights and limits.
+#[derive(Debug, thiserror::Error)]
+pub enum AccessError {
+    /// No key, or one that is unknown, revoked or expired.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The key may not use this route or model.
+    #[error("{0}")]
+    Forbidden(String),
+    /// A rate limit or budget is reached.
+    #[error("{} limit of {} reached ({}){}", .0.kind.as_str(), .0.holder, limit_value(.0), retry_text(.0))]
+    Limited(Refusal),
+}
+
+fn limit_value(r: &Refusal) -> String {
+    match r.kind {
+        LimitKind::Requests => format!("{} requests per minute", r.limit),
+        LimitKind::Tokens => format!("{} tokens per minute", r.limit),
+        LimitKind::Concurrency => format!("{} requests at once", r.limit),
+        LimitKind::DailyBudget => format!("{} USD per UTC day", r.limit),
+        LimitKind::MonthlyBudget => format!("{} USD per UTC month", r.limit),
+    }
+}
+
+fn retry_text(r: &Refusal) -> String {
+    format!("; retry in {} s", r.retry_after.as_secs().max(1))
+}
+
+/// An authenticated caller: its key, and the request slot it holds (released when the last clone of the
+/// caller is dropped, which for a stream is when the stream ends).
+#[derive(Debug)]
+pub struct Caller {
+    /// The key.
+    pub key: Arc<ClientKey>,
+    slot: RequestSlot,
+}
+
+impl Caller {
+    /// The key's name (never the key).
+    pub fn name(&self) -> &str {
+        &self.key.entry.name
+    }
+
+    /// Refuses a route the key may not use.
+    pub fn check_route(&self, route: &str) -> Result<(), AccessError> {
+        let allowed = &self.key.entry.routes;
+        if allowed.is_empty() || allowed.iter().any(|r| r == route) {
+            return Ok(());
+        }
+        Err(AccessError::Forbidden(format!(
+            "the key `{}` may not use the route `{route}` (allowed: {})",
+            self.name(),
+            allowed.join(", ")
+        )))
+    }
+
+    /// Refuses a model the key may not use.
+    pub fn check_model(&self, model: &str) -> Result<(), AccessError> {
+        let allowed = &self.key.entry.models;
+        if allowed.is_empty() || allowed.iter().any(|m| m == model) {
+            return Ok(());
+        }
+        Err(AccessError::Forbidden(format!(
+            "the key `{}` may not use the model `{model}` (allowed: {})",
+            self.name(),
+            allowed.join(", ")
+        )))
+    }
+
+    /// Reserves an estimate of tokens and cost for a completion against the key's and tenant's limits.
+    pub fn reserve(&self, tokens: u64, cost_usd: f64) -> Result<Reservation, AccessError> {
+        self.slot
+            .limiter()
+            .reserve(self.slot.holders(), tokens, cost_usd)
+            .map_err(AccessError::Limited)
+    }
+}
+
+/// The keys in force and every holder's counters.
+pub struct Access {
+    ring: ArcSwap<KeyRing>,
+    limiter: Arc<Limiter>,
+    file: Option<PathBuf>,
+    seen: Mutex<Option<SystemTime>>,
+}
+
+impl std::fmt::Debug for Access {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Access")
+            .field("file", &self.file)
+            .field("keys", &self.ring.load().len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Access {
+    /// No keys: every call is admitted, without limits.
+    pub fn open() -> Self {
+        Self {
+            ring: ArcSwap::from_pointee(KeyRing::default()),
+            limiter: Arc::new(Limiter::default()),
+            file: None,
+            seen: Mutex::new(None),
+        }
+    }
+
+    /// The keys of `path`, which [`Access::reload_if_changed`] re-reads when it changes.
+    pub fn from_file(path: &Path) -> Result<Self, KeysError> {
+        let file = KeysFile::load(path)?;
+        Ok(Self {
+            ring: ArcSwap::from_pointee(KeyRing::from_file(file)),
+            limiter: Arc::new(Limiter::default()),
+            file: Some(path.to_path_buf()),
+            seen: Mutex::new(mtime(path)),
+        })
+    }
+
+    /// The keys file, if any.
+    pub fn file(&self) -> Option<&Path> {
+        self.file.as_deref()
+    }
+
+    /// The ring in force.
+    pub fn ring(&self) -> Arc<KeyRing> {
+        self.ring.load_full()
+    }
+
+    /// Re-reads the keys file when its modification time changed. A file that fails to load leaves the
+    /// keys in force as they were. Returns whether new keys were installed.
+    pub fn reload_if_changed(&self) -> Result<bool, KeysError> {
+        let Some(path) = &self.file else {
+            return Ok(false);
+        };
+        let now = mtime(path);
+        {
+            let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+            if *seen == now {
+                return Ok(false);
+            }
+        }
+        let file = KeysFile::load(path)?;
+        self.ring.store(Arc::new(KeyRing::from_file(file)));
+        *self.seen.lock().unwrap_or_else(|e| e.into_inner()) = now;
+        Ok(true)
+    }
+
+    /// Checks the `authorization` header's value and takes a request slot for the key: `Ok(None)` when the
+    /// service runs open (no keys file, or keys not required and none presented).
+    pub fn authenticate(
+        &self,
+        authorization: Option<&str>,
+    ) -> Result<Option<Arc<Caller>>, AccessError> {
+        let ring = self.ring.load();
+        if !ring.configured {
+            return Ok(None);
+        }
+        let presented = authorization.and_then(bearer);
+        let Some(presented) = presented else {
+            if ring.required {
+                return Err(AccessError::Unauthenticated(
+                    "this server needs an API key: send `authorization: Bearer sr_...`".into(),
+                ));
+            }
+            return Ok(None);
+        };
+        // The message never repeats what was presented: it may be a real secret sent to the wrong place.
+        let Some(key) = ring.find(presented) else {
+            return Err(AccessError::Unauthenticated("invalid API key".into()));
+        };
+        let name = &key.entry.name;
+        if key.entry.revoked {
+            return Err(AccessError::Unauthenticated(format!(
+                "the API key `{name}` was revoked"
+            )));
+        }
+        if let Some(at) = key.expires_at {
+            if at <= jiff::Timestamp::now() {
+                return Err(AccessError::Unauthenticated(format!(
+                    "the API key `{name}` expired at {at}"
+                )));
+            }
+        }
+        let tenant = key
+            .entry
+            .tenant
+            .as_ref()
+            .map(|t| (t.clone(), ring.tenants.get(t).cloned().unwrap_or_default()));
+        // A rotated-out key (`name@hint`, valid for its grace period) shares its successor's counters.
+        let holder = name.split_once('@').map_or(name.as_str(), |(n, _)| n);
+        let holders = Holders {
+            key: (holder.to_string(), key.entry.limits.clone()),
+            tenant,
+        };
+        let slot = self.limiter.admit(holders).map_err(AccessError::Limited)?;
+        Ok(Some(Arc::new(Caller {
+            key: key.clone(),
+            slot,
+        })))
+    }
+}
+
+/// The token of an `authorization: Bearer <token>` value.
+pub fn bearer(value: &str) -> Option<&str> {
+    let v = value.trim();
+    v.strip_prefix("Bearer ")
+        .or_else(|| v.strip_prefix("bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+fn mtime(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
