@@ -14,6 +14,7 @@
 pub mod access;
 pub mod admin;
 pub mod config;
+pub mod edge;
 pub mod embedding;
 pub mod eval;
 pub mod gateway;
@@ -25,5 +26,6 @@ pub mod metrics;
 pub mod router;
 pub mod serve;
 pub mod state;
+pub mod telemetry;
 pub mod tune;
 pub mod upstream;

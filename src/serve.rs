@@ -14,11 +14,16 @@ use tonic_health::ServingStatus;
 use crate::access::Access;
 use crate::admin::ControlPlane;
 use crate::config::LoadedConfig;
+use crate::edge::{Door, DoorLayer};
 use crate::gateway::Gateway;
 use crate::grpc::{self, pb, AdminService, BearerAuth, RouterService, ROUTER_SERVICE_NAME};
+use crate::metrics::Face;
 use crate::router::{start_embedder, Router};
 use crate::state::EmbeddingStore;
 use crate::upstream::Forwarder;
+
+/// Concurrent requests each listener serves unless told otherwise.
+pub const DEFAULT_MAX_CONCURRENT: usize = crate::http::DEFAULT_MAX_CONCURRENT;
 
 /// How often the client keys file is checked for changes.
 const KEYS_POLL: Duration = Duration::from_secs(2);
@@ -82,6 +87,10 @@ pub struct ServeOptions {
     pub metrics: Option<TcpListener>,
     /// The client keys file (`serve --keys`); `None` runs open: every caller is admitted.
     pub keys: Option<PathBuf>,
+    /// Router calls the gRPC listener serves at once; more are refused with RESOURCE_EXHAUSTED.
+    pub grpc_max_concurrent: usize,
+    /// API requests the HTTP listener serves at once; more are refused with 429.
+    pub http_max_concurrent: usize,
 }
 
 impl Default for ServeOptions {
@@ -95,6 +104,8 @@ impl Default for ServeOptions {
             http: None,
             metrics: None,
             keys: None,
+            grpc_max_concurrent: DEFAULT_MAX_CONCURRENT,
+            http_max_concurrent: DEFAULT_MAX_CONCURRENT,
         }
     }
 }
@@ -206,6 +217,7 @@ pub async fn serve(
         match built {
             Ok(router) => {
                 let router = Arc::new(router);
+                let router_alive = router.embedder().alive_changes();
                 loader_gateway.install_router(router.clone());
                 if let Some(path) = config_path {
                     let plane = Arc::new(ControlPlane::new(router, &path));
@@ -221,6 +233,23 @@ pub async fn serve(
                 reporter
                     .set_service_status(ROUTER_SERVICE_NAME, ServingStatus::Serving)
                     .await;
+                // Health follows the model thread's supervisor: NOT_SERVING while a failed model is
+                // loaded again, SERVING once it is back.
+                let mut alive = router_alive;
+                let watcher = reporter.clone();
+                tokio::spawn(async move {
+                    while alive.changed().await.is_ok() {
+                        let status = if *alive.borrow_and_update() {
+                            ServingStatus::Serving
+                        } else {
+                            ServingStatus::NotServing
+                        };
+                        watcher.set_service_status("", status).await;
+                        watcher
+                            .set_service_status(ROUTER_SERVICE_NAME, status)
+                            .await;
+                    }
+                });
                 tracing::info!(
                     millis = started.elapsed().as_millis() as u64,
                     "ready: SERVING"
@@ -278,7 +307,13 @@ pub async fn serve(
         };
         let addr = listener.local_addr()?;
         tracing::info!(%addr, admin = admin_on_main.is_some(), "gRPC listening (NOT_SERVING until the model and index are ready)");
+        let door = Door::new(
+            options.grpc_max_concurrent,
+            Face::Grpc,
+            gateway.metrics().clone(),
+        );
         tonic::transport::Server::builder()
+            .layer(DoorLayer::new(door))
             .add_service(health_service)
             .add_service(reflection_builder().build_v1()?)
             .add_service(reflection_builder().build_v1alpha()?)
@@ -296,7 +331,8 @@ pub async fn serve(
             return Ok::<(), ServerError>(());
         };
         tracing::info!(addr = %l.local_addr()?, "HTTP listening (OpenAI-compatible API)");
-        crate::http::serve(l, gateway.clone(), stopped(stop_rx.clone())).await?;
+        let limit = options.http_max_concurrent;
+        crate::http::serve(l, gateway.clone(), limit, stopped(stop_rx.clone())).await?;
         Ok(())
     };
     let metrics = async {

@@ -179,7 +179,7 @@ fn int8_and_candle_backends_against_reference() {
 /// every admitted one is answered. The service's own blocking jobs (index builds) wait instead.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queue_capacity_is_exact_under_a_burst() {
-    use semroute::embedding::{DeviceSpec, EmbedError, Embedder, SentenceEncoder};
+    use semroute::embedding::{DeviceSpec, EmbedError, Embedder, Refusal, SentenceEncoder};
     const CAPACITY: usize = 3;
     let encoder = SentenceEncoder::load(&common::model_dir(), DeviceSpec::Cpu, None).unwrap();
     let embedder = Embedder::start(encoder, 1, CAPACITY, 1).unwrap();
@@ -197,8 +197,8 @@ async fn queue_capacity_is_exact_under_a_burst() {
     for mut c in calls.drain(..) {
         // One poll submits the job (or is refused); keep the admitted ones alive.
         match futures_util::poll!(c.as_mut()) {
-            std::task::Poll::Ready(Err(EmbedError::Overloaded { capacity })) => {
-                assert_eq!(capacity, CAPACITY);
+            std::task::Poll::Ready(Err(EmbedError::Overloaded { reason, detail, .. })) => {
+                assert_eq!(reason, Refusal::QueueFull, "{detail}");
                 refused += 1;
             }
             std::task::Poll::Ready(other) => panic!("answered during the burst: {other:?}"),
@@ -218,4 +218,60 @@ async fn queue_capacity_is_exact_under_a_burst() {
         .unwrap()
         .unwrap();
     assert_eq!(out.len(), 10);
+}
+
+/// A queued request whose deadline passes while the model is busy fails with `DeadlineExceeded` before it
+/// costs model time, and one whose deadline has already passed is refused at the door; a request with
+/// time to spare behind it is still served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_requests_past_their_deadline_are_dropped() {
+    use semroute::embedding::{DeviceSpec, EmbedError, Embedder, SentenceEncoder};
+    use std::time::{Duration, Instant};
+    let encoder = SentenceEncoder::load(&common::model_dir(), DeviceSpec::Cpu, None).unwrap();
+    let embedder = Embedder::start(encoder, 1, 64, 1).unwrap();
+    // No warm-up: until the first forward pass ends the model's rate is unknown, so the door admits on
+    // capacity alone and the job below reaches the queue (with a measured rate, the door would refuse it
+    // at once as unable to start in time, which `tests/overload.rs` covers).
+    let long = "the quick brown fox jumps over the lazy dog ".repeat(40);
+    let busy = {
+        let e = embedder.clone();
+        let texts = vec![
+            long.clone(),
+            format!("again {long}"),
+            format!("more {long}"),
+        ];
+        tokio::spawn(async move { e.embed(texts).await })
+    };
+    // Let the model take the busy job, then queue one that must be done within 1 ms.
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    let started = Instant::now();
+    let late = embedder
+        .embed_by(
+            vec!["short".into()],
+            Some(Instant::now() + Duration::from_millis(1)),
+        )
+        .await;
+    assert!(
+        matches!(late, Err(EmbedError::DeadlineExceeded)),
+        "{late:?} after {:?}",
+        started.elapsed()
+    );
+    let past = embedder
+        .embed_by(
+            vec!["short".into()],
+            Some(Instant::now() - Duration::from_millis(1)),
+        )
+        .await;
+    assert!(
+        matches!(past, Err(EmbedError::DeadlineExceeded)),
+        "{past:?}"
+    );
+    let fine = embedder
+        .embed_by(
+            vec!["short".into()],
+            Some(Instant::now() + Duration::from_secs(30)),
+        )
+        .await;
+    assert_eq!(fine.unwrap().len(), 1);
+    assert_eq!(busy.await.unwrap().unwrap().len(), 3);
 }

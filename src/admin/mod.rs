@@ -180,13 +180,19 @@ impl ControlPlane {
             path: self.path.clone(),
             reason: e.to_string(),
         };
-        keep_backup(&self.path).map_err(persist_err)?;
-        write_atomically(&self.path, |f| {
-            std::io::Write::write_all(f, yaml.as_bytes())
+        // The backup copy and the fsyncs take milliseconds on a slow disk: off the async workers, so
+        // requests on this runtime never wait behind an admin write.
+        let (path, bytes) = (self.path.clone(), yaml.into_bytes());
+        let bytes = tokio::task::spawn_blocking(move || {
+            keep_backup(&path)?;
+            write_atomically(&path, |f| std::io::Write::write_all(f, &bytes))?;
+            Ok(bytes)
         })
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())))
         .map_err(persist_err)?;
         let snapshot = self.router.install(snapshot);
-        state.applied = yaml.into_bytes();
+        state.applied = bytes;
         self.set_last_error(None);
         tracing::info!(
             version = snapshot.version,

@@ -12,6 +12,16 @@ pub struct Cli {
     /// Log filter (tracing EnvFilter syntax, e.g. `info`, `semroute=debug`). Logs go to stderr.
     #[arg(long, env = "SEMROUTE_LOG", default_value = "info", global = true)]
     pub log: String,
+    /// Log line format: `text`, or `json` (one object per line, with the request id and trace id of the
+    /// request that caused it).
+    #[arg(
+        long,
+        env = "SEMROUTE_LOG_FORMAT",
+        value_enum,
+        default_value = "text",
+        global = true
+    )]
+    pub log_format: LogFormatArg,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -82,6 +92,14 @@ pub enum Command {
         /// caller is admitted, without limits.
         #[arg(long, env = "SEMROUTE_KEYS_FILE")]
         keys: Option<PathBuf>,
+        /// Router calls the gRPC listener serves at once; more are refused at once with
+        /// RESOURCE_EXHAUSTED (health, reflection and Admin are never limited).
+        #[arg(long, env = "SEMROUTE_GRPC_MAX_CONCURRENT", default_value_t = semroute::serve::DEFAULT_MAX_CONCURRENT, value_parser = positive_count)]
+        grpc_max_concurrent: usize,
+        /// API requests the HTTP listener serves at once (streams count until they end); more are
+        /// refused at once with 429.
+        #[arg(long, env = "SEMROUTE_HTTP_MAX_CONCURRENT", default_value_t = semroute::serve::DEFAULT_MAX_CONCURRENT, value_parser = positive_count)]
+        http_max_concurrent: usize,
         #[command(flatten)]
         admin: AdminServeArgs,
     },
@@ -103,9 +121,19 @@ pub enum Command {
             default_value = "http://127.0.0.1:50051"
         )]
         addr: String,
+        /// Which face `--addr` is: gRPC Route, or the HTTP face's `POST /v1/route`.
+        #[arg(long, value_enum, env = "SEMROUTE_BENCH_FACE", default_value = "grpc")]
+        face: super::loadgen::BenchFace,
         /// Concurrent closed-loop clients (1..=1024).
         #[arg(long, env = "SEMROUTE_BENCH_CONCURRENCY", default_value_t = 1)]
         concurrency: usize,
+        /// Open loop: start this many calls per second whatever the answers do (instead of closed-loop
+        /// clients); reports served, refused and past-deadline calls.
+        #[arg(long, env = "SEMROUTE_BENCH_RATE")]
+        rate: Option<f64>,
+        /// The deadline each call carries (`grpc-timeout` / `x-request-timeout`), in milliseconds.
+        #[arg(long, env = "SEMROUTE_BENCH_TIMEOUT_MS", default_value_t = 10_000)]
+        timeout_ms: u64,
         /// Measured seconds (at most 600).
         #[arg(long, env = "SEMROUTE_BENCH_DURATION", default_value_t = 10.0)]
         duration: f64,
@@ -422,4 +450,22 @@ pub struct CompleteArgs {
     /// Most tokens to generate.
     #[arg(long)]
     pub max_tokens: Option<u32>,
+}
+
+/// A count of at least 1 (a listener limit of 0 would refuse everything).
+fn positive_count(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormatArg {
+    /// Human-readable lines.
+    Text,
+    /// JSON lines.
+    Json,
 }

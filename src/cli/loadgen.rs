@@ -1,56 +1,292 @@
-//! `semroute bench`: a bounded load generator over real gRPC. Closed loop: each of `concurrency` workers
-//! sends its next Route call as soon as the previous one returns, for `duration` after a warm-up.
+//! `semroute bench`: a bounded load generator over either face (gRPC Route or HTTP `POST /v1/route`).
+//!
+//! Closed loop (default): each of `concurrency` workers sends its next call as soon as the previous one
+//! returns. Open loop (`--rate R`): calls start at R per second whatever the answers do — the way real
+//! traffic arrives — so an overloaded server shows what it does with the excess: every call is counted as
+//! served, refused (RESOURCE_EXHAUSTED / 429), past its deadline (DEADLINE_EXCEEDED / 504 / the client's
+//! own timeout) or failed, with latency percentiles of served calls and of refusals.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use semroute::grpc::pb::router_client::RouterClient;
 use semroute::grpc::pb::RouteRequest;
-use serde_json::json;
+use serde_json::{json, Value};
+use tonic::transport::Channel;
 
 /// Longest run accepted, so a typo can't start an endless load.
 const MAX_DURATION: Duration = Duration::from_secs(600);
 
+/// Most calls open at once in open-loop mode: beyond it the generator itself is the bottleneck, and
+/// further calls are counted as `not_sent` instead of piling up without bound.
+const MAX_OPEN: usize = 50_000;
+
+/// Which face to load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchFace {
+    /// gRPC `semroute.v1.Router/Route`.
+    Grpc,
+    /// HTTP `POST /v1/route`.
+    Http,
+}
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct BenchPlan {
+    /// The server: `http://host:port` of the chosen face.
+    pub addr: String,
+    /// The face.
+    pub face: BenchFace,
+    /// Closed-loop workers (ignored with `rate`).
+    pub concurrency: usize,
+    /// Open loop: calls started per second.
+    pub rate: Option<f64>,
+    /// Measured time.
+    pub duration: Duration,
+    /// Unmeasured warm-up before it.
+    pub warmup: Duration,
+    /// The deadline sent with each call (`grpc-timeout` / `x-request-timeout`).
+    pub timeout: Duration,
+    /// Prompts, cycled.
+    pub texts: Vec<String>,
+    /// Print JSON.
+    pub json: bool,
+}
+
+/// How one call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Served,
+    Refused,
+    Deadline,
+    Failed,
+}
+
+#[derive(Clone)]
+enum Client {
+    Grpc(RouterClient<Channel>),
+    Http {
+        client: reqwest::Client,
+        url: Arc<str>,
+    },
+}
+
+impl Client {
+    async fn call(&mut self, text: &str, timeout: Duration) -> Outcome {
+        match self {
+            Client::Grpc(c) => {
+                let mut req = tonic::Request::new(RouteRequest {
+                    text: text.to_string(),
+                    ..Default::default()
+                });
+                req.set_timeout(timeout);
+                match c.route(req).await {
+                    Ok(_) => Outcome::Served,
+                    Err(s) => match s.code() {
+                        tonic::Code::ResourceExhausted => Outcome::Refused,
+                        // tonic reports its own expired timeout as Cancelled.
+                        tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => Outcome::Deadline,
+                        _ => Outcome::Failed,
+                    },
+                }
+            }
+            Client::Http { client, url } => {
+                let r = client
+                    .post(&**url)
+                    .header("x-request-timeout", format!("{:.3}", timeout.as_secs_f64()))
+                    .timeout(timeout)
+                    .json(&json!({ "text": text }))
+                    .send()
+                    .await;
+                match r {
+                    Ok(resp) => {
+                        let status = resp.status().as_u16();
+                        // Read the body, so the connection is reused.
+                        let _ = resp.bytes().await;
+                        match status {
+                            200 => Outcome::Served,
+                            429 => Outcome::Refused,
+                            504 => Outcome::Deadline,
+                            _ => Outcome::Failed,
+                        }
+                    }
+                    Err(e) if e.is_timeout() => Outcome::Deadline,
+                    Err(_) => Outcome::Failed,
+                }
+            }
+        }
+    }
+}
+
+async fn clients(plan: &BenchPlan, n: usize) -> anyhow::Result<Vec<Client>> {
+    let addr = plan.addr.trim_end_matches('/');
+    match plan.face {
+        BenchFace::Grpc => {
+            // A few HTTP/2 connections shared by the workers, as a pooled client would.
+            let mut out = Vec::new();
+            for _ in 0..n.clamp(1, 8) {
+                let ch = tonic::transport::Endpoint::from_shared(addr.to_string())?
+                    .tcp_nodelay(true)
+                    .connect()
+                    .await
+                    .map_err(|e| anyhow::anyhow!("connecting to {addr}: {e}"))?;
+                out.push(Client::Grpc(RouterClient::new(ch)));
+            }
+            Ok(out)
+        }
+        BenchFace::Http => {
+            let client = reqwest::Client::builder()
+                .tcp_nodelay(true)
+                .pool_max_idle_per_host(1024)
+                .build()?;
+            Ok(vec![Client::Http {
+                client,
+                url: format!("{addr}/v1/route").into(),
+            }])
+        }
+    }
+}
+
+/// Calls of one outcome: their latencies in microseconds.
+#[derive(Default)]
+struct Tally {
+    served: Vec<u64>,
+    refused: Vec<u64>,
+    deadline: Vec<u64>,
+    failed: u64,
+}
+
+impl Tally {
+    fn add(&mut self, outcome: Outcome, micros: u64) {
+        match outcome {
+            Outcome::Served => self.served.push(micros),
+            Outcome::Refused => self.refused.push(micros),
+            Outcome::Deadline => self.deadline.push(micros),
+            Outcome::Failed => self.failed += 1,
+        }
+    }
+
+    fn merge(&mut self, other: Tally) {
+        self.served.extend(other.served);
+        self.refused.extend(other.refused);
+        self.deadline.extend(other.deadline);
+        self.failed += other.failed;
+    }
+
+    fn total(&self) -> u64 {
+        (self.served.len() + self.refused.len() + self.deadline.len()) as u64 + self.failed
+    }
+}
+
+/// p50/p90/p99/max of `micros`, in milliseconds.
+fn percentiles(micros: &mut [u64]) -> Value {
+    micros.sort_unstable();
+    let pct = |p: f64| -> f64 {
+        if micros.is_empty() {
+            return 0.0;
+        }
+        let i = ((micros.len() as f64 * p).ceil() as usize).clamp(1, micros.len()) - 1;
+        micros[i] as f64 / 1000.0
+    };
+    json!({
+        "p50_ms": pct(0.50),
+        "p90_ms": pct(0.90),
+        "p99_ms": pct(0.99),
+        "max_ms": micros.last().map_or(0.0, |m| *m as f64 / 1000.0),
+    })
+}
+
 /// Runs the load and prints the summary.
-pub async fn run(
-    addr: &str,
-    concurrency: usize,
-    duration: Duration,
-    warmup: Duration,
-    texts: &[String],
-    as_json: bool,
-) -> anyhow::Result<()> {
-    anyhow::ensure!(!texts.is_empty(), "no prompts to send");
+pub async fn run(plan: BenchPlan) -> anyhow::Result<()> {
+    anyhow::ensure!(!plan.texts.is_empty(), "no prompts to send");
     anyhow::ensure!(
-        (1..=1024).contains(&concurrency),
-        "--concurrency must be 1..=1024"
-    );
-    anyhow::ensure!(
-        duration <= MAX_DURATION,
+        plan.duration <= MAX_DURATION,
         "--duration is capped at {MAX_DURATION:?}"
     );
-    // A few HTTP/2 connections shared by the workers, as a pooled client would.
-    let mut channels = Vec::new();
-    for _ in 0..concurrency.min(8) {
-        channels.push(
-            tonic::transport::Endpoint::from_shared(addr.to_string())?
-                .tcp_nodelay(true)
-                .connect()
-                .await
-                .map_err(|e| anyhow::anyhow!("connecting to {addr}: {e}"))?,
+    let (mut tally, not_sent, lag_p99_ms) = match plan.rate {
+        None => {
+            anyhow::ensure!(
+                (1..=1024).contains(&plan.concurrency),
+                "--concurrency must be 1..=1024"
+            );
+            (closed_loop(&plan).await?, 0, None)
+        }
+        Some(rate) => {
+            anyhow::ensure!(
+                rate > 0.0 && rate <= 100_000.0,
+                "--rate must be in (0, 100000] calls per second"
+            );
+            let (t, n, lag) = open_loop(&plan, rate).await?;
+            (t, n, Some(lag))
+        }
+    };
+    let secs = plan.duration.as_secs_f64();
+    let served = tally.served.len();
+    let mut summary = json!({
+        "addr": plan.addr,
+        "face": match plan.face { BenchFace::Grpc => "grpc", BenchFace::Http => "http" },
+        "mode": if plan.rate.is_some() { "open" } else { "closed" },
+        "duration_s": secs,
+        "timeout_ms": plan.timeout.as_millis() as u64,
+        "calls": tally.total(),
+        "served": served,
+        "refused": tally.refused.len(),
+        "deadline_exceeded": tally.deadline.len(),
+        "failed": tally.failed,
+        "served_per_s": served as f64 / secs,
+        "served_latency": percentiles(&mut tally.served),
+        "refused_latency": percentiles(&mut tally.refused),
+    });
+    match plan.rate {
+        Some(rate) => {
+            summary["rate"] = json!(rate);
+            summary["not_sent"] = json!(not_sent);
+            summary["start_lag_p99_ms"] = json!(lag_p99_ms.unwrap_or(0.0));
+        }
+        None => summary["concurrency"] = json!(plan.concurrency),
+    }
+    if plan.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        let s = &summary["served_latency"];
+        let r = &summary["refused_latency"];
+        let load = match plan.rate {
+            Some(rate) => format!("open loop at {rate}/s"),
+            None => format!("concurrency {}", plan.concurrency),
+        };
+        println!(
+            "{} calls in {secs:.1}s, {load}: {served} served ({:.0}/s; p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms), {} refused (p99 {:.2} ms), {} past deadline, {} failed{}",
+            tally.total(),
+            served as f64 / secs,
+            s["p50_ms"].as_f64().unwrap_or(0.0),
+            s["p90_ms"].as_f64().unwrap_or(0.0),
+            s["p99_ms"].as_f64().unwrap_or(0.0),
+            s["max_ms"].as_f64().unwrap_or(0.0),
+            summary["refused"],
+            r["p99_ms"].as_f64().unwrap_or(0.0),
+            summary["deadline_exceeded"],
+            tally.failed,
+            if not_sent > 0 { format!(", {not_sent} not sent (generator saturated)") } else { String::new() },
         );
     }
+    anyhow::ensure!(served > 0, "no call was served");
+    Ok(())
+}
+
+async fn closed_loop(plan: &BenchPlan) -> anyhow::Result<Tally> {
+    let pool = clients(plan, plan.concurrency).await?;
     let start = Instant::now();
-    let measure_from = start + warmup;
-    let stop_at = measure_from + duration;
+    let measure_from = start + plan.warmup;
+    let stop_at = measure_from + plan.duration;
     let mut workers = Vec::new();
-    for i in 0..concurrency {
-        let mut client = RouterClient::new(channels[i % channels.len()].clone());
+    for i in 0..plan.concurrency {
+        let mut client = pool[i % pool.len()].clone();
         // Each worker walks the prompts from its own offset, so concurrent calls carry different prompts.
-        let texts = texts.to_vec();
-        let mut next = i * texts.len() / concurrency;
+        let texts = plan.texts.clone();
+        let timeout = plan.timeout;
+        let mut next = i * texts.len() / plan.concurrency;
         workers.push(tokio::spawn(async move {
-            let mut lat = Vec::new();
-            let mut errors = 0u64;
+            let mut tally = Tally::default();
             loop {
                 let text = &texts[next % texts.len()];
                 next += 1;
@@ -58,63 +294,76 @@ pub async fn run(
                 if t0 >= stop_at {
                     break;
                 }
-                let r = client
-                    .route(RouteRequest {
-                        text: text.clone(),
-                        ..Default::default()
-                    })
-                    .await;
+                let outcome = client.call(text, timeout).await;
                 if t0 >= measure_from {
-                    match r {
-                        Ok(_) => lat.push(t0.elapsed().as_micros() as u64),
-                        Err(_) => errors += 1,
-                    }
+                    tally.add(outcome, t0.elapsed().as_micros() as u64);
                 }
             }
-            (lat, errors)
+            tally
         }));
     }
-    let mut lat = Vec::new();
-    let mut errors = 0;
+    let mut tally = Tally::default();
     for w in workers {
-        let (l, e) = w.await?;
-        lat.extend(l);
-        errors += e;
+        tally.merge(w.await?);
     }
-    lat.sort_unstable();
-    let pct = |p: f64| -> f64 {
-        if lat.is_empty() {
-            return 0.0;
+    Ok(tally)
+}
+
+/// Starts calls at `rate` per second for the warm-up and the measured time; a call belongs to the
+/// measurement when it was due inside it. Latency counts from when the call was due, so a generator that
+/// falls behind shows as latency (and as start lag), not as a lower rate.
+async fn open_loop(plan: &BenchPlan, rate: f64) -> anyhow::Result<(Tally, u64, f64)> {
+    let pool = clients(plan, 8).await?;
+    let interval = Duration::from_secs_f64(1.0 / rate);
+    let start = Instant::now() + Duration::from_millis(10);
+    let measure_from = start + plan.warmup;
+    let stop_at = measure_from + plan.duration;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Outcome, u64)>();
+    let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut not_sent = 0u64;
+    let mut lags = Vec::new();
+    let mut k: u64 = 0;
+    loop {
+        let due = start + interval.mul_f64(k as f64);
+        if due >= stop_at {
+            break;
         }
-        let i = ((lat.len() as f64 * p).ceil() as usize).clamp(1, lat.len()) - 1;
-        lat[i] as f64 / 1000.0
-    };
-    let secs = duration.as_secs_f64();
-    let summary = json!({
-        "addr": addr,
-        "concurrency": concurrency,
-        "duration_s": secs,
-        "requests": lat.len(),
-        "errors": errors,
-        "rps": lat.len() as f64 / secs,
-        "p50_ms": pct(0.50),
-        "p90_ms": pct(0.90),
-        "p99_ms": pct(0.99),
-        "max_ms": lat.last().map_or(0.0, |m| *m as f64 / 1000.0),
-    });
-    if as_json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
-    } else {
-        println!(
-            "{} requests in {secs:.1}s at concurrency {concurrency}: {:.0} routes/s, p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms, {errors} errors",
-            lat.len(),
-            lat.len() as f64 / secs,
-            pct(0.5),
-            pct(0.9),
-            pct(0.99),
-            summary["max_ms"].as_f64().unwrap_or(0.0),
-        );
+        tokio::time::sleep_until(due.into()).await;
+        let measured = due >= measure_from;
+        if measured {
+            lags.push(due.elapsed().as_micros() as u64);
+        }
+        if open.load(std::sync::atomic::Ordering::Relaxed) >= MAX_OPEN {
+            not_sent += u64::from(measured);
+        } else {
+            open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let mut client = pool[(k as usize) % pool.len()].clone();
+            let text = plan.texts[(k as usize) % plan.texts.len()].clone();
+            let (tx, open, timeout) = (tx.clone(), open.clone(), plan.timeout);
+            tokio::spawn(async move {
+                let outcome = client.call(&text, timeout).await;
+                open.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                if measured {
+                    let _ = tx.send((outcome, due.elapsed().as_micros() as u64));
+                }
+            });
+        }
+        k += 1;
     }
-    anyhow::ensure!(!lat.is_empty(), "no request succeeded");
-    Ok(())
+    drop(tx);
+    let mut tally = Tally::default();
+    // Every call ends by its timeout; the extra second covers the client's own bookkeeping.
+    let drain_until = Instant::now() + plan.timeout + Duration::from_secs(1);
+    loop {
+        match tokio::time::timeout_at(drain_until.into(), rx.recv()).await {
+            Ok(Some((o, micros))) => tally.add(o, micros),
+            Ok(None) => break,
+            Err(_) => break,
+        }
+    }
+    lags.sort_unstable();
+    let lag_p99 = lags
+        .get(((lags.len() as f64 * 0.99) as usize).min(lags.len().saturating_sub(1)))
+        .map_or(0.0, |m| *m as f64 / 1000.0);
+    Ok((tally, not_sent, lag_p99))
 }

@@ -16,18 +16,28 @@ use clap::Parser;
 use semroute::config;
 use semroute::router::{start_embedder, RouteQuery, Router};
 use semroute::serve::{self, AdminOptions, ServeOptions};
-use tracing_subscriber::EnvFilter;
+use semroute::telemetry;
 
 pub use args::*;
 
 /// Parses the command line, sets up logging and runs the command.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_new(&cli.log).unwrap_or_else(|_| EnvFilter::new("info")))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    let format = match cli.log_format {
+        LogFormatArg::Text => telemetry::LogFormat::Text,
+        LogFormatArg::Json => telemetry::LogFormat::Json,
+    };
+    // Traces are exported only by `serve` (the other commands are short-lived tools).
+    let otlp = matches!(cli.command, Command::Serve { .. })
+        .then(telemetry::Otlp::from_env)
+        .flatten();
+    let _telemetry = match telemetry::init(&cli.log, format, otlp, std::io::stderr) {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -141,6 +151,8 @@ fn run(command: Command) -> anyhow::Result<()> {
             data_dir,
             watch,
             keys,
+            grpc_max_concurrent,
+            http_max_concurrent,
             admin,
         } => {
             // Validate before binding: a broken file is reported at once, with its position.
@@ -156,6 +168,8 @@ fn run(command: Command) -> anyhow::Result<()> {
                 data_dir: Some(data_dir.unwrap_or_else(|| loaded.base_dir().join(".semroute"))),
                 watch: watch.then(|| std::time::Duration::from_millis(500)),
                 keys,
+                grpc_max_concurrent,
+                http_max_concurrent,
                 ..ServeOptions::default()
             };
             if let Some(t) = model_threads {
@@ -195,9 +209,12 @@ fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Bench {
             addr,
+            face,
             concurrency,
+            rate,
             duration,
             warmup,
+            timeout_ms,
             text,
             prompts,
             json,
@@ -216,14 +233,21 @@ fn run(command: Command) -> anyhow::Result<()> {
                     .collect(),
                 None => vec![text],
             };
-            runtime()?.block_on(loadgen::run(
-                &addr,
+            anyhow::ensure!(
+                (1..=600_000).contains(&timeout_ms),
+                "--timeout-ms must be in [1, 600000]"
+            );
+            runtime()?.block_on(loadgen::run(loadgen::BenchPlan {
+                addr,
+                face,
                 concurrency,
-                std::time::Duration::from_secs_f64(duration),
-                std::time::Duration::from_secs_f64(warmup.min(60.0)),
-                &texts,
+                rate,
+                duration: std::time::Duration::from_secs_f64(duration),
+                warmup: std::time::Duration::from_secs_f64(warmup.min(60.0)),
+                timeout: std::time::Duration::from_millis(timeout_ms),
+                texts,
                 json,
-            ))
+            }))
         }
         Command::Keys { file, command } => keys::run(&file, command),
         Command::Call { conn, command } => runtime()?.block_on(call::run(&conn.addr, command)),

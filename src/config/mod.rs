@@ -244,6 +244,21 @@ fn validate(c: &Config) -> Result<(), Violation> {
     if c.encoder.queue_capacity == 0 {
         return Err(violation("encoder.queue_capacity", "must be at least 1"));
     }
+    if c.encoder.queue_tokens == 0 {
+        return Err(violation("encoder.queue_tokens", "must be at least 1"));
+    }
+    if c.limits.default_deadline_ms == 0 {
+        return Err(violation(
+            "limits.default_deadline_ms",
+            "must be at least 1",
+        ));
+    }
+    if c.upstream.request_timeout_ms == 0 {
+        return Err(violation(
+            "upstream.request_timeout_ms",
+            "must be at least 1",
+        ));
+    }
     if c.matching.top_k == 0 || c.matching.top_k > 1000 {
         return Err(violation("matching.top_k", "must be between 1 and 1000"));
     }

@@ -83,9 +83,18 @@ pub struct EncoderConfig {
     /// Most texts the model thread embeds in one forward pass.
     #[serde(default = "default_max_batch")]
     pub max_batch: usize,
-    /// Requests that may wait for the model before new ones are refused with RESOURCE_EXHAUSTED.
+    /// Texts admitted to the model queue and not yet answered before new requests are refused with
+    /// RESOURCE_EXHAUSTED / 429.
     #[serde(default = "default_queue_capacity")]
     pub queue_capacity: usize,
+    /// Estimated tokens admitted to the model queue and not yet answered before new requests are refused.
+    #[serde(default = "default_queue_tokens")]
+    pub queue_tokens: usize,
+    /// A request is refused at the door when the model's work ahead of it, at its recent rate, would take
+    /// longer than this (milliseconds; 0: bounded only by each request's deadline). Keeps served latency
+    /// bounded under overload instead of letting the queue grow to `queue_capacity`.
+    #[serde(default = "default_max_queue_ms")]
+    pub max_queue_ms: u64,
     /// Prompt vectors kept in an LRU cache so repeated prompts skip the model; 0 turns it off.
     #[serde(default = "default_cache_size")]
     pub cache_size: usize,
@@ -248,6 +257,11 @@ pub struct LimitsConfig {
     /// limit but over the model's token limit are truncated, never refused.
     #[serde(default = "default_max_input_bytes")]
     pub max_input_bytes: usize,
+    /// The deadline of a request whose caller sets none (`grpc-timeout`, the HTTP `x-request-timeout`
+    /// or `x-stainless-timeout` header), in milliseconds. A request the model could not start before its
+    /// deadline is refused at once; past it, nothing more is spent on it.
+    #[serde(default = "default_deadline_ms")]
+    pub default_deadline_ms: u64,
 }
 
 /// One route.
@@ -456,6 +470,11 @@ pub struct UpstreamConfig {
     /// Largest upstream response body read (JSON bodies, and each SSE event), in bytes.
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
+    /// One budget for forwarding a request, every retry and fallback included (milliseconds), capped by
+    /// the caller's deadline. No attempt starts that the budget cannot cover; when it runs out the call
+    /// ends with DEADLINE_EXCEEDED / 504 listing the attempts made.
+    #[serde(default = "default_request_timeout_ms")]
+    pub request_timeout_ms: u64,
 }
 
 impl Default for UpstreamConfig {
@@ -468,6 +487,7 @@ impl Default for UpstreamConfig {
             breaker_failures: default_breaker_failures(),
             breaker_cool_down_ms: default_breaker_cool_down_ms(),
             max_body_bytes: default_max_body_bytes(),
+            request_timeout_ms: default_request_timeout_ms(),
         }
     }
 }
@@ -502,6 +522,9 @@ fn default_breaker_failures() -> u32 {
 fn default_breaker_cool_down_ms() -> u64 {
     30_000
 }
+fn default_request_timeout_ms() -> u64 {
+    180_000
+}
 fn default_max_body_bytes() -> usize {
     4 * 1024 * 1024
 }
@@ -515,6 +538,8 @@ impl Default for EncoderConfig {
             precision: Default::default(),
             max_batch: default_max_batch(),
             queue_capacity: default_queue_capacity(),
+            queue_tokens: default_queue_tokens(),
+            max_queue_ms: default_max_queue_ms(),
             cache_size: default_cache_size(),
         }
     }
@@ -543,6 +568,7 @@ impl Default for LimitsConfig {
     fn default() -> Self {
         Self {
             max_input_bytes: default_max_input_bytes(),
+            default_deadline_ms: default_deadline_ms(),
         }
     }
 }
@@ -558,6 +584,12 @@ fn default_max_batch() -> usize {
 }
 fn default_queue_capacity() -> usize {
     1024
+}
+fn default_queue_tokens() -> usize {
+    64 * 1024
+}
+fn default_max_queue_ms() -> u64 {
+    100
 }
 fn default_cache_size() -> usize {
     4096
@@ -588,6 +620,9 @@ fn default_negative_weight() -> f32 {
 }
 fn default_negative_neighbours() -> usize {
     3
+}
+fn default_deadline_ms() -> u64 {
+    300_000
 }
 fn default_max_input_bytes() -> usize {
     64 * 1024

@@ -1,19 +1,23 @@
 //! Embeddings: model discovery, the candle sentence-transformer, and the model thread that serves it.
 
+pub mod admission;
 mod bert;
 mod calibration;
 mod device;
 mod encoder;
+mod faults;
 mod ops;
 mod source;
 mod worker;
 
+pub use admission::{QueueLimits, Refusal};
 pub use bert::Backend;
 pub use device::DeviceSpec;
 pub(crate) use encoder::{batch_tokenizer, max_tokens_for, read_json};
 pub use encoder::{Pooling, SentenceEncoder, TokenEmbedding};
+pub use faults::FAULT_INJECTION_VAR;
 pub use source::{resolve_model_dir, FETCH_HINT};
-pub use worker::{EmbedObserver, Embedder, ModelInfo};
+pub use worker::{EmbedObserver, Embedder, ModelInfo, QueueOptions, Reload};
 
 use std::path::PathBuf;
 
@@ -59,12 +63,22 @@ pub enum EmbedError {
     /// The tensor engine failed.
     #[error("candle: {0}")]
     Candle(String),
-    /// The queue in front of the model is full.
-    #[error("embedding queue is full ({capacity} requests waiting); retry later")]
+    /// Refused at the door: the model could not start this request in time (see [`admission`]).
+    #[error("overloaded: {detail}; retry in {retry_after_ms} ms")]
     Overloaded {
-        /// The queue's capacity.
-        capacity: usize,
+        /// Which bound refused it.
+        reason: Refusal,
+        /// The bound and the figures, for a person.
+        detail: String,
+        /// When the work ahead should be done.
+        retry_after_ms: u64,
     },
+    /// The request's deadline passed before the model finished it.
+    #[error("the request's deadline passed while it waited for the model")]
+    DeadlineExceeded,
+    /// The model thread failed and the model is being loaded again; the service is NOT_SERVING meanwhile.
+    #[error("the model is restarting after a failure; retry shortly")]
+    Restarting,
     /// The model thread has stopped.
     #[error("the model thread has stopped")]
     Stopped,

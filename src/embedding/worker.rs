@@ -1,27 +1,51 @@
 //! The model thread: a bounded queue in front of one [`SentenceEncoder`], forming batches from whatever is
-//! waiting (the text-embeddings-inference design, simplified). The model never runs on the async runtime's
-//! worker threads; async callers await a oneshot reply.
+//! waiting (the text-embeddings-inference design, simplified), under a supervisor. The model never runs on
+//! the async runtime's worker threads; async callers await a oneshot reply.
+//!
+//! Admission happens at the door ([`super::admission`]): a request the model could not start within its
+//! deadline is refused at once. A queued job whose deadline passes or whose caller leaves is dropped before
+//! it costs model time. A panic inside a forward pass fails that batch only; a panic of the thread itself
+//! turns the service NOT_SERVING while the supervisor reloads the model, then SERVING again.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
+use super::admission::{self, Load, QueueLimits, RateMeter, Refusal, Slot};
+use super::faults::Faults;
 use super::{EmbedError, SentenceEncoder, TokenEmbedding};
 use semroute_kernels::Team;
 
 type Vectors = Result<Vec<Vec<f32>>, EmbedError>;
 type Tokens = Result<Vec<TokenEmbedding>, EmbedError>;
 
+/// Loads the model again after its thread failed (the failed one's state cannot be trusted).
+pub type Reload = Box<dyn Fn() -> Result<SentenceEncoder, EmbedError> + Send>;
+
 /// Where a job's results go: sentence vectors only, or token vectors too (`aggregation: late`). A batch
 /// that holds any token job runs the token-returning forward pass for all of its texts; its sentence
 /// vectors are the same, so plain jobs in it are not affected.
 enum Reply {
-    Vectors(oneshot::Sender<Vectors>),
-    Tokens(oneshot::Sender<Tokens>),
+    Vectors(oneshot::Sender<(Vectors, Option<JobTimes>)>),
+    Tokens(oneshot::Sender<(Tokens, Option<JobTimes>)>),
+}
+
+/// When an answered job was queued, began its first forward pass and ended its last (the request's trace
+/// shows them as its `queue` and `forward` spans).
+#[derive(Debug, Clone, Copy)]
+struct JobTimes {
+    queued_at: Instant,
+    started: Instant,
+    ended: Instant,
+}
+
+impl JobTimes {
+    fn trace(self, texts: usize) {
+        crate::telemetry::span::record_model_times(self.queued_at, self.started, self.ended, texts);
+    }
 }
 
 impl Reply {
@@ -34,32 +58,22 @@ impl Reply {
 
     fn fail(self, e: EmbedError) {
         let _ = match self {
-            Reply::Vectors(r) => r.send(Err(e)).map_err(drop),
-            Reply::Tokens(r) => r.send(Err(e)).map_err(drop),
+            Reply::Vectors(r) => r.send((Err(e), None)).map_err(drop),
+            Reply::Tokens(r) => r.send((Err(e), None)).map_err(drop),
         };
-    }
-}
-
-/// A request's place in the queue, held from admission until its job is answered, fails or is dropped
-/// (its caller left): `queue_capacity` bounds every request not yet answered, whether it waits in the
-/// channel or in the batcher, not only what one channel holds between two forward passes.
-struct Admitted(Option<Arc<AtomicUsize>>);
-
-impl Drop for Admitted {
-    fn drop(&mut self) {
-        if let Some(n) = &self.0 {
-            n.fetch_sub(1, Ordering::AcqRel);
-        }
     }
 }
 
 struct Job {
     texts: Vec<String>,
     reply: Reply,
-    /// `None` for the service's own jobs (index builds), which wait instead of being refused.
-    slot: Admitted,
+    /// The request's place in the queue ([`Slot::none`] for the service's own jobs, which wait instead
+    /// of being refused).
+    slot: Slot,
     /// When it was queued: its queue time is measured from here.
     queued_at: Instant,
+    /// Dropped unanswered (DeadlineExceeded) if the model has not finished it by then.
+    deadline: Option<Instant>,
 }
 
 /// Receives the model thread's timings (the service's metrics). Called on the model thread and at the
@@ -70,8 +84,12 @@ pub trait EmbedObserver: Send + Sync {
     /// A request was answered: it waited `queued` before its first forward pass began, then `forward`
     /// until its last one ended. Only requests (not the service's own jobs) are reported.
     fn request(&self, queued: Duration, forward: Duration);
-    /// A request was refused at the door because the queue was full.
-    fn refused(&self);
+    /// A request was refused at the door.
+    fn refused(&self, reason: Refusal);
+    /// A queued request was dropped because its deadline passed before the model finished it.
+    fn expired(&self);
+    /// The model thread failed and the model was loaded again.
+    fn restarted(&self);
 }
 
 /// The observer, set once the service has one; shared by every handle and the model thread.
@@ -87,8 +105,9 @@ struct Pending {
     out: Vec<TokenEmbedding>,
     reply: Reply,
     /// Released when this is dropped (answered, failed or abandoned).
-    _slot: Admitted,
+    slot: Slot,
     queued_at: Instant,
+    deadline: Option<Instant>,
     /// When its first forward pass began.
     started: Option<Instant>,
 }
@@ -113,8 +132,9 @@ impl Pending {
                 n
             ],
             reply: job.reply,
-            _slot: job.slot,
+            slot: job.slot,
             queued_at: job.queued_at,
+            deadline: job.deadline,
             started: None,
         }
     }
@@ -133,31 +153,37 @@ impl Pending {
         let Pending {
             out,
             reply,
-            _slot,
+            slot,
             queued_at,
             started,
             ..
         } = self;
-        let request = _slot.0.is_some();
-        drop(_slot);
+        let request = slot.is_request();
+        drop(slot);
+        let ended = Instant::now();
         if let (Some(o), Some(started), true) = (observer, started, request) {
             o.request(
                 started.saturating_duration_since(queued_at),
-                started.elapsed(),
+                ended.saturating_duration_since(started),
             );
         }
+        let times = started.map(|started| JobTimes {
+            queued_at,
+            started,
+            ended,
+        });
         let _ = match reply {
             Reply::Vectors(r) => r
-                .send(Ok(out.into_iter().map(|t| t.sentence).collect()))
+                .send((Ok(out.into_iter().map(|t| t.sentence).collect()), times))
                 .map_err(drop),
-            Reply::Tokens(r) => r.send(Ok(out)).map_err(drop),
+            Reply::Tokens(r) => r.send((Ok(out), times)).map_err(drop),
         };
     }
 
     /// Fails the caller, releasing the place in the queue first (see [`Self::finish`]).
     fn fail(self, e: EmbedError) {
-        let Pending { reply, _slot, .. } = self;
-        drop(_slot);
+        let Pending { reply, slot, .. } = self;
+        drop(slot);
         reply.fail(e);
     }
 }
@@ -175,26 +201,54 @@ pub struct ModelInfo {
     pub identity: String,
 }
 
+/// How the model thread batches and admits work.
+#[derive(Debug, Clone, Copy)]
+pub struct QueueOptions {
+    /// Most texts per forward pass.
+    pub max_batch: usize,
+    /// The queue's bounds.
+    pub limits: QueueLimits,
+    /// Threads for the forward pass.
+    pub threads: usize,
+}
+
 /// A cheap, cloneable handle to the model thread.
 #[derive(Clone)]
 pub struct Embedder {
     tx: SyncSender<Job>,
-    capacity: usize,
-    /// Requests admitted and not yet answered.
-    queued: Arc<AtomicUsize>,
+    limits: QueueLimits,
+    /// Requests admitted and not yet answered, and the model's rate.
+    load: Arc<Load>,
     info: Arc<ModelInfo>,
     tokenizer: Arc<tokenizers::Tokenizer>,
     observer: ObserverSlot,
+    /// False while the supervisor reloads a failed model.
+    alive: watch::Receiver<bool>,
 }
 
 impl Embedder {
     /// Moves `encoder` onto its own thread (and a rayon pool of `threads` for candle's kernels) and returns a
-    /// handle. At most `queue_capacity` requests wait; more are refused with [`EmbedError::Overloaded`].
+    /// handle. At most `queue_capacity` texts wait; more are refused with [`EmbedError::Overloaded`].
     pub fn start(
         encoder: SentenceEncoder,
         max_batch: usize,
         queue_capacity: usize,
         threads: usize,
+    ) -> Result<Self, EmbedError> {
+        let options = QueueOptions {
+            max_batch,
+            limits: QueueLimits::texts(queue_capacity),
+            threads,
+        };
+        Self::start_supervised(encoder, options, None)
+    }
+
+    /// Like [`Self::start`] with every admission bound, and `reload` to load the model again should its
+    /// thread fail (without it, the same encoder is reused).
+    pub fn start_supervised(
+        encoder: SentenceEncoder,
+        options: QueueOptions,
+        reload: Option<Reload>,
     ) -> Result<Self, EmbedError> {
         let info = Arc::new(ModelInfo {
             dim: encoder.dim(),
@@ -202,45 +256,35 @@ impl Embedder {
             dir: encoder.dir().to_path_buf(),
             identity: encoder.identity().to_string(),
         });
-        let load_err = |what: &str, e: std::io::Error| EmbedError::Load {
-            what: what.into(),
-            reason: e.to_string(),
-        };
-        // Our kernels split each call over a spinning team (see `kernels::team`); candle's kernels use rayon,
-        // and running the forward pass inside the pool they parallelise over avoids the calling thread
-        // competing with the pool's spinning workers. Only the one the backend uses gets threads.
-        let threads = threads.max(1);
-        let runner = if encoder.uses_kernels() {
-            Runner::Team(
-                Team::new(threads, "semroute-model").map_err(|e| load_err("model threads", e))?,
-            )
-        } else {
-            Runner::Rayon(
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(threads)
-                    .thread_name(|i| format!("semroute-model-{i}"))
-                    .build()
-                    .map_err(|e| EmbedError::Load {
-                        what: "model thread pool".into(),
-                        reason: e.to_string(),
-                    })?,
-            )
-        };
+        let runner = Runner::new(&encoder, options.threads)?;
         let tokenizer = Arc::new(encoder.tokenizer().clone());
-        let (tx, rx) = std::sync::mpsc::sync_channel(queue_capacity);
+        // The channel only carries jobs from the door to the thread; the bounds are kept by `Load`.
+        let (tx, rx) = std::sync::mpsc::sync_channel(options.limits.texts.clamp(1, 1 << 16));
         let observer = ObserverSlot::default();
-        let thread_observer = observer.clone();
+        let load = Arc::new(Load::default());
+        let (alive_tx, alive) = watch::channel(true);
+        let model = ModelThread {
+            rx,
+            max_batch: options.max_batch.max(1),
+            observer: observer.clone(),
+            load: load.clone(),
+            faults: Faults::from_env(),
+        };
         std::thread::Builder::new()
             .name("semroute-model".into())
-            .spawn(move || run(encoder, runner, rx, max_batch.max(1), thread_observer))
-            .map_err(|e| load_err("model thread", e))?;
+            .spawn(move || model.supervise(encoder, runner, reload, alive_tx))
+            .map_err(|e| EmbedError::Load {
+                what: "model thread".into(),
+                reason: e.to_string(),
+            })?;
         Ok(Self {
             tx,
-            capacity: queue_capacity,
-            queued: Arc::new(AtomicUsize::new(0)),
+            limits: options.limits,
+            load,
             info,
             tokenizer,
             observer,
+            alive,
         })
     }
 
@@ -250,18 +294,25 @@ impl Embedder {
         let _ = self.observer.set(observer);
     }
 
-    /// Requests admitted and not yet answered (the service's own jobs, such as index builds, not counted).
+    /// Texts admitted for requests and not yet answered (the service's own jobs, such as index builds,
+    /// not counted).
     pub fn queue_depth(&self) -> usize {
-        self.queued.load(Ordering::Relaxed)
+        self.load.texts()
     }
 
-    fn overloaded(&self) -> EmbedError {
-        if let Some(o) = self.observer.get() {
-            o.refused();
-        }
-        EmbedError::Overloaded {
-            capacity: self.capacity,
-        }
+    /// The model's recent rate in estimated tokens per second, once measured.
+    pub fn rate(&self) -> Option<f64> {
+        self.load.rate()
+    }
+
+    /// True unless the model thread failed and its model is being loaded again.
+    pub fn is_alive(&self) -> bool {
+        *self.alive.borrow()
+    }
+
+    /// Changes of [`Self::is_alive`], for health reporting.
+    pub fn alive_changes(&self) -> watch::Receiver<bool> {
+        self.alive.clone()
     }
 
     /// Facts about the loaded model.
@@ -283,81 +334,128 @@ impl Embedder {
             .collect()
     }
 
-    fn submit(
+    /// Queues a job. A request (`admit`) takes a place or is refused at once (see [`super::admission`]);
+    /// the service's own jobs (index builds, from blocking code) wait for room.
+    fn send(
         &self,
         texts: Vec<String>,
+        reply: Reply,
         admit: bool,
-    ) -> Result<oneshot::Receiver<Vectors>, EmbedError> {
-        let (reply, rx) = oneshot::channel();
-        self.send(texts, Reply::Vectors(reply), admit)?;
-        Ok(rx)
-    }
-
-    fn submit_tokens(
-        &self,
-        texts: Vec<String>,
-        admit: bool,
-    ) -> Result<oneshot::Receiver<Tokens>, EmbedError> {
-        let (reply, rx) = oneshot::channel();
-        self.send(texts, Reply::Tokens(reply), admit)?;
-        Ok(rx)
-    }
-
-    /// Queues a job. A request (`admit`) takes a place or is refused at once with
-    /// [`EmbedError::Overloaded`]; the service's own jobs (index builds, from blocking code) wait for room.
-    fn send(&self, texts: Vec<String>, reply: Reply, admit: bool) -> Result<(), EmbedError> {
+        deadline: Option<Instant>,
+    ) -> Result<(), EmbedError> {
         if !admit {
             let job = Job {
                 texts,
                 reply,
-                slot: Admitted(None),
+                slot: Slot::none(),
                 queued_at: Instant::now(),
+                deadline: None,
             };
             return self.tx.send(job).map_err(|_| EmbedError::Stopped);
         }
-        let before = self.queued.fetch_add(1, Ordering::AcqRel);
-        let slot = Admitted(Some(self.queued.clone()));
-        if before >= self.capacity {
-            return Err(self.overloaded());
+        if !self.is_alive() {
+            return Err(EmbedError::Restarting);
         }
+        if deadline.is_some_and(|d| d <= Instant::now()) {
+            return Err(EmbedError::DeadlineExceeded);
+        }
+        let tokens = texts
+            .iter()
+            .map(|t| admission::cost(t, self.info.max_tokens))
+            .sum();
+        let slot = self
+            .load
+            .admit(texts.len(), tokens, &self.limits, deadline)
+            .map_err(|r| self.refuse(r.reason, r.detail, r.retry_after))?;
         let job = Job {
             texts,
             reply,
             slot,
             queued_at: Instant::now(),
+            deadline,
         };
         match self.tx.try_send(job) {
             Ok(()) => Ok(()),
             // Admitted but the channel is momentarily full of the service's own jobs: refuse too.
-            Err(TrySendError::Full(_)) => Err(self.overloaded()),
+            Err(TrySendError::Full(_)) => Err(self.refuse(
+                Refusal::QueueFull,
+                "the model queue is full of the service's own work (an index build)".into(),
+                Duration::from_millis(100),
+            )),
             Err(TrySendError::Disconnected(_)) => Err(EmbedError::Stopped),
+        }
+    }
+
+    fn refuse(&self, reason: Refusal, detail: String, retry_after: Duration) -> EmbedError {
+        if let Some(o) = self.observer.get() {
+            o.refused(reason);
+        }
+        EmbedError::Overloaded {
+            reason,
+            detail,
+            retry_after_ms: retry_after.as_millis().max(1) as u64,
         }
     }
 
     /// Like [`Self::embed`], also returning each text's token vectors (see
     /// [`SentenceEncoder::embed_with_tokens`]); the late-interaction rule needs them.
     pub async fn embed_tokens(&self, texts: Vec<String>) -> Tokens {
-        let rx = self.submit_tokens(texts, true)?;
-        rx.await.map_err(|_| EmbedError::Stopped)?
+        self.embed_tokens_by(texts, None).await
+    }
+
+    /// Like [`Self::embed_tokens`], refused at once if the model could not start it by `deadline` and
+    /// dropped unanswered if it has not finished by then.
+    pub async fn embed_tokens_by(&self, texts: Vec<String>, deadline: Option<Instant>) -> Tokens {
+        let (reply, rx) = oneshot::channel();
+        let n = texts.len();
+        self.send(texts, Reply::Tokens(reply), true, deadline)?;
+        let (result, times) = rx.await.map_err(|_| self.gone())?;
+        if let Some(t) = times {
+            t.trace(n);
+        }
+        result
     }
 
     /// Like [`Self::embed_blocking`], also returning each text's token vectors. Must not be called from an
     /// async task.
     pub fn embed_tokens_blocking(&self, texts: Vec<String>) -> Tokens {
-        let rx = self.submit_tokens(texts, false)?;
-        rx.blocking_recv().map_err(|_| EmbedError::Stopped)?
+        let (reply, rx) = oneshot::channel();
+        self.send(texts, Reply::Tokens(reply), false, None)?;
+        rx.blocking_recv().map_err(|_| self.gone())?.0
     }
 
     /// Embeds `texts` (any number; large sets are chunked) from async code without blocking the runtime.
-    pub async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, EmbedError> {
-        let rx = self.submit(texts, true)?;
-        rx.await.map_err(|_| EmbedError::Stopped)?
+    pub async fn embed(&self, texts: Vec<String>) -> Vectors {
+        self.embed_by(texts, None).await
+    }
+
+    /// Like [`Self::embed`], refused at once if the model could not start it by `deadline` and dropped
+    /// unanswered if it has not finished by then.
+    pub async fn embed_by(&self, texts: Vec<String>, deadline: Option<Instant>) -> Vectors {
+        let (reply, rx) = oneshot::channel();
+        let n = texts.len();
+        self.send(texts, Reply::Vectors(reply), true, deadline)?;
+        let (result, times) = rx.await.map_err(|_| self.gone())?;
+        if let Some(t) = times {
+            t.trace(n);
+        }
+        result
     }
 
     /// Embeds `texts` from synchronous code. Must not be called from an async task.
-    pub fn embed_blocking(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, EmbedError> {
-        let rx = self.submit(texts, false)?;
-        rx.blocking_recv().map_err(|_| EmbedError::Stopped)?
+    pub fn embed_blocking(&self, texts: Vec<String>) -> Vectors {
+        let (reply, rx) = oneshot::channel();
+        self.send(texts, Reply::Vectors(reply), false, None)?;
+        rx.blocking_recv().map_err(|_| self.gone())?.0
+    }
+
+    /// Why a job's reply never came: the thread failed with it (and is being restarted), or it stopped.
+    fn gone(&self) -> EmbedError {
+        if self.is_alive() {
+            EmbedError::Stopped
+        } else {
+            EmbedError::Restarting
+        }
     }
 }
 
@@ -379,6 +477,38 @@ const DATA_PARALLEL_MIN_BATCH: usize = 4;
 const SHARE_CHUNK: usize = 8;
 
 impl Runner {
+    /// Our kernels split each call over a spinning team (see `kernels::team`); candle's kernels use
+    /// rayon, and running the forward pass inside the pool they parallelise over avoids the calling thread
+    /// competing with the pool's spinning workers. Only the one the backend uses gets threads.
+    fn new(encoder: &SentenceEncoder, threads: usize) -> Result<Self, EmbedError> {
+        let threads = threads.max(1);
+        let err = |what: &str, reason: String| EmbedError::Load {
+            what: what.into(),
+            reason,
+        };
+        Ok(if encoder.uses_kernels() {
+            Runner::Team(
+                Team::new(threads, "semroute-model")
+                    .map_err(|e| err("model threads", e.to_string()))?,
+            )
+        } else {
+            Runner::Rayon(
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .thread_name(|i| format!("semroute-model-{i}"))
+                    .build()
+                    .map_err(|e| err("model thread pool", e.to_string()))?,
+            )
+        })
+    }
+
+    fn threads(&self) -> usize {
+        match self {
+            Runner::Team(t) => t.threads(),
+            Runner::Rayon(p) => p.current_num_threads(),
+        }
+    }
+
     fn run(&self, texts: &[&str], forward: &(dyn Fn(&[&str]) -> Tokens + Sync)) -> Tokens {
         match self {
             Runner::Team(team) if team.threads() > 1 && texts.len() >= DATA_PARALLEL_MIN_BATCH => {
@@ -425,136 +555,242 @@ impl Runner {
     }
 }
 
-fn run(
-    encoder: SentenceEncoder,
-    runner: Runner,
+/// The model thread's side of the queue: what survives a restart of the model.
+struct ModelThread {
     rx: Receiver<Job>,
     max_batch: usize,
     observer: ObserverSlot,
-) {
-    let mut pending: VecDeque<Pending> = VecDeque::new();
-    loop {
-        // Block only when there is nothing to do; otherwise take whatever else has arrived.
-        if pending.is_empty() {
-            match rx.recv() {
-                Ok(job) => pending.push_back(Pending::new(job)),
-                Err(_) => return, // every handle dropped: shut down
-            }
-        }
-        while let Ok(job) = rx.try_recv() {
-            pending.push_back(Pending::new(job));
-        }
-        // Drop jobs whose caller went away (cancelled request) before spending model time on them.
-        pending.retain(|p| !p.reply.is_closed());
+    load: Arc<Load>,
+    faults: Faults,
+}
 
-        // Fill one batch: whole small jobs first-come first-served, then a slice of the next large job.
-        let mut taken: Vec<(usize, usize)> = Vec::new(); // (job position, texts taken)
-        let mut room = max_batch;
-        for (pos, p) in pending.iter().enumerate() {
-            if room == 0 {
-                break;
-            }
-            let n = p.remaining().min(room);
-            taken.push((pos, n));
-            room -= n;
-        }
-        // Set before `texts` borrows the jobs; building it is a few pointer copies.
-        let started = Instant::now();
-        for &(pos, _) in &taken {
-            pending[pos].started.get_or_insert(started);
-        }
-        let mut texts: Vec<&str> = Vec::with_capacity(max_batch - room);
-        for &(pos, n) in &taken {
-            let p = &pending[pos];
-            texts.extend(
-                p.order[p.cursor..p.cursor + n]
-                    .iter()
-                    .map(|&i| p.texts[i].as_str()),
-            );
-        }
-        if let Some(o) = observer.get() {
-            o.batch(texts.len());
-        }
-        let tokens = taken.iter().any(|&(pos, _)| pending[pos].wants_tokens());
-        let forward = |texts: &[&str]| -> Tokens {
-            if tokens {
-                encoder.embed_with_tokens(texts)
-            } else {
-                encoder.embed(texts).map(|v| {
-                    v.into_iter()
-                        .map(|sentence| TokenEmbedding {
-                            ids: Vec::new(),
-                            tokens: Vec::new(),
-                            sentence,
-                        })
-                        .collect()
-                })
-            }
-        };
-        // A panic inside a forward pass (a bug, an allocation failure) fails this batch's requests, not
-        // the model thread: the thread goes on with the next batch, so one bad batch never leaves the
-        // service refusing everything while its health says SERVING.
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            runner.run(&texts, &forward)
-        }))
-        .unwrap_or_else(|panic| {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "panic".into());
-            tracing::error!(error = %what, batch = texts.len(), "forward pass panicked; batch failed");
-            Err(EmbedError::Panicked(what))
-        });
-        tracing::trace!(
-            batch = texts.len(),
-            micros = started.elapsed().as_micros() as u64,
-            "forward"
-        );
-        drop(texts);
+/// Turns the service NOT_SERVING the moment the model thread starts unwinding from a panic — before the
+/// unwinding drops the pending jobs, so their callers already see [`EmbedError::Restarting`].
+struct DownOnPanic<'a>(&'a watch::Sender<bool>);
 
-        match result {
-            Ok(vectors) => {
-                let mut vectors = vectors.into_iter();
-                for &(pos, n) in &taken {
-                    let p = &mut pending[pos];
-                    for k in 0..n {
-                        let i = p.order[p.cursor + k];
-                        if let Some(mut v) = vectors.next() {
-                            // Plain jobs want the sentence vector only: free the token rows now.
-                            if !p.wants_tokens() {
-                                v.tokens = Vec::new();
-                                v.ids = Vec::new();
-                            }
-                            p.out[i] = v;
-                        }
+impl Drop for DownOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.send_replace(false);
+        }
+    }
+}
+
+/// The longest pause between two attempts to load the model again.
+const MAX_RELOAD_BACKOFF: Duration = Duration::from_secs(10);
+
+impl ModelThread {
+    /// Runs the model until every handle is dropped. If the thread itself panics (outside a forward pass,
+    /// which has its own containment), the jobs it held fail with [`EmbedError::Restarting`], the service
+    /// reports NOT_SERVING, the model is loaded again (retried with backoff) and serving resumes with the
+    /// jobs still in the channel.
+    fn supervise(
+        self,
+        mut encoder: SentenceEncoder,
+        mut runner: Runner,
+        reload: Option<Reload>,
+        alive: watch::Sender<bool>,
+    ) {
+        loop {
+            let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.run(&encoder, &runner, &alive)
+            }));
+            let panic = match run {
+                Ok(()) => return, // every handle dropped: shut down
+                Err(p) => p,
+            };
+            alive.send_replace(false);
+            tracing::error!(error = %panic_message(&*panic), "the model thread failed: NOT_SERVING while the model is loaded again");
+            let mut backoff = Duration::from_millis(100);
+            loop {
+                let fresh = match &reload {
+                    Some(load) => load().and_then(|e| Ok((Runner::new(&e, runner.threads())?, e))),
+                    None => break,
+                };
+                match fresh {
+                    Ok((r, e)) => {
+                        (runner, encoder) = (r, e);
+                        break;
                     }
-                    p.cursor += n;
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "embedding batch failed");
-                for &(pos, _) in taken.iter().rev() {
-                    if let Some(p) = pending.remove(pos) {
-                        p.fail(e.clone());
+                    Err(e) => {
+                        tracing::error!(error = %e, retry_in = ?backoff, "loading the model again failed");
+                        std::thread::sleep(backoff);
+                        backoff = (backoff * 2).min(MAX_RELOAD_BACKOFF);
                     }
                 }
+            }
+            if let Some(o) = self.observer.get() {
+                o.restarted();
+            }
+            alive.send_replace(true);
+            tracing::info!("model loaded again: SERVING");
+        }
+    }
+
+    fn run(&self, encoder: &SentenceEncoder, runner: &Runner, alive: &watch::Sender<bool>) {
+        let observer = &self.observer;
+        let max_batch = self.max_batch;
+        let mut meter = RateMeter::default();
+        let mut pending: VecDeque<Pending> = VecDeque::new();
+        // Declared after `pending`, so dropped (on a panic) before it.
+        let _down = DownOnPanic(alive);
+        loop {
+            // Block only when there is nothing to do; otherwise take whatever else has arrived.
+            if pending.is_empty() {
+                match self.rx.recv() {
+                    Ok(job) => pending.push_back(Pending::new(job)),
+                    Err(_) => return, // every handle dropped: shut down
+                }
+            }
+            while let Ok(job) = self.rx.try_recv() {
+                pending.push_back(Pending::new(job));
+            }
+            // Before spending model time: drop jobs whose caller went away, fail those past their deadline.
+            let now = Instant::now();
+            let mut live = VecDeque::with_capacity(pending.len());
+            for p in pending.drain(..) {
+                if p.reply.is_closed() {
+                    continue;
+                }
+                if p.deadline.is_some_and(|d| d <= now) {
+                    if let Some(o) = observer.get() {
+                        o.expired();
+                    }
+                    p.fail(EmbedError::DeadlineExceeded);
+                    continue;
+                }
+                live.push_back(p);
+            }
+            pending = live;
+            if pending.is_empty() {
                 continue;
             }
-        }
-        // Reply to finished jobs; move a partly done large job behind newer arrivals (round robin).
-        let mut still = VecDeque::with_capacity(pending.len());
-        let mut rotated = Vec::new();
-        for (pos, p) in pending.into_iter().enumerate() {
-            if p.remaining() == 0 {
-                p.finish(observer.get());
-            } else if taken.iter().any(|&(t, _)| t == pos) {
-                rotated.push(p);
-            } else {
-                still.push_back(p);
+
+            // Fill one batch: whole small jobs first-come first-served, then a slice of the next large job.
+            let mut taken: Vec<(usize, usize)> = Vec::new(); // (job position, texts taken)
+            let mut room = max_batch;
+            for (pos, p) in pending.iter().enumerate() {
+                if room == 0 {
+                    break;
+                }
+                let n = p.remaining().min(room);
+                taken.push((pos, n));
+                room -= n;
             }
+            // Set before `texts` borrows the jobs; building it is a few pointer copies.
+            let started = Instant::now();
+            for &(pos, _) in &taken {
+                pending[pos].started.get_or_insert(started);
+            }
+            let mut texts: Vec<&str> = Vec::with_capacity(max_batch - room);
+            for &(pos, n) in &taken {
+                let p = &pending[pos];
+                texts.extend(
+                    p.order[p.cursor..p.cursor + n]
+                        .iter()
+                        .map(|&i| p.texts[i].as_str()),
+                );
+            }
+            if let Some(o) = observer.get() {
+                o.batch(texts.len());
+            }
+            self.faults.on_thread(&texts);
+            let tokens = taken.iter().any(|&(pos, _)| pending[pos].wants_tokens());
+            let faults = &self.faults;
+            let forward = |texts: &[&str]| -> Tokens {
+                faults.in_forward(texts);
+                if tokens {
+                    encoder.embed_with_tokens(texts)
+                } else {
+                    encoder.embed(texts).map(|v| {
+                        v.into_iter()
+                            .map(|sentence| TokenEmbedding {
+                                ids: Vec::new(),
+                                tokens: Vec::new(),
+                                sentence,
+                            })
+                            .collect()
+                    })
+                }
+            };
+            // A panic inside a forward pass (a bug, an allocation failure) fails this batch's requests, not
+            // the model thread: the thread goes on with the next batch, so one bad batch never leaves the
+            // service refusing everything while its health says SERVING.
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                runner.run(&texts, &forward)
+            }))
+            .unwrap_or_else(|panic| {
+                let what = panic_message(&*panic);
+                tracing::error!(error = %what, batch = texts.len(), "forward pass panicked; batch failed");
+                Err(EmbedError::Panicked(what))
+            });
+            let took = started.elapsed();
+            tracing::trace!(
+                batch = texts.len(),
+                micros = took.as_micros() as u64,
+                "forward"
+            );
+            if result.is_ok() {
+                let work = texts
+                    .iter()
+                    .map(|t| admission::cost(t, encoder.max_tokens()))
+                    .sum();
+                meter.record(work, took, &self.load);
+            }
+            drop(texts);
+
+            match result {
+                Ok(vectors) => {
+                    let mut vectors = vectors.into_iter();
+                    for &(pos, n) in &taken {
+                        let p = &mut pending[pos];
+                        for k in 0..n {
+                            let i = p.order[p.cursor + k];
+                            if let Some(mut v) = vectors.next() {
+                                // Plain jobs want the sentence vector only: free the token rows now.
+                                if !p.wants_tokens() {
+                                    v.tokens = Vec::new();
+                                    v.ids = Vec::new();
+                                }
+                                p.out[i] = v;
+                            }
+                        }
+                        p.cursor += n;
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "embedding batch failed");
+                    for &(pos, _) in taken.iter().rev() {
+                        if let Some(p) = pending.remove(pos) {
+                            p.fail(e.clone());
+                        }
+                    }
+                    continue;
+                }
+            }
+            // Reply to finished jobs; move a partly done large job behind newer arrivals (round robin).
+            let mut still = VecDeque::with_capacity(pending.len());
+            let mut rotated = Vec::new();
+            for (pos, p) in pending.into_iter().enumerate() {
+                if p.remaining() == 0 {
+                    p.finish(observer.get());
+                } else if taken.iter().any(|&(t, _)| t == pos) {
+                    rotated.push(p);
+                } else {
+                    still.push_back(p);
+                }
+            }
+            still.extend(rotated);
+            pending = still;
         }
-        still.extend(rotated);
-        pending = still;
     }
+}
+
+/// What a panic said, for the log and the batch's error.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".into())
 }

@@ -9,7 +9,7 @@
 mod stream;
 
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::access::{Access, AccessError, Caller, Reservation};
 use crate::metrics::{Metrics, Stage};
@@ -46,6 +46,9 @@ pub struct CompleteCall {
     /// Who is calling (`None` when the service runs open): its key's routes, models, limits and budgets
     /// apply.
     pub caller: Option<Arc<Caller>>,
+    /// The caller's deadline (`None`: `limits.default_deadline_ms` from now). Routing is refused at once
+    /// if the model could not start it in time, and forwarding's budget ends no later.
+    pub deadline: Option<Instant>,
 }
 
 /// A served completion with the decision that chose its route.
@@ -86,6 +89,8 @@ struct Prepared {
     request: CompletionRequest,
     /// When the gateway took the call (its end-to-end time starts here).
     started: Instant,
+    /// When the caller stops waiting.
+    deadline: Instant,
     /// The caller's tokens and money reserved for this call, settled when it is served.
     reservation: Option<Reservation>,
     /// Held until the call ends, so the caller's concurrency slot covers a whole stream.
@@ -133,9 +138,10 @@ impl Gateway {
         self.router.get().ok_or(GatewayError::Starting)
     }
 
-    /// True once the router is built.
+    /// True once the router is built and while its model serves (not while a failed model is loaded
+    /// again).
     pub fn is_ready(&self) -> bool {
-        self.router.get().is_some()
+        self.router.get().is_some_and(|r| r.embedder().is_alive())
     }
 
     /// The forwarder (upstream clients and every target's health).
@@ -149,10 +155,14 @@ impl Gateway {
     }
 
     /// Decides the route of one prompt, with its evidence.
-    pub async fn route(&self, query: RouteQuery) -> Result<Decision, GatewayError> {
+    pub async fn route(&self, mut query: RouteQuery) -> Result<Decision, GatewayError> {
         let started = Instant::now();
-        let decision = self.router()?.route(query).await?;
+        let router = self.router()?;
+        let snapshot = router.snapshot();
+        query.deadline = Some(deadline_or_default(query.deadline, &snapshot, started));
+        let decision = router.route_on(&snapshot, query).await?;
         self.metrics.decision(&decision);
+        record_decision(&decision);
         self.metrics.stage(Stage::EndToEnd, started.elapsed());
         tracing::debug!(
             route = decision.route.as_deref().unwrap_or(""),
@@ -182,10 +192,17 @@ impl Gateway {
     }
 
     /// Embeds `texts` with the router's encoder through the same model queue as routing (so an embedding
-    /// burst is refused with overload like any other), with each text's token count.
-    pub async fn embed(&self, texts: Vec<String>) -> Result<Embeddings, GatewayError> {
+    /// burst is refused with overload like any other), with each text's token count. `deadline` as for
+    /// [`CompleteCall::deadline`].
+    pub async fn embed(
+        &self,
+        texts: Vec<String>,
+        deadline: Option<Instant>,
+    ) -> Result<Embeddings, GatewayError> {
         let router = self.router()?;
-        let max = router.snapshot().config.limits.max_input_bytes;
+        let snapshot = router.snapshot();
+        let deadline = deadline_or_default(deadline, &snapshot, Instant::now());
+        let max = snapshot.config.limits.max_input_bytes;
         if texts.is_empty() {
             return Err(RouteError::InvalidInput(
                 "`input` is empty: give at least one text".into(),
@@ -213,7 +230,10 @@ impl Gateway {
         }
         let embedder = router.embedder();
         let tokens = embedder.count_tokens(&texts).map_err(RouteError::from)?;
-        let vectors = embedder.embed(texts).await.map_err(RouteError::from)?;
+        let vectors = embedder
+            .embed_by(texts, Some(deadline))
+            .await
+            .map_err(RouteError::from)?;
         Ok(Embeddings { vectors, tokens })
     }
 
@@ -231,6 +251,7 @@ impl Gateway {
         let started = Instant::now();
         let router = self.router()?;
         let snapshot = router.snapshot();
+        let deadline = deadline_or_default(call.deadline, &snapshot, started);
         let route = call.route.filter(|r| !r.is_empty());
         let model = call.model.filter(|m| !m.is_empty());
         let request = call.request;
@@ -254,13 +275,14 @@ impl Gateway {
             None => {
                 let query = RouteQuery {
                     messages: request.messages.clone(),
+                    deadline: Some(deadline),
                     ..Default::default()
                 };
-                let decision = router.route_on(&snapshot, query).await?;
-                self.metrics.decision(&decision);
-                decision
+                router.route_on(&snapshot, query).await?
             }
         };
+        self.metrics.decision(&decision);
+        record_decision(&decision);
         // A call naming a model goes to it whatever the decision; otherwise the decision must name a route.
         let route = match (&decision.route, &model) {
             (Some(r), _) => r.clone(),
@@ -294,6 +316,7 @@ impl Gateway {
             model,
             request,
             started,
+            deadline,
             reservation,
             _caller: call.caller,
         })
@@ -312,7 +335,13 @@ impl Gateway {
         let started = Instant::now();
         let result = self
             .forwarder
-            .complete(&p.snapshot.config, dest, &p.request, deltas)
+            .complete(
+                &p.snapshot.config,
+                dest,
+                &p.request,
+                deltas,
+                Some(p.deadline),
+            )
             .await;
         // Time to first token means something only when the answer streams.
         let ttft = result
@@ -321,6 +350,7 @@ impl Gateway {
             .filter(|_| deltas.is_some())
             .map(|c| c.ttft);
         self.metrics.forwarded(&result, started.elapsed(), ttft);
+        record_forwarding(&result);
         let completion = result?;
         if let Some(r) = p.reservation {
             let u = completion.usage;
@@ -340,4 +370,39 @@ impl Gateway {
             decision: p.decision,
         })
     }
+}
+
+/// The decision as attributes of the request's span.
+fn record_decision(d: &Decision) {
+    crate::telemetry::span::record_decision(
+        d.route.as_deref(),
+        d.score,
+        d.matched,
+        d.index_version,
+    );
+}
+
+/// How forwarding ended, as attributes of the request's span: the serving model, each attempt as
+/// `model:outcome`, and `ok` or the error's kind.
+fn record_forwarding(result: &Result<crate::upstream::Completion, UpstreamError>) {
+    let list = |a: &[crate::upstream::Attempt]| {
+        a.iter()
+            .map(|a| format!("{}:{}", a.target, a.outcome.as_str()))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    match result {
+        Ok(c) => crate::telemetry::span::record_forwarding(
+            Some(&c.served_by.model),
+            &list(&c.attempts),
+            "ok",
+        ),
+        Err(e) => crate::telemetry::span::record_forwarding(None, &list(e.attempts()), e.kind()),
+    }
+}
+
+/// The caller's deadline, or the configured default from `now`.
+fn deadline_or_default(deadline: Option<Instant>, snapshot: &Snapshot, now: Instant) -> Instant {
+    deadline
+        .unwrap_or_else(|| now + Duration::from_millis(snapshot.config.limits.default_deadline_ms))
 }

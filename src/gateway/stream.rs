@@ -55,7 +55,11 @@ impl futures_util::Stream for CompletionStream {
 pub(super) fn spawn(gateway: Arc<Gateway>, prepared: Prepared) -> CompletionStream {
     let (tx, rx) = mpsc::channel(STREAM_BUFFER);
     let decision = prepared.decision.clone();
-    tokio::spawn(run(gateway, prepared, tx));
+    // The stream outlives the handler: it stays in the request's span (attempts and outcome land there).
+    tokio::spawn(tracing::Instrument::instrument(
+        run(gateway, prepared, tx),
+        tracing::Span::current(),
+    ));
     CompletionStream { rx, decision }
 }
 

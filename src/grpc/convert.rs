@@ -50,6 +50,7 @@ impl From<Attempt> for pb::Attempt {
             Outcome::Timeout => pb::AttemptOutcome::Timeout,
             Outcome::CircuitOpen => pb::AttemptOutcome::CircuitOpen,
             Outcome::Escalated => pb::AttemptOutcome::Escalated,
+            Outcome::Skipped => pb::AttemptOutcome::Skipped,
         };
         pb::Attempt {
             target: a.target,
@@ -133,6 +134,7 @@ impl From<UpstreamError> for Status {
             UpstreamError::AllFailed { .. } | UpstreamError::Interrupted { .. } => {
                 Status::unavailable(e.to_string())
             }
+            UpstreamError::DeadlineExceeded { .. } => Status::deadline_exceeded(e.to_string()),
             UpstreamError::Cancelled => Status::cancelled(e.to_string()),
         }
     }
@@ -144,6 +146,7 @@ impl From<pb::RouteRequest> for RouteQuery {
             text: r.text,
             messages: messages(r.messages),
             top_k: r.top_k.map(|k| k as usize),
+            deadline: None,
         }
     }
 }
@@ -182,10 +185,24 @@ impl From<RouteError> for Status {
     fn from(e: RouteError) -> Self {
         match e {
             RouteError::InvalidInput(m) => Status::invalid_argument(m),
-            RouteError::Embed(EmbedError::Overloaded { .. }) => {
-                Status::resource_exhausted(e.to_string())
+            RouteError::Embed(EmbedError::Overloaded { retry_after_ms, .. }) => {
+                let mut s = Status::resource_exhausted(e.to_string());
+                // The hint in milliseconds, and in whole seconds as HTTP's Retry-After has it.
+                let md = s.metadata_mut();
+                if let Ok(v) = retry_after_ms.to_string().parse() {
+                    md.insert("retry-after-ms", v);
+                }
+                if let Ok(v) = retry_after_ms.div_ceil(1000).max(1).to_string().parse() {
+                    md.insert("retry-after", v);
+                }
+                s
             }
-            RouteError::Embed(EmbedError::Stopped) => Status::unavailable(e.to_string()),
+            RouteError::Embed(EmbedError::DeadlineExceeded) => {
+                Status::deadline_exceeded(e.to_string())
+            }
+            RouteError::Embed(EmbedError::Stopped | EmbedError::Restarting) => {
+                Status::unavailable(e.to_string())
+            }
             RouteError::Embed(EmbedError::Tokenize(_)) => Status::invalid_argument(e.to_string()),
             RouteError::Embed(_) | RouteError::Index(_) => Status::internal(e.to_string()),
         }

@@ -9,6 +9,7 @@ use tonic::{Request, Response, Status};
 
 use super::pb;
 use crate::access::Caller;
+use crate::edge::Deadline;
 use crate::gateway::{CompleteCall, Gateway, StreamEvent};
 use crate::metrics::{grpc_code_name, Face, RequestGuard};
 use crate::upstream::Delta;
@@ -50,13 +51,20 @@ fn finish<T>(guard: RequestGuard, result: Result<T, Status>) -> Result<T, Status
 /// The gateway call for a request, with the caller [`authenticate`] admitted.
 fn complete_call(request: Request<pb::CompleteRequest>) -> CompleteCall {
     let caller = request.extensions().get::<Arc<Caller>>().cloned();
+    let deadline = deadline_of(&request);
     let req = request.into_inner();
     CompleteCall {
         route: req.route.clone(),
         model: req.model.clone(),
         request: req.into(),
         caller,
+        deadline,
     }
+}
+
+/// The caller's deadline, from `grpc-timeout` (put there by the door layer).
+fn deadline_of<T>(request: &Request<T>) -> Option<std::time::Instant> {
+    request.extensions().get::<Deadline>().map(|d| d.0)
 }
 
 /// A tonic interceptor for the Router service: checks the caller's key when keys are configured and
@@ -81,11 +89,14 @@ impl pb::router_server::Router for RouterService {
         request: Request<pb::RouteRequest>,
     ) -> Result<Response<pb::RouteResponse>, Status> {
         let guard = self.track(ROUTE);
+        let deadline = deadline_of(&request);
         let req = request.into_inner();
         if !req.metadata.is_empty() {
             tracing::debug!(metadata = ?req.metadata, "route request metadata");
         }
-        let result = self.gateway.route(req.into()).await;
+        let mut query: crate::router::RouteQuery = req.into();
+        query.deadline = deadline;
+        let result = self.gateway.route(query).await;
         finish(
             guard,
             result.map(|d| Response::new(d.into())).map_err(Into::into),

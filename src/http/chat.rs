@@ -480,6 +480,7 @@ fn translate(gateway: &Gateway, r: ChatRequest) -> Result<(CompleteCall, bool, b
             route,
             model,
             caller: None,
+            deadline: None,
         },
         stream,
         include_usage,
@@ -558,6 +559,7 @@ pub async fn completions(
     gateway: std::sync::Arc<Gateway>,
     id: RequestId,
     caller: Option<std::sync::Arc<Caller>>,
+    deadline: Option<std::time::Instant>,
     body: ChatRequest,
 ) -> Response {
     // Stream chunks before the answer carry the name the client asked for; the last ones, the upstream's.
@@ -567,6 +569,7 @@ pub async fn completions(
         Err(e) => return e.into_response(),
     };
     call.caller = caller;
+    call.deadline = deadline;
     let completion_id = format!("chatcmpl-{}", id.0);
     if !stream {
         // Dropping this future (the client went away) drops the upstream request.

@@ -70,6 +70,15 @@ impl ApiError {
         }
     }
 
+    /// 429 `overloaded`: refused at the door; retry shortly.
+    pub fn overloaded(message: impl Into<String>) -> Self {
+        Self {
+            code: Some("overloaded"),
+            retry_after: Some(OVERLOAD_RETRY_AFTER_S),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", message)
+        }
+    }
+
     /// 413: the body is over the limit.
     pub fn too_large(limit: usize) -> Self {
         Self {
@@ -113,20 +122,30 @@ impl From<RouteError> for ApiError {
     fn from(e: RouteError) -> Self {
         match e {
             RouteError::InvalidInput(m) => Self::invalid(m),
-            RouteError::Embed(EmbedError::Overloaded { .. }) => Self {
+            RouteError::Embed(EmbedError::Overloaded { retry_after_ms, .. }) => Self {
                 code: Some("overloaded"),
-                retry_after: Some(OVERLOAD_RETRY_AFTER_S),
+                retry_after: Some(retry_after_ms.div_ceil(1000).max(OVERLOAD_RETRY_AFTER_S)),
+                // The OpenAI SDKs prefer the millisecond hint when present.
+                headers: Box::new([("retry-after-ms", retry_after_ms.to_string())]),
                 ..Self::new(
                     StatusCode::TOO_MANY_REQUESTS,
                     "rate_limit_error",
                     e.to_string(),
                 )
             },
-            RouteError::Embed(EmbedError::Stopped) => Self::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "server_error",
-                e.to_string(),
-            ),
+            RouteError::Embed(EmbedError::DeadlineExceeded) => Self {
+                code: Some("deadline_exceeded"),
+                ..Self::new(StatusCode::GATEWAY_TIMEOUT, "server_error", e.to_string())
+            },
+            RouteError::Embed(EmbedError::Stopped | EmbedError::Restarting) => Self {
+                code: Some("unavailable"),
+                retry_after: Some(OVERLOAD_RETRY_AFTER_S),
+                ..Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "server_error",
+                    e.to_string(),
+                )
+            },
             RouteError::Embed(EmbedError::Tokenize(_)) => Self::invalid(e.to_string()),
             RouteError::Embed(_) | RouteError::Index(_) => Self::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -163,6 +182,10 @@ impl From<UpstreamError> for ApiError {
             UpstreamError::Interrupted { .. } => Self {
                 code: Some("upstream_interrupted"),
                 ..Self::new(StatusCode::BAD_GATEWAY, "server_error", e.to_string())
+            },
+            UpstreamError::DeadlineExceeded { .. } => Self {
+                code: Some("deadline_exceeded"),
+                ..Self::new(StatusCode::GATEWAY_TIMEOUT, "server_error", e.to_string())
             },
             // Nobody reads it: the client is gone.
             UpstreamError::Cancelled => Self::new(

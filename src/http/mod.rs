@@ -28,6 +28,8 @@ use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
 use crate::access::Caller;
+use crate::edge::door::hold_until_end;
+use crate::edge::{deadline, Deadline, Door};
 use crate::gateway::Gateway;
 use crate::message::ChatMessage;
 use crate::metrics::{Face, Metrics};
@@ -45,20 +47,22 @@ pub struct RequestId(pub String);
 
 const REQUEST_ID: &str = "x-request-id";
 
-fn usable_request_id(v: &HeaderValue) -> Option<String> {
-    let s = v.to_str().ok()?;
-    (!s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic()))
-        .then(|| s.to_string())
-}
-
+/// Gives the request its id and its span (see [`crate::telemetry::span::request`]); the handler, and any
+/// stream it starts, run inside the span.
 async fn request_id(mut req: Request, next: Next) -> Response {
-    let id = req
-        .headers()
-        .get(REQUEST_ID)
-        .and_then(usable_request_id)
-        .unwrap_or_else(|| format!("{:016x}", fastrand::u64(..)));
+    let id = crate::edge::door::request_id(req.headers());
     req.extensions_mut().insert(RequestId(id.clone()));
-    let mut resp = next.run(req).await;
+    let method = req.extensions().get::<MatchedPath>().map_or_else(
+        || UNMATCHED.to_string(),
+        |p| format!("{} {}", req.method(), p.as_str()),
+    );
+    // The API only: probes and scrapes would fill traces with noise.
+    let span = if req.uri().path().starts_with("/v1/") {
+        crate::telemetry::span::request("http", &method, &id, req.headers())
+    } else {
+        tracing::Span::none()
+    };
+    let mut resp = tracing::Instrument::instrument(next.run(req), span).await;
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert(REQUEST_ID, v);
     }
@@ -158,11 +162,16 @@ async fn chat_completions(
     State(gateway): State<Arc<Gateway>>,
     Extension(id): Extension<RequestId>,
     caller: Option<Extension<Arc<Caller>>>,
+    deadline: Option<Extension<Deadline>>,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
     let parsed = body_or_error(body).and_then(|b| parse::<chat::ChatRequest>(&b));
     match parsed {
-        Ok(req) => chat::completions(gateway, id, caller.map(|Extension(c)| c), req).await,
+        Ok(req) => {
+            let caller = caller.map(|Extension(c)| c);
+            let deadline = deadline.map(|Extension(d)| d.0);
+            chat::completions(gateway, id, caller, deadline, req).await
+        }
         Err(e) => e.into_response(),
     }
 }
@@ -189,6 +198,7 @@ enum EmbeddingInput {
 
 async fn embeddings(
     State(gateway): State<Arc<Gateway>>,
+    deadline: Option<Extension<Deadline>>,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
     let req: EmbeddingsRequest = parse(&body_or_error(body)?)?;
@@ -214,7 +224,9 @@ async fn embeddings(
         EmbeddingInput::One(t) => vec![t],
         EmbeddingInput::Many(v) => v,
     };
-    let out = gateway.embed(texts).await?;
+    let out = gateway
+        .embed(texts, deadline.map(|Extension(d)| d.0))
+        .await?;
     let dim = out.vectors.first().map_or(0, Vec::len);
     if let Some(d) = req.dimensions {
         if d as usize != dim {
@@ -278,6 +290,7 @@ struct RouteMessage {
 
 async fn route(
     State(gateway): State<Arc<Gateway>>,
+    deadline: Option<Extension<Deadline>>,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
     let req: RouteBody = parse(&body_or_error(body)?)?;
@@ -289,6 +302,7 @@ async fn route(
             .map(|m| ChatMessage::text(m.role, m.content))
             .collect(),
         top_k: req.top_k,
+        deadline: deadline.map(|Extension(d)| d.0),
     };
     let decision = gateway.route(query).await?;
     Ok(Json(decision).into_response())
@@ -312,6 +326,12 @@ async fn healthz() -> Response {
 async fn readyz(State(gateway): State<Arc<Gateway>>) -> Response {
     if gateway.is_ready() {
         Json(json!({"status": "ready"})).into_response()
+    } else if gateway.router().is_ok() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "restarting", "message": "the model failed and is being loaded again"})),
+        )
+            .into_response()
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -356,9 +376,39 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     .into_response()
 }
 
-/// The HTTP face's routes over `gateway`.
+/// The door of the API routes: the listener's concurrency limit (a full listener answers 429 at once;
+/// a slot is held until the response body ends, streams included) and the caller's deadline from
+/// `x-request-timeout` / `x-stainless-timeout` (a malformed value is a 400 naming the header).
+async fn door(State(door): State<Door>, mut req: Request, next: Next) -> Response {
+    let permit = match door.enter() {
+        Ok(p) => p,
+        Err(full) => return ApiError::overloaded(full.to_string()).into_response(),
+    };
+    match deadline::http_timeout(req.headers()) {
+        Ok(Some(t)) => {
+            req.extensions_mut()
+                .insert(Deadline(std::time::Instant::now() + t));
+        }
+        Ok(None) => {}
+        Err(m) => return ApiError::invalid(m).into_response(),
+    }
+    next.run(req)
+        .await
+        .map(|b| axum::body::Body::new(hold_until_end(b, permit)))
+}
+
+/// Concurrent API requests the HTTP face serves by default (`serve --http-max-concurrent`).
+pub const DEFAULT_MAX_CONCURRENT: usize = 4096;
+
+/// The HTTP face's routes over `gateway`, with the default concurrency limit.
 pub fn app(gateway: Arc<Gateway>) -> axum::Router {
+    app_with_limit(gateway, DEFAULT_MAX_CONCURRENT)
+}
+
+/// The HTTP face's routes over `gateway`, serving at most `max_concurrent` API requests at once.
+pub fn app_with_limit(gateway: Arc<Gateway>, max_concurrent: usize) -> axum::Router {
     let metrics = gateway.metrics().clone();
+    let door_state = Door::new(max_concurrent, Face::Http, metrics.clone());
     // The API needs a key when keys are configured; health and the document do not.
     let api = axum::Router::new()
         .route("/v1/chat/completions", post(chat_completions))
@@ -368,7 +418,9 @@ pub fn app(gateway: Arc<Gateway>) -> axum::Router {
         .route_layer(axum::middleware::from_fn_with_state(
             gateway.clone(),
             authenticate,
-        ));
+        ))
+        // Outside authentication: a full listener refuses before any work, keys included.
+        .route_layer(axum::middleware::from_fn_with_state(door_state, door));
     axum::Router::new()
         .merge(api)
         .route("/healthz", get(healthz))
@@ -390,9 +442,10 @@ pub fn app(gateway: Arc<Gateway>) -> axum::Router {
 pub async fn serve(
     listener: TcpListener,
     gateway: Arc<Gateway>,
+    max_concurrent: usize,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(gateway))
+    axum::serve(listener, app_with_limit(gateway, max_concurrent))
         .with_graceful_shutdown(shutdown)
         .await
 }

@@ -19,7 +19,7 @@ use prometheus::{
     IntGaugeVec, Opts, Registry,
 };
 
-use crate::embedding::EmbedObserver;
+use crate::embedding::{EmbedObserver, Refusal};
 use crate::router::Decision;
 use crate::upstream::breaker::BreakerState;
 use crate::upstream::{Attempt, Completion, UpstreamError};
@@ -124,7 +124,10 @@ pub struct Metrics {
     stages: Vec<Histogram>,
     embed_batch: Histogram,
     embed_queue_depth: IntGauge,
-    admission_refused: IntCounter,
+    /// Refusals at the door by reason: the model queue's bounds and the listeners' concurrency limits.
+    admission_refused: IntCounterVec,
+    embed_expired: IntCounter,
+    model_restarts: IntCounter,
     cache_hits: IntCounter,
     cache_misses: IntCounter,
     upstream_attempts: IntCounterVec,
@@ -264,12 +267,37 @@ impl Metrics {
                     "Requests admitted to the model queue and not yet answered (at scrape time).",
                 )?,
             )?,
-            admission_refused: register(
+            admission_refused: {
+                let c = register(
+                    &r,
+                    IntCounterVec::new(
+                        Opts::new(
+                            "semroute_admission_refused_total",
+                            "Requests refused at the door, by reason: queue_full (encoder.queue_capacity \
+                             or queue_tokens), queue_wait (encoder.max_queue_ms), deadline (the model \
+                             could not start it before its deadline), concurrency (the listener's limit).",
+                        ),
+                        &["reason"],
+                    )?,
+                )?;
+                for reason in Refusal::ALL.iter().map(|r| r.as_str()).chain(["concurrency"]) {
+                    c.with_label_values(&[reason]);
+                }
+                c
+            },
+            embed_expired: register(
                 &r,
                 IntCounter::new(
-                    "semroute_admission_refused_total",
-                    "Requests refused at the door because the model queue was full \
-                     (encoder.queue_capacity).",
+                    "semroute_embed_expired_total",
+                    "Requests dropped from the model queue unanswered because their deadline passed \
+                     before the model reached them.",
+                )?,
+            )?,
+            model_restarts: register(
+                &r,
+                IntCounter::new(
+                    "semroute_model_restarts_total",
+                    "Times the model thread failed and the model was loaded again.",
                 )?,
             )?,
             cache_hits: register(
@@ -414,7 +442,8 @@ impl Metrics {
         let attempts: &[Attempt] = match result {
             Ok(c) => &c.attempts,
             Err(UpstreamError::AllFailed { attempts, .. })
-            | Err(UpstreamError::Interrupted { attempts }) => attempts,
+            | Err(UpstreamError::Interrupted { attempts })
+            | Err(UpstreamError::DeadlineExceeded { attempts, .. }) => attempts,
             // Refused before any attempt (bad request, unknown route or model) or cancelled.
             Err(_) => return,
         };
@@ -439,6 +468,13 @@ impl Metrics {
                 self.cost.with_label_values(&[model]).inc_by(c.cost_usd);
             }
         }
+    }
+
+    /// A request refused at a listener's door (its concurrency limit).
+    pub fn refused_at_door(&self) {
+        self.admission_refused
+            .with_label_values(&["concurrency"])
+            .inc();
     }
 
     /// Renders the registry in the Prometheus text format (0.0.4).
@@ -494,8 +530,18 @@ impl EmbedObserver for Metrics {
         self.stage(Stage::Embed, forward);
     }
 
-    fn refused(&self) {
-        self.admission_refused.inc();
+    fn refused(&self, reason: Refusal) {
+        self.admission_refused
+            .with_label_values(&[reason.as_str()])
+            .inc();
+    }
+
+    fn expired(&self) {
+        self.embed_expired.inc();
+    }
+
+    fn restarted(&self) {
+        self.model_restarts.inc();
     }
 }
 

@@ -161,15 +161,25 @@ impl Router {
         let vectors = match self.cache.get(&text, tokens) {
             Some(v) => v,
             None => {
+                let span = tracing::info_span!(target: "semroute::router", "embed");
                 let v = if tokens {
-                    let mut out = self.embedder.embed_tokens(vec![text.clone()]).await?;
+                    let mut out = tracing::Instrument::instrument(
+                        self.embedder
+                            .embed_tokens_by(vec![text.clone()], query.deadline),
+                        span,
+                    )
+                    .await?;
                     let t = out.pop().ok_or(EmbedError::Stopped)?;
                     QueryVectors {
                         late: LateQuery::from_hidden(&t.tokens, self.embedder.info().dim),
                         sentence: t.sentence,
                     }
                 } else {
-                    let mut out = self.embedder.embed(vec![text.clone()]).await?;
+                    let mut out = tracing::Instrument::instrument(
+                        self.embedder.embed_by(vec![text.clone()], query.deadline),
+                        span,
+                    )
+                    .await?;
                     QueryVectors {
                         sentence: out.pop().ok_or(EmbedError::Stopped)?,
                         late: None,
@@ -183,8 +193,10 @@ impl Router {
         let embed_micros = t0.elapsed().as_micros() as u64;
 
         let t1 = Instant::now();
+        let search = tracing::info_span!(target: "semroute::router", "search").entered();
         let mut decision =
             snapshot.decide_with(&vectors.sentence, vectors.late.as_ref(), evidence_k);
+        drop(search);
         decision.search_micros = t1.elapsed().as_micros() as u64;
         decision.embed_micros = embed_micros;
         Ok(decision)

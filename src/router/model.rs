@@ -3,7 +3,11 @@
 use std::path::PathBuf;
 
 use crate::config::{DeviceSpec, LoadedConfig};
-use crate::embedding::{resolve_model_dir, EmbedError, Embedder, SentenceEncoder};
+use std::time::Duration;
+
+use crate::embedding::{
+    resolve_model_dir, EmbedError, Embedder, QueueLimits, QueueOptions, SentenceEncoder,
+};
 
 /// Folders searched for `models/<name>`: next to the config file, then the working directory, then
 /// `$SEMROUTE_MODELS_DIR`.
@@ -28,15 +32,28 @@ pub fn model_dir(loaded: &LoadedConfig) -> Result<PathBuf, EmbedError> {
     resolve_model_dir(spec, &model_search_dirs(loaded))
 }
 
-/// Loads the model named by `config.encoder` and starts its thread. Blocking: call from a blocking context.
+/// Loads the model named by `config.encoder` and starts its thread, supervised: should the thread fail,
+/// the model is loaded again from the same folder. Blocking: call from a blocking context.
 pub fn start_embedder(loaded: &LoadedConfig, threads: usize) -> Result<Embedder, EmbedError> {
-    let enc = &loaded.config.encoder;
+    let enc = loaded.config.encoder.clone();
     let dir = model_dir(loaded)?;
     let device = DeviceSpec::parse(&enc.device).map_err(|reason| EmbedError::Load {
         what: "encoder.device".into(),
         reason,
     })?;
-    let encoder =
-        SentenceEncoder::load_with_precision(&dir, device, enc.max_tokens, enc.precision.into())?;
-    Embedder::start(encoder, enc.max_batch, enc.queue_capacity, threads)
+    let load = move || {
+        SentenceEncoder::load_with_precision(&dir, device, enc.max_tokens, enc.precision.into())
+    };
+    let encoder = load()?;
+    let enc = &loaded.config.encoder;
+    let options = QueueOptions {
+        max_batch: enc.max_batch,
+        limits: QueueLimits {
+            texts: enc.queue_capacity,
+            tokens: enc.queue_tokens,
+            max_wait: (enc.max_queue_ms > 0).then(|| Duration::from_millis(enc.max_queue_ms)),
+        },
+        threads,
+    };
+    Embedder::start_supervised(encoder, options, Some(Box::new(load)))
 }

@@ -32,6 +32,8 @@ pub struct RouteQuery {
     pub messages: Vec<ChatMessage>,
     /// Neighbours to return as evidence (default: `matching.top_k`).
     pub top_k: Option<usize>,
+    /// Refused at once if the model could not start it by then; abandoned once it passes.
+    pub deadline: Option<std::time::Instant>,
 }
 
 /// A route and its aggregated score.

@@ -136,7 +136,9 @@ fn request(t: &Target<'_>, req: &CompletionRequest, stream: bool) -> reqwest::Re
         ),
         ProviderKind::Mock => unreachable!("mock providers answer in `complete` and `stream`"),
     };
-    let mut b = t.client.post(url).json(&body);
+    let mut trace = reqwest::header::HeaderMap::new();
+    crate::telemetry::span::inject(&mut trace);
+    let mut b = t.client.post(url).json(&body).headers(trace);
     if p.kind == ProviderKind::Anthropic {
         b = b.header("anthropic-version", anthropic::API_VERSION);
     }

@@ -72,9 +72,44 @@ pub enum UpstreamError {
         /// Every attempt, in order.
         attempts: Vec<Attempt>,
     },
+    /// The request's budget (`upstream.request_timeout_ms`, capped by the caller's deadline) ran out.
+    #[error("the request's budget of {budget_ms} ms ran out: {}", describe(.attempts))]
+    DeadlineExceeded {
+        /// The budget the call had.
+        budget_ms: u64,
+        /// Every attempt made, in order.
+        attempts: Vec<Attempt>,
+    },
     /// The caller went away.
     #[error("cancelled by the caller")]
     Cancelled,
+}
+
+impl UpstreamError {
+    /// The attempts made before the error (none for errors raised before forwarding).
+    pub fn attempts(&self) -> &[Attempt] {
+        match self {
+            Self::AllFailed { attempts, .. }
+            | Self::Interrupted { attempts }
+            | Self::DeadlineExceeded { attempts, .. } => attempts,
+            _ => &[],
+        }
+    }
+
+    /// A short, fixed name of the error's kind (a span attribute; never carries request data).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::InvalidRequest(_) => "invalid_request",
+            Self::UnknownRoute(_) => "unknown_route",
+            Self::UnknownModel(_) => "unknown_model",
+            Self::Unsupported { .. } => "unsupported",
+            Self::NoTargets(_) => "no_targets",
+            Self::AllFailed { .. } => "all_targets_failed",
+            Self::Interrupted { .. } => "interrupted",
+            Self::DeadlineExceeded { .. } => "deadline_exceeded",
+            Self::Cancelled => "cancelled",
+        }
+    }
 }
 
 fn describe(attempts: &[Attempt]) -> String {
@@ -153,6 +188,8 @@ pub enum Outcome {
     CircuitOpen,
     /// It answered, but the cascade check failed, so the next target was asked.
     Escalated,
+    /// Not sent: the request's budget could not cover it.
+    Skipped,
 }
 
 impl Outcome {
@@ -164,6 +201,7 @@ impl Outcome {
             Self::Timeout => "timeout",
             Self::CircuitOpen => "circuit_open",
             Self::Escalated => "escalated",
+            Self::Skipped => "skipped",
         }
     }
 }
@@ -252,6 +290,7 @@ pub struct Destination<'a> {
 /// Sends completions to targets; holds the HTTP clients and every target's health.
 pub struct Forwarder {
     base_dir: PathBuf,
+    keys: keys::KeyCache,
     health: HealthBook,
     clients: Mutex<HashMap<String, (ProviderConfig, reqwest::Client)>>,
 }
@@ -261,6 +300,7 @@ impl Forwarder {
     pub fn new(base_dir: PathBuf) -> Self {
         Self {
             base_dir,
+            keys: keys::KeyCache::default(),
             health: HealthBook::default(),
             clients: Mutex::new(HashMap::new()),
         }
@@ -310,14 +350,26 @@ impl Forwarder {
     /// Forwards `req` to the targets of `dest` under `config`. With `deltas`, the answer is streamed: each
     /// delta is sent as it arrives, and the request fails over to the next target only while nothing has
     /// been sent. Dropping the returned future cancels the upstream request.
+    ///
+    /// Every attempt, retry and backoff shares one budget: `upstream.request_timeout_ms`, ending no later
+    /// than `deadline` (the caller's). An attempt is not started when the target's usual time to its
+    /// first token is longer than what is left; when the budget runs out the call ends with
+    /// [`UpstreamError::DeadlineExceeded`] listing the attempts made.
     pub async fn complete(
         &self,
         config: &Config,
         dest: Destination<'_>,
         req: &CompletionRequest,
         deltas: Option<&mpsc::Sender<Delta>>,
+        deadline: Option<Instant>,
     ) -> Result<Completion, UpstreamError> {
         validate(config, req)?;
+        let begun = Instant::now();
+        let budget_end = {
+            let own = begun + Duration::from_millis(config.upstream.request_timeout_ms);
+            deadline.map_or(own, |d| d.min(own))
+        };
+        let budget_ms = budget_end.saturating_duration_since(begun).as_millis() as u64;
         // A call that names a model needs no route: its decision is only reported.
         let route = match dest.model {
             Some(_) if dest.route.is_empty() => None,
@@ -365,7 +417,7 @@ impl Forwarder {
                 attempts.push(record(Outcome::Failed, Instant::now(), m, health.state()));
                 continue;
             }
-            let key = match keys::resolve(provider, &self.base_dir) {
+            let key = match self.keys.get(provider, &self.base_dir).await {
                 Ok(k) => k,
                 Err(m) => {
                     attempts.push(record(Outcome::Failed, Instant::now(), m, health.state()));
@@ -390,6 +442,25 @@ impl Forwarder {
             let hold = cascade && i + 1 < order.len();
             let mut retry = 0u32;
             loop {
+                let left = budget_end.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(UpstreamError::DeadlineExceeded {
+                        budget_ms,
+                        attempts,
+                    });
+                }
+                // An attempt that could not even begin answering within what is left is not sent.
+                if let Some(ttft) = health.latency().ttft_ms.get() {
+                    if Duration::from_secs_f64(ttft / 1000.0) > left {
+                        let m = format!(
+                            "not sent: its time to first token is ~{ttft:.0} ms and the request's budget \
+                             has {} ms left",
+                            left.as_millis()
+                        );
+                        attempts.push(record(Outcome::Skipped, Instant::now(), m, health.state()));
+                        break;
+                    }
+                }
                 let admission = health.admit();
                 if admission == Admission::Refused {
                     tracing::debug!(target = %name, "circuit open: skipped");
@@ -409,16 +480,49 @@ impl Forwarder {
                     armed: admission == Admission::Probe,
                 };
                 let started = Instant::now();
-                let result = match (deltas, hold) {
-                    (Some(tx), false) => {
-                        let sink = DeltaSink {
-                            tx,
-                            delivered: &mut delivered,
-                        };
-                        call::stream(&target, req, Some(sink)).await
+                let attempt = async {
+                    match (deltas, hold) {
+                        (Some(tx), false) => {
+                            let sink = DeltaSink {
+                                tx,
+                                delivered: &mut delivered,
+                            };
+                            call::stream(&target, req, Some(sink)).await
+                        }
+                        (Some(_), true) => call::stream(&target, req, None).await,
+                        (None, _) => call::complete(&target, req).await,
                     }
-                    (Some(_), true) => call::stream(&target, req, None).await,
-                    (None, _) => call::complete(&target, req).await,
+                };
+                let span = tracing::info_span!(
+                    target: "semroute::upstream",
+                    "upstream_attempt",
+                    target = %name,
+                    provider = %provider.name,
+                    model = %model.id,
+                    retry,
+                    outcome = tracing::field::Empty,
+                );
+                let attempt = tracing::Instrument::instrument(attempt, span.clone());
+                let timed = tokio::time::timeout_at(budget_end.into(), attempt).await;
+                span.record(
+                    "outcome",
+                    match &timed {
+                        Ok(Ok(_)) => "ok",
+                        Ok(Err(e)) if e.is_timeout() => "timeout",
+                        Ok(Err(AttemptError::Cancelled)) => "cancelled",
+                        Ok(Err(_)) => "failed",
+                        Err(_) => "abandoned",
+                    },
+                );
+                let Ok(result) = timed else {
+                    // The budget ran out mid-attempt: the attempt is abandoned (its request dropped).
+                    drop(probe);
+                    let m = format!("abandoned: the request's budget of {budget_ms} ms ran out");
+                    attempts.push(record(Outcome::Timeout, started, m, health.state()));
+                    return Err(UpstreamError::DeadlineExceeded {
+                        budget_ms,
+                        attempts,
+                    });
                 };
                 let elapsed = started.elapsed();
                 let served = match result {
@@ -458,6 +562,13 @@ impl Forwarder {
                                     break;
                                 }
                                 wait = wait.max(ra);
+                            }
+                            if Instant::now() + wait >= budget_end {
+                                // The retry could not start before the budget ends.
+                                return Err(UpstreamError::DeadlineExceeded {
+                                    budget_ms,
+                                    attempts,
+                                });
                             }
                             tokio::time::sleep(wait).await;
                             retry += 1;
