@@ -39,8 +39,7 @@ fn overlay_dir() -> PathBuf {
 
 /// Every document of a (multi-document) YAML file; empty documents are skipped.
 fn yaml_docs(path: &Path) -> Vec<Value> {
-    let text =
-        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_yaml::Deserializer::from_str(&text)
         .map(|d| Value::deserialize(d).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
         .filter(|v| !v.is_null())
@@ -130,7 +129,12 @@ fn render(dir: &Path) -> Vec<Object> {
         if r.is_dir() {
             out.extend(render(&r));
         } else {
-            assert!(r.is_file(), "{}: resource {} is missing", path.display(), r.display());
+            assert!(
+                r.is_file(),
+                "{}: resource {} is missing",
+                path.display(),
+                r.display()
+            );
             for doc in yaml_docs(&r) {
                 out.push(Object {
                     file: r.clone(),
@@ -377,8 +381,12 @@ fn last<'a>(stage: &'a [Instruction], keyword: &str) -> Option<&'a Instruction> 
 
 /// An exec-form (JSON array) instruction's arguments.
 fn exec_form(ins: &Instruction) -> Vec<String> {
-    serde_json::from_str(&ins.args)
-        .unwrap_or_else(|e| panic!("{} must be in exec (JSON) form: {e}: {}", ins.keyword, ins.args))
+    serde_json::from_str(&ins.args).unwrap_or_else(|e| {
+        panic!(
+            "{} must be in exec (JSON) form: {e}: {}",
+            ins.keyword, ins.args
+        )
+    })
 }
 
 /// The runtime stage, as the pod emulation needs it.
@@ -401,11 +409,14 @@ fn image() -> Image {
     let stages = dockerfile();
     assert!(stages.len() >= 3, "model, builder and runtime stages");
     let rt = stages.last().unwrap();
-    let user = last(rt, "USER").expect("the runtime stage sets USER").args.clone();
+    let user = last(rt, "USER")
+        .expect("the runtime stage sets USER")
+        .args
+        .clone();
     let uid = user.split(':').next().unwrap();
-    let user: u32 = uid
-        .parse()
-        .unwrap_or_else(|_| panic!("USER must be numeric (runAsNonRoot can only verify a number): {uid}"));
+    let user: u32 = uid.parse().unwrap_or_else(|_| {
+        panic!("USER must be numeric (runAsNonRoot can only verify a number): {uid}")
+    });
     let workdir = PathBuf::from(&last(rt, "WORKDIR").expect("WORKDIR").args);
     let mut env = BTreeMap::new();
     for ins in rt.iter().filter(|i| i.keyword == "ENV") {
@@ -437,7 +448,12 @@ fn image() -> Image {
                 let words: Vec<&str> = i.args.split_whitespace().collect();
                 words
                     .contains(&format!("--from={stage}").as_str())
-                    .then(|| (words[words.len() - 2].to_string(), words[words.len() - 1].to_string()))
+                    .then(|| {
+                        (
+                            words[words.len() - 2].to_string(),
+                            words[words.len() - 1].to_string(),
+                        )
+                    })
             })
             .collect::<Vec<_>>()
     };
@@ -478,13 +494,26 @@ fn kustomizations_list_every_manifest_and_nothing_else() {
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .filter(|n| n.ends_with(".yaml") && n != "kustomization.yaml")
             .collect();
-        assert_eq!(listed, on_disk, "{}: a manifest not applied, or a listed file missing", dir.display());
+        assert_eq!(
+            listed,
+            on_disk,
+            "{}: a manifest not applied, or a listed file missing",
+            dir.display()
+        );
         for o in render(&dir) {
             for key in ["apiVersion", "kind", "metadata.name"] {
-                assert!(at(&o.doc, key).is_string(), "{}: no {key}", o.file.display());
+                assert!(
+                    at(&o.doc, key).is_string(),
+                    "{}: no {key}",
+                    o.file.display()
+                );
             }
             // The namespace comes from the overlay (or kubectl -n), never hard-coded in the base.
-            assert!(at(&o.doc, "metadata.namespace").is_null(), "{}", o.file.display());
+            assert!(
+                at(&o.doc, "metadata.namespace").is_null(),
+                "{}",
+                o.file.display()
+            );
         }
     }
     let base = render(&base_dir());
@@ -508,7 +537,10 @@ fn selectors_and_service_ports_match_the_deployment() {
     let r = router(&base);
     let labels = r.pod_labels();
     let selector = string_map(at(&r.deployment, "spec.selector.matchLabels"));
-    assert!(selects(&selector, &labels), "the Deployment selects its own pods");
+    assert!(
+        selects(&selector, &labels),
+        "the Deployment selects its own pods"
+    );
 
     let services = of_kind(&base, "Service");
     assert_eq!(services.len(), 2, "a ClusterIP Service and a headless one");
@@ -533,9 +565,16 @@ fn selectors_and_service_ports_match_the_deployment() {
         }
         if at(d, "spec.clusterIP").as_str() == Some("None") {
             headless += 1;
-            assert_eq!(at(d, "spec.publishNotReadyAddresses").as_bool(), Some(false));
+            assert_eq!(
+                at(d, "spec.publishNotReadyAddresses").as_bool(),
+                Some(false)
+            );
             let names: Vec<&str> = seq(d, "spec.ports").iter().map(|p| s(p, "name")).collect();
-            assert_eq!(names, ["grpc"], "the headless Service is for gRPC load balancing");
+            assert_eq!(
+                names,
+                ["grpc"],
+                "the headless Service is for gRPC load balancing"
+            );
         } else {
             let names: BTreeSet<&str> = seq(d, "spec.ports").iter().map(|p| s(p, "name")).collect();
             assert_eq!(
@@ -548,7 +587,10 @@ fn selectors_and_service_ports_match_the_deployment() {
     assert_eq!(headless, 1);
 
     let pdb = find(&base, "PodDisruptionBudget", "semroute");
-    assert!(selects(&string_map(at(&pdb.doc, "spec.selector.matchLabels")), &labels));
+    assert!(selects(
+        &string_map(at(&pdb.doc, "spec.selector.matchLabels")),
+        &labels
+    ));
     let hpa = find(&base, "HorizontalPodAutoscaler", "semroute");
     assert_eq!(s(&hpa.doc, "apiVersion"), "autoscaling/v2");
     assert_eq!(s(&hpa.doc, "spec.scaleTargetRef.kind"), "Deployment");
@@ -556,7 +598,10 @@ fn selectors_and_service_ports_match_the_deployment() {
     assert_eq!(s(&hpa.doc, "spec.scaleTargetRef.name"), "semroute");
     let min = at(&hpa.doc, "spec.minReplicas").as_u64().unwrap();
     let max = at(&hpa.doc, "spec.maxReplicas").as_u64().unwrap();
-    assert!(min >= 2 && max >= min, "no single point of failure: {min}..{max}");
+    assert!(
+        min >= 2 && max >= min,
+        "no single point of failure: {min}..{max}"
+    );
     let unavailable = at(&pdb.doc, "spec.maxUnavailable").as_u64().unwrap();
     assert!(min > unavailable, "a drain leaves a replica serving");
     assert!(
@@ -587,8 +632,15 @@ fn ports_match_the_serve_flags_and_probes_point_at_declared_ports() {
             .parse()
             .unwrap();
         // The kubelet probes the pod's IP and Services forward to it: loopback would be unreachable.
-        assert!(addr.ip().is_unspecified(), "{f} {addr} binds every interface");
-        assert_eq!(Some(&addr.port()), ports.get(name), "{f} is the `{name}` port");
+        assert!(
+            addr.ip().is_unspecified(),
+            "{f} {addr} binds every interface"
+        );
+        assert_eq!(
+            Some(&addr.port()),
+            ports.get(name),
+            "{f} is the `{name}` port"
+        );
     }
     for probe in ["readinessProbe", "livenessProbe"] {
         let p = at(&r.container, probe);
@@ -621,7 +673,10 @@ fn ports_match_the_serve_flags_and_probes_point_at_declared_ports() {
     let help = String::from_utf8(help.stdout).unwrap();
     for a in args.iter().filter(|a| a.starts_with("--")) {
         let name = a.split('=').next().unwrap();
-        assert!(help.contains(&format!("{name} ")) || help.contains(&format!("{name}\n")), "`semroute serve` has no {name}");
+        assert!(
+            help.contains(&format!("{name} ")) || help.contains(&format!("{name}\n")),
+            "`semroute serve` has no {name}"
+        );
     }
 }
 
@@ -655,7 +710,11 @@ fn config_and_keys_mount_where_the_args_point() {
     assert!(ro, "the config mount is read-only");
     let cm_name = s(r.volume(&vol), "configMap.name");
     let cm = find(&base, "ConfigMap", cm_name);
-    let key = Path::new(config).strip_prefix(&mount).unwrap().to_str().unwrap();
+    let key = Path::new(config)
+        .strip_prefix(&mount)
+        .unwrap()
+        .to_str()
+        .unwrap();
     let data = string_map(at(&cm.doc, "data"));
     let routes = data
         .get(key)
@@ -678,7 +737,11 @@ fn config_and_keys_mount_where_the_args_point() {
     assert!(ro);
     let secret_name = s(r.volume(&vol), "secret.secretName");
     let secret = find(&base, "Secret", secret_name);
-    let key = Path::new(keys).strip_prefix(&mount).unwrap().to_str().unwrap();
+    let key = Path::new(keys)
+        .strip_prefix(&mount)
+        .unwrap()
+        .to_str()
+        .unwrap();
     let file = string_map(at(&secret.doc, "stringData"));
     let file = file
         .get(key)
@@ -687,7 +750,10 @@ fn config_and_keys_mount_where_the_args_point() {
     std::fs::write(tmp.path().join("keys.yaml"), file).unwrap();
     let access = semroute::access::Access::from_file(&tmp.path().join("keys.yaml"))
         .unwrap_or_else(|e| panic!("the example keys file: {e}"));
-    assert!(access.ring().required, "the shipped keys file requires keys");
+    assert!(
+        access.ring().required,
+        "the shipped keys file requires keys"
+    );
 
     // Provider keys: the env Secret carries every api_key_env the ConfigMap's providers name.
     let env_secrets: Vec<&str> = seq(&r.container, "envFrom")
@@ -705,7 +771,8 @@ fn config_and_keys_mount_where_the_args_point() {
     }
 
     // The data directory is writable, on an emptyDir.
-    let data_dir = flag(&args, "--data-dir").expect("--data-dir (the default is beside the read-only config)");
+    let data_dir =
+        flag(&args, "--data-dir").expect("--data-dir (the default is beside the read-only config)");
     let (vol, _, ro) = mount_of(data_dir);
     assert!(!ro && r.volume(&vol).get("emptyDir").is_some());
     // --watch needs a folder mount, which `mounts()` checked (no subPath).
@@ -720,10 +787,18 @@ fn pod_and_image_run_as_non_root_with_a_read_only_root() {
     assert_ne!(img.user, 0, "the image's USER is not root");
     let pod = at(&r.deployment, "spec.template.spec.securityContext");
     assert_eq!(at(pod, "runAsNonRoot").as_bool(), Some(true));
-    assert_eq!(at(pod, "runAsUser").as_u64(), Some(img.user as u64), "the pod runs as the image's user");
+    assert_eq!(
+        at(pod, "runAsUser").as_u64(),
+        Some(img.user as u64),
+        "the pod runs as the image's user"
+    );
     assert_eq!(s(pod, "seccompProfile.type"), "RuntimeDefault");
     assert_eq!(
-        at(&r.deployment, "spec.template.spec.automountServiceAccountToken").as_bool(),
+        at(
+            &r.deployment,
+            "spec.template.spec.automountServiceAccountToken"
+        )
+        .as_bool(),
         Some(false)
     );
     let c = at(&r.container, "securityContext");
@@ -742,17 +817,36 @@ fn resources_fit_the_measured_footprint_and_the_thread_count() {
     let cpu_lim = cpu_millis(at(res, "limits.cpu"));
     let mem_req = quantity(at(res, "requests.memory"));
     let mem_lim = quantity(at(res, "limits.memory"));
-    assert_eq!(cpu_req, cpu_lim, "Guaranteed QoS: CPU requests equal limits");
-    assert_eq!(mem_req, mem_lim, "Guaranteed QoS: memory requests equal limits");
+    assert_eq!(
+        cpu_req, cpu_lim,
+        "Guaranteed QoS: CPU requests equal limits"
+    );
+    assert_eq!(
+        mem_req, mem_lim,
+        "Guaranteed QoS: memory requests equal limits"
+    );
     // One forward-pass thread per core the container gets.
-    let threads: f64 = flag(&r.args(), "--model-threads").expect("--model-threads").parse().unwrap();
+    let threads: f64 = flag(&r.args(), "--model-threads")
+        .expect("--model-threads")
+        .parse()
+        .unwrap();
     assert_eq!(threads * 1000.0, cpu_req);
     // docs/benchmarks.md: 220 MB resident at the start-up peak with the shipped routes; keep 2x headroom.
     assert!(mem_lim >= 2.0 * 220e6, "memory limit {mem_lim} bytes");
     // The grace period covers the server's 30 s drain plus preStop.
-    let grace = at(&r.deployment, "spec.template.spec.terminationGracePeriodSeconds").as_u64().unwrap();
-    let pre_stop = at(&r.container, "lifecycle.preStop.sleep.seconds").as_u64().unwrap_or(0);
-    assert!(grace >= 30 + pre_stop + 2, "terminationGracePeriodSeconds {grace}");
+    let grace = at(
+        &r.deployment,
+        "spec.template.spec.terminationGracePeriodSeconds",
+    )
+    .as_u64()
+    .unwrap();
+    let pre_stop = at(&r.container, "lifecycle.preStop.sleep.seconds")
+        .as_u64()
+        .unwrap_or(0);
+    assert!(
+        grace >= 30 + pre_stop + 2,
+        "terminationGracePeriodSeconds {grace}"
+    );
 }
 
 #[test]
@@ -762,7 +856,11 @@ fn dockerfile_matches_the_deployment() {
     let img = image();
     let ports: BTreeSet<u16> = r.ports().into_values().collect();
     assert_eq!(img.expose, ports, "EXPOSE lists the container ports");
-    assert_eq!(img.entrypoint, [img.binary_dest.clone()], "ENTRYPOINT is the binary");
+    assert_eq!(
+        img.entrypoint,
+        std::slice::from_ref(&img.binary_dest),
+        "ENTRYPOINT is the binary"
+    );
     // The image's own CMD serves on the same ports as the Deployment.
     for (f, name) in LISTEN_FLAGS {
         let addr: SocketAddr = flag(&img.cmd, f).unwrap().parse().unwrap();
@@ -803,8 +901,17 @@ fn dockerfile_matches_the_deployment() {
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .collect();
-    for must in ["target", ".git", "models/*", "*.safetensors", "!models/fetch.sh"] {
-        assert!(rules.contains(&must), "Dockerfile.dockerignore lacks `{must}`");
+    for must in [
+        "target",
+        ".git",
+        "models/*",
+        "*.safetensors",
+        "!models/fetch.sh",
+    ] {
+        assert!(
+            rules.contains(&must),
+            "Dockerfile.dockerignore lacks `{must}`"
+        );
     }
 }
 
@@ -830,8 +937,14 @@ fn envoy_balances_over_the_headless_service() {
         s(addr, "address")
     );
     let svc_port = seq(&headless.doc, "spec.ports")[0].clone();
-    assert_eq!(at(addr, "port_value").as_u64(), at(&svc_port, "port").as_u64());
-    assert_eq!(r.resolve_port(at(&svc_port, "targetPort")), r.ports()["grpc"]);
+    assert_eq!(
+        at(addr, "port_value").as_u64(),
+        at(&svc_port, "port").as_u64()
+    );
+    assert_eq!(
+        r.resolve_port(at(&svc_port, "targetPort")),
+        r.ports()["grpc"]
+    );
     // gRPC needs HTTP/2 to the upstream; Envoy speaks HTTP/1.1 to clusters unless told otherwise.
     let h2 = c
         .get("typed_extension_protocol_options")
@@ -840,7 +953,10 @@ fn envoy_balances_over_the_headless_service() {
         .and_then(|o| o.get("http2_protocol_options"));
     assert!(h2.is_some(), "the cluster speaks HTTP/2 to semroute");
     assert_eq!(
-        s(&seq(c, "health_checks")[0], "grpc_health_check.service_name"),
+        s(
+            &seq(c, "health_checks")[0],
+            "grpc_health_check.service_name"
+        ),
         semroute::grpc::ROUTER_SERVICE_NAME
     );
 }
@@ -849,10 +965,17 @@ fn envoy_balances_over_the_headless_service() {
 fn redis_overlay_adds_a_reachable_non_root_store() {
     let objects = render(&overlay_dir());
     let base = render(&base_dir());
-    assert_eq!(objects.len(), base.len() + 3, "the base plus Deployment, Service, NetworkPolicy");
+    assert_eq!(
+        objects.len(),
+        base.len() + 3,
+        "the base plus Deployment, Service, NetworkPolicy"
+    );
     let dep = find(&objects, "Deployment", "semroute-redis");
     let labels = string_map(at(&dep.doc, "spec.template.metadata.labels"));
-    assert!(selects(&string_map(at(&dep.doc, "spec.selector.matchLabels")), &labels));
+    assert!(selects(
+        &string_map(at(&dep.doc, "spec.selector.matchLabels")),
+        &labels
+    ));
     let svc = find(&objects, "Service", "semroute-redis");
     assert!(selects(&string_map(at(&svc.doc, "spec.selector")), &labels));
     let c = &seq(&dep.doc, "spec.template.spec.containers")[0];
@@ -862,12 +985,24 @@ fn redis_overlay_adds_a_reachable_non_root_store() {
         .collect();
     let sp = &seq(&svc.doc, "spec.ports")[0];
     assert_eq!(port_names.get(s(sp, "targetPort")), Some(&6379));
-    assert_eq!(at(&dep.doc, "spec.template.spec.securityContext.runAsNonRoot").as_bool(), Some(true));
-    assert_eq!(at(c, "securityContext.readOnlyRootFilesystem").as_bool(), Some(true));
+    assert_eq!(
+        at(&dep.doc, "spec.template.spec.securityContext.runAsNonRoot").as_bool(),
+        Some(true)
+    );
+    assert_eq!(
+        at(c, "securityContext.readOnlyRootFilesystem").as_bool(),
+        Some(true)
+    );
     // Router pods (and only they) may reach it, by the labels the router's pods really carry.
     let np = find(&objects, "NetworkPolicy", "semroute-redis");
-    assert!(selects(&string_map(at(&np.doc, "spec.podSelector.matchLabels")), &labels));
-    let from = string_map(at(&seq(&seq(&np.doc, "spec.ingress")[0], "from")[0], "podSelector.matchLabels"));
+    assert!(selects(
+        &string_map(at(&np.doc, "spec.podSelector.matchLabels")),
+        &labels
+    ));
+    let from = string_map(at(
+        &seq(&seq(&np.doc, "spec.ingress")[0], "from")[0],
+        "podSelector.matchLabels",
+    ));
     assert!(selects(&from, &router(&base).pod_labels()));
 }
 
@@ -877,7 +1012,9 @@ fn mentions(v: &Value, word: &str) -> bool {
     match v {
         Value::String(s) => s.contains(word),
         Value::Sequence(items) => items.iter().any(|i| mentions(i, word)),
-        Value::Mapping(m) => m.iter().any(|(k, v)| mentions(k, word) || mentions(v, word)),
+        Value::Mapping(m) => m
+            .iter()
+            .any(|(k, v)| mentions(k, word) || mentions(v, word)),
         Value::Tagged(t) => mentions(&t.value, word),
         _ => false,
     }
@@ -969,9 +1106,15 @@ fn start_pod(objects: &[Object], r: &Router, img: &Image) -> Pod {
         let files = if let Some(cm) = v.get("configMap") {
             string_map(at(&find(objects, "ConfigMap", s(cm, "name")).doc, "data"))
         } else if let Some(sec) = v.get("secret") {
-            string_map(at(&find(objects, "Secret", s(sec, "secretName")).doc, "stringData"))
+            string_map(at(
+                &find(objects, "Secret", s(sec, "secretName")).doc,
+                "stringData",
+            ))
         } else {
-            assert!(v.get("emptyDir").is_some(), "volume {vol}: unsupported kind");
+            assert!(
+                v.get("emptyDir").is_some(),
+                "volume {vol}: unsupported kind"
+            );
             BTreeMap::new()
         };
         assert!(
@@ -1062,7 +1205,9 @@ async fn run_probe(pod: &Pod, r: &Router, probe: &Value) -> Result<(), String> {
         use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
         let port = r.resolve_port(at(g, "port"));
         let endpoint = pod.url(port, "");
-        let ch = common::channel(&endpoint).await.map_err(|e| e.to_string())?;
+        let ch = common::channel(&endpoint)
+            .await
+            .map_err(|e| e.to_string())?;
         let status = HealthClient::new(ch)
             .check(HealthCheckRequest {
                 service: at(g, "service").as_str().unwrap_or("").to_string(),
@@ -1090,7 +1235,10 @@ async fn until_passes(pod: &mut Pod, r: &Router, probe: &Value, what: &str, limi
             return;
         }
         if let Ok(Some(status)) = pod.child.try_wait() {
-            panic!("the pod's process exited ({status}) before its {what} passed:\n{}", pod.log());
+            panic!(
+                "the pod's process exited ({status}) before its {what} passed:\n{}",
+                pod.log()
+            );
         }
         assert!(
             Instant::now() < deadline,
@@ -1112,8 +1260,22 @@ async fn the_pod_starts_from_the_manifests_and_passes_its_probes() {
     // Liveness answers from the first moment, readiness once the model and the index are up.
     let liveness = at(&r.container, "livenessProbe").clone();
     let readiness = at(&r.container, "readinessProbe").clone();
-    until_passes(&mut pod, &r, &liveness, "livenessProbe", Duration::from_secs(30)).await;
-    until_passes(&mut pod, &r, &readiness, "readinessProbe", Duration::from_secs(90)).await;
+    until_passes(
+        &mut pod,
+        &r,
+        &liveness,
+        "livenessProbe",
+        Duration::from_secs(30),
+    )
+    .await;
+    until_passes(
+        &mut pod,
+        &r,
+        &readiness,
+        "readinessProbe",
+        Duration::from_secs(90),
+    )
+    .await;
     run_probe(&pod, &r, &liveness).await.unwrap();
     // Both faces agree on readiness: the HTTP face's /readyz is the Docker health check's target.
     let ready = reqwest::get(pod.url(http, "/readyz")).await.unwrap();
@@ -1131,6 +1293,7 @@ async fn the_pod_starts_from_the_manifests_and_passes_its_probes() {
     // Docker's HEALTHCHECK command, run as Docker would (the image's binary is this binary).
     let hc_url = reqwest::Url::parse(&img.healthcheck[2]).unwrap();
     let local = pod.url(hc_url.port().unwrap(), hc_url.path());
+    // Blocking is fine here: the server is another process, and the commands end within their timeout.
     let probe = |url: String| {
         Command::new(env!("CARGO_BIN_EXE_semroute"))
             .args(&img.healthcheck[1..2])
@@ -1140,16 +1303,17 @@ async fn the_pod_starts_from_the_manifests_and_passes_its_probes() {
             .output()
             .unwrap()
     };
-    let ok = tokio::task::spawn_blocking({
-        let local = local.clone();
-        move || probe(local)
-    })
-    .await
-    .unwrap();
-    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
-    let dead = format!("http://127.0.0.1:{}/readyz", free_port());
-    let down = tokio::task::spawn_blocking(move || probe(dead)).await.unwrap();
-    assert!(!down.status.success(), "the health check fails when nothing answers");
+    let ok = probe(local);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let down = probe(format!("http://127.0.0.1:{}/readyz", free_port()));
+    assert!(
+        !down.status.success(),
+        "the health check fails when nothing answers"
+    );
 
     // The client keys Secret is in force: as shipped it holds no keys, so the API refuses everyone.
     let client = reqwest::Client::new();
@@ -1172,8 +1336,15 @@ async fn the_pod_starts_from_the_manifests_and_passes_its_probes() {
         .env_clear()
         .output()
         .unwrap();
-    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
-    let key = String::from_utf8(created.stdout).unwrap().trim().to_string();
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let key = String::from_utf8(created.stdout)
+        .unwrap()
+        .trim()
+        .to_string();
     let deadline = Instant::now() + Duration::from_secs(15);
     let decision: serde_json::Value = loop {
         let resp = client
@@ -1197,11 +1368,18 @@ async fn the_pod_starts_from_the_manifests_and_passes_its_probes() {
     assert_eq!(decision["route"], "code", "{decision}");
 
     // SIGTERM (what the kubelet sends after preStop) drains and exits cleanly, well within the grace period.
-    let grace = at(&r.deployment, "spec.template.spec.terminationGracePeriodSeconds")
-        .as_u64()
-        .unwrap();
+    let grace = at(
+        &r.deployment,
+        "spec.template.spec.terminationGracePeriodSeconds",
+    )
+    .as_u64()
+    .unwrap();
     let pid = pod.child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
     let deadline = Instant::now() + Duration::from_secs(grace);
     let status = loop {
         if let Some(status) = pod.child.try_wait().unwrap() {
@@ -1210,5 +1388,9 @@ async fn the_pod_starts_from_the_manifests_and_passes_its_probes() {
         assert!(Instant::now() < deadline, "no exit within the grace period");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    assert!(status.success(), "exit after SIGTERM: {status}\n{}", pod.log());
+    assert!(
+        status.success(),
+        "exit after SIGTERM: {status}\n{}",
+        pod.log()
+    );
 }

@@ -131,7 +131,10 @@ pub enum Command {
     /// container image's health check (it has no shell and no curl).
     Probe {
         /// The URL to GET.
-        #[arg(env = "SEMROUTE_PROBE_URL", default_value = "http://127.0.0.1:8080/readyz")]
+        #[arg(
+            env = "SEMROUTE_PROBE_URL",
+            default_value = "http://127.0.0.1:8080/readyz"
+        )]
         url: String,
         /// Give up after this many milliseconds (connect and answer together).
         #[arg(long, env = "SEMROUTE_PROBE_TIMEOUT_MS", default_value_t = 2000)]
