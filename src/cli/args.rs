@@ -155,6 +155,19 @@ pub enum Command {
         #[arg(long, env = "SEMROUTE_BENCH_JSON")]
         json: bool,
     },
+    /// GET an HTTP endpoint of a running server and exit 0 on a 2xx answer, non-zero otherwise: the
+    /// container image's health check (it has no shell and no curl).
+    Probe {
+        /// The URL to GET.
+        #[arg(
+            env = "SEMROUTE_PROBE_URL",
+            default_value = "http://127.0.0.1:8080/readyz"
+        )]
+        url: String,
+        /// Give up after this many milliseconds (connect and answer together).
+        #[arg(long, env = "SEMROUTE_PROBE_TIMEOUT_MS", default_value_t = 2000)]
+        timeout_ms: u64,
+    },
     /// Call the Router API of a running server (route, complete, stream) and print JSON.
     Call {
         #[command(flatten)]

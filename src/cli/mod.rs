@@ -1,5 +1,5 @@
 //! The command line: `serve`, `route`, `check`, `call`, `bench`, `admin`, `eval`, `calibrate`, `tune`,
-//! `dataset`. [`args`] declares them (every flag has an environment-variable fallback); the other modules
+//! `dataset`, `probe`. [`args`] declares them (every flag has an environment-variable fallback); the other modules
 //! hold what only the binary needs: the Router and Admin API clients, the load generator, the quality
 //! commands.
 
@@ -8,6 +8,7 @@ mod args;
 mod call;
 mod keys;
 mod loadgen;
+mod probe;
 mod quality;
 
 use std::process::ExitCode;
@@ -251,6 +252,10 @@ fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Keys { file, command } => keys::run(&file, command),
         Command::Call { conn, command } => runtime()?.block_on(call::run(&conn.addr, command)),
+        Command::Probe { url, timeout_ms } => runtime()?.block_on(probe::run(
+            &url,
+            std::time::Duration::from_millis(timeout_ms),
+        )),
         Command::Admin { conn, command } => {
             let token = read_token(conn.token, conn.token_file.as_deref())?.ok_or_else(|| {
                 anyhow::anyhow!("set --token, SEMROUTE_ADMIN_TOKEN or --token-file")
