@@ -56,6 +56,8 @@ pub struct ConfigArg {
 pub enum DatasetName {
     /// CLINC150 (data_full.json) with the recipe of ../shared/data/clinc150/README.md.
     Clinc150,
+    /// Banking77 (a folder holding the public train.csv and test.csv, columns text,category).
+    Banking77,
 }
 
 /// Subcommands.
@@ -269,8 +271,8 @@ pub enum Command {
         /// Which data set.
         #[arg(value_enum)]
         name: DatasetName,
-        /// The data file (CLINC150: data_full.json).
-        #[arg(long, env = "SEMROUTE_DATASET_DATA")]
+        /// The data: CLINC150's data_full.json, or the folder holding Banking77's train.csv and test.csv.
+        #[arg(long, visible_alias = "path", env = "SEMROUTE_DATASET_DATA")]
         data: PathBuf,
         /// Exemplars per route: a number, or `all`.
         #[arg(long, env = "SEMROUTE_DATASET_K", default_value = "10")]

@@ -154,6 +154,10 @@ pub fn eval(a: EvalArgs) -> anyhow::Result<()> {
         println!("overall accuracy   {:.3}", r.overall_accuracy);
         println!("macro-F1           {:.3}", r.macro_f1);
         println!(
+            "top route          {:.3} (in scope, thresholds ignored)",
+            ev.top_route_accuracy
+        );
+        println!(
             "latency            route (embed + decide) p50 {} ms, p99 {} ms over {} prompts; decide alone p50 {} µs, p99 {} µs",
             pct(latency["route_ms_p50"].as_f64()),
             pct(latency["route_ms_p99"].as_f64()),
@@ -161,6 +165,24 @@ pub fn eval(a: EvalArgs) -> anyhow::Result<()> {
             pct(latency["decide_us_p50"].as_f64()),
             pct(latency["decide_us_p99"].as_f64()),
         );
+        if !ev.by_tag.is_empty() {
+            println!("\nby tag:");
+            println!(
+                "  {:<12} {:>6} {:>6} {:>9} {:>9} {:>10}",
+                "tag", "in", "oos", "in acc", "OOS rec", "top route"
+            );
+            for t in &ev.by_tag {
+                println!(
+                    "  {:<12} {:>6} {:>6} {:>9} {:>9} {:>10}",
+                    t.tag,
+                    t.in_scope,
+                    t.out_of_scope,
+                    pct(t.in_scope_accuracy),
+                    pct(t.oos_recall),
+                    pct(t.top_route_accuracy)
+                );
+            }
+        }
         let mut worst: Vec<_> = r.routes.iter().collect();
         worst.sort_by(|x, y| x.f1.total_cmp(&y.f1));
         println!("\nper route (worst F1 first; --json for all):");
@@ -538,6 +560,38 @@ pub fn dataset(
                     .map(|r| r.utterances.len())
                     .sum::<usize>(),
                 d.config.out_of_scope.len(),
+                d.val.len(),
+                d.test.len()
+            );
+        }
+        DatasetName::Banking77 => {
+            if oos_negatives {
+                bail!("--oos-negatives: Banking77 has no out-of-scope utterances");
+            }
+            let matching = semroute::config::MatchingConfig {
+                aggregation,
+                ..Default::default()
+            };
+            let d = semroute::eval::banking77::banking77(data, k, matching)?;
+            let kk = k.map_or("all".to_string(), |k| k.to_string());
+            let header = format!(
+                "Banking77 (Casanueva et al., 2020; CC BY 4.0), {kk} exemplars per category: the first train\n\
+                 utterances of each category in file order. val.jsonl: the next {} train utterances of each\n\
+                 category (none with --k all); test.jsonl: test.csv. No out-of-scope queries.\n\
+                 Written by `semroute dataset banking77 --k {kk}`.\n\
+                 Calibrate on val.jsonl, report on test.jsonl:\n  semroute calibrate --config routes.yaml --data val.jsonl\n  semroute eval --config routes.yaml --data test.jsonl",
+                semroute::eval::banking77::VAL_PER_INTENT,
+            );
+            dataset::write_parts(&d.config, &d.val, &d.test, out, &header)?;
+            println!(
+                "wrote {}/routes.yaml ({} routes, {} exemplars), val.jsonl ({}), test.jsonl ({})",
+                out.display(),
+                d.config.routes.len(),
+                d.config
+                    .routes
+                    .iter()
+                    .map(|r| r.utterances.len())
+                    .sum::<usize>(),
                 d.val.len(),
                 d.test.len()
             );

@@ -92,7 +92,11 @@ pub fn clinc150_from_str(
                     return Err(format!("{ins}: intent `{l}` has no train utterance"));
                 }
             }
-            out.push(Sample { text, label });
+            out.push(Sample {
+                text,
+                label,
+                tags: Vec::new(),
+            });
         }
         Ok(out)
     };
@@ -121,12 +125,24 @@ pub fn clinc150_from_str(
 
 /// Writes `routes.yaml`, `val.jsonl` and `test.jsonl` for `data` into `dir` (created if missing).
 pub fn write(data: &Clinc150, dir: &Path, header: &str) -> Result<(), EvalError> {
+    write_parts(&data.config, &data.val, &data.test, dir, header)
+}
+
+/// Writes `config` as `routes.yaml` (with `header` as its comment lines), `val` and `test` as JSONL into
+/// `dir` (created if missing).
+pub fn write_parts(
+    config: &Config,
+    val: &[Sample],
+    test: &[Sample],
+    dir: &Path,
+    header: &str,
+) -> Result<(), EvalError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| EvalError::Io { path, source }
     };
     std::fs::create_dir_all(dir).map_err(io(dir))?;
-    let yaml = serde_yaml::to_string(&data.config).map_err(|e| EvalError::Data {
+    let yaml = serde_yaml::to_string(config).map_err(|e| EvalError::Data {
         path: dir.join("routes.yaml").display().to_string(),
         line: 0,
         message: e.to_string(),
@@ -140,7 +156,7 @@ pub fn write(data: &Clinc150, dir: &Path, header: &str) -> Result<(), EvalError>
     text.push_str(&yaml);
     let p = dir.join("routes.yaml");
     std::fs::write(&p, text).map_err(io(&p))?;
-    for (name, set) in [("val.jsonl", &data.val), ("test.jsonl", &data.test)] {
+    for (name, set) in [("val.jsonl", val), ("test.jsonl", test)] {
         let p = dir.join(name);
         std::fs::write(&p, super::to_jsonl(set)).map_err(io(&p))?;
     }

@@ -3,6 +3,7 @@
 //! Everything here works on vectors already embedded, so one run can embed a data set once and score many
 //! decision rules on it.
 
+pub mod banking77;
 pub mod calibrate;
 pub mod dataset;
 pub mod metrics;
@@ -43,6 +44,10 @@ pub struct Sample {
     pub text: String,
     /// Its route; `None` for out of scope.
     pub label: Option<String>,
+    /// Optional kinds the query belongs to (`long`, `de`, `typo`, ...): `eval` breaks its figures down by
+    /// them, so one file can show where a rule fails (long prompts, other languages) without a file per kind.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
 }
 
 /// Reads a JSONL file of `{"text": ..., "label": ... | null}` lines (blank lines are skipped).
@@ -134,11 +139,68 @@ mod tests {
         assert!(e.starts_with("t.jsonl:2: "), "{e}");
         let ids = label_ids(&s, &["a".to_string()], "t").unwrap();
         assert_eq!(ids, vec![Some(0), None]);
+        let tagged = parse_jsonl(
+            "{\"text\":\"q\",\"label\":null,\"tags\":[\"de\",\"long\"]}",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(tagged[0].tags, vec!["de", "long"]);
+        assert_eq!(parse_jsonl(&to_jsonl(&tagged), "t").unwrap(), tagged);
+        assert!(!to_jsonl(&s).contains("tags"), "no tags, no field");
         let bad = parse_jsonl("{\"text\":\"q\",\"label\":\"zz\"}", "t").unwrap();
         assert!(label_ids(&bad, &["a".to_string()], "t.jsonl")
             .unwrap_err()
             .to_string()
             .contains("t.jsonl:1: label `zz`"));
+    }
+
+    #[test]
+    fn figures_per_tag() {
+        let sample = |label: Option<&str>, tags: &[&str]| Sample {
+            text: "q".into(),
+            label: label.map(str::to_string),
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+        };
+        let samples = [
+            sample(Some("a"), &["en", "long"]),
+            sample(Some("a"), &["de"]),
+            sample(Some("b"), &["en"]),
+            sample(None, &["en"]),
+            sample(None, &["de", "long"]),
+        ];
+        let o = |expected, predicted| metrics::Outcome {
+            expected,
+            predicted,
+        };
+        // Query 1 is right; query 2 is unrouted but its best route is right; query 3 is wrong both
+        // ways; OOS query 4 is left unrouted (right), OOS query 5 is claimed by `a` (wrong).
+        let outcomes = [
+            o(Some(0), Some(0)),
+            o(Some(0), None),
+            o(Some(1), Some(0)),
+            o(None, None),
+            o(None, Some(0)),
+        ];
+        let top = [Some(0), Some(0), Some(0), Some(1), Some(0)];
+        let t = by_tag(&samples, &outcomes, &top);
+        let names: Vec<&str> = t.iter().map(|r| r.tag.as_str()).collect();
+        assert_eq!(names, ["de", "en", "long"]);
+        let de = &t[0];
+        assert_eq!((de.in_scope, de.out_of_scope), (1, 1));
+        assert_eq!(de.in_scope_accuracy, Some(0.0));
+        assert_eq!(de.top_route_accuracy, Some(1.0));
+        assert_eq!(de.oos_recall, Some(0.0));
+        let en = &t[1];
+        assert_eq!((en.in_scope, en.out_of_scope), (2, 1));
+        assert_eq!(en.in_scope_accuracy, Some(0.5));
+        assert_eq!(en.top_route_accuracy, Some(0.5));
+        assert_eq!(en.oos_recall, Some(1.0));
+        assert_eq!(t[2].oos_recall, Some(0.0));
+        assert_eq!(
+            top_route_accuracy(&outcomes, &top, |_| true),
+            Some(2.0 / 3.0)
+        );
+        assert!(by_tag(&[sample(None, &[])], &outcomes[3..4], &top[3..4]).is_empty());
     }
 }
 
@@ -197,12 +259,34 @@ pub struct ErrorCase {
     pub neighbours: Vec<crate::router::Neighbour>,
 }
 
+/// The figures of one tag's queries (see [`Sample::tags`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TagReport {
+    /// The tag.
+    pub tag: String,
+    /// Tagged queries with a route.
+    pub in_scope: usize,
+    /// Tagged out-of-scope queries.
+    pub out_of_scope: usize,
+    /// In-scope accuracy over the tagged queries (`None` without in-scope ones).
+    pub in_scope_accuracy: Option<f64>,
+    /// OOS recall over the tagged queries (`None` without OOS ones).
+    pub oos_recall: Option<f64>,
+    /// In-scope queries whose best-scoring route is theirs, thresholds ignored (`None` without in-scope
+    /// ones): what a better threshold could at most reach.
+    pub top_route_accuracy: Option<f64>,
+}
+
 /// The result of evaluating a snapshot on a labelled set.
 #[derive(Debug, Clone, Serialize)]
 pub struct Evaluation {
     /// The figures.
     #[serde(flatten)]
     pub report: metrics::Report,
+    /// In-scope queries whose best-scoring route is theirs, thresholds ignored.
+    pub top_route_accuracy: f64,
+    /// The figures per tag, in tag order (empty when no query has tags).
+    pub by_tag: Vec<TagReport>,
     /// Every wrong decision, in data order.
     pub errors: Vec<ErrorCase>,
     /// Per-query decision time (search + aggregation), microseconds.
@@ -240,6 +324,7 @@ pub fn evaluate_with(
     let mut outcomes = Vec::with_capacity(samples.len());
     let mut errors = Vec::new();
     let mut decide_micros = Vec::with_capacity(samples.len());
+    let mut top = Vec::with_capacity(samples.len());
     for (i, ((s, &label), v)) in samples.iter().zip(labels).zip(vectors).enumerate() {
         let t0 = std::time::Instant::now();
         let d = snapshot.decide_with(v, late.get(i).and_then(Option::as_ref), evidence_k);
@@ -249,6 +334,11 @@ pub fn evaluate_with(
         } else {
             None
         };
+        top.push(
+            d.candidates
+                .first()
+                .and_then(|c| by_name.get(c.route.as_str()).copied()),
+        );
         outcomes.push(metrics::Outcome {
             expected: label,
             predicted,
@@ -265,7 +355,59 @@ pub fn evaluate_with(
     }
     Evaluation {
         report: metrics::report(names, &outcomes),
+        top_route_accuracy: top_route_accuracy(&outcomes, &top, |_| true).unwrap_or(0.0),
+        by_tag: by_tag(samples, &outcomes, &top),
         errors,
         decide_micros,
     }
+}
+
+/// Share of the in-scope outcomes kept by `keep` whose best-scoring route (`top[i]`) is the expected one.
+fn top_route_accuracy(
+    outcomes: &[metrics::Outcome],
+    top: &[Option<usize>],
+    keep: impl Fn(usize) -> bool,
+) -> Option<f64> {
+    let (mut n, mut right) = (0, 0);
+    for (i, (o, t)) in outcomes.iter().zip(top).enumerate() {
+        if let (Some(e), true) = (o.expected, keep(i)) {
+            n += 1;
+            right += usize::from(*t == Some(e));
+        }
+    }
+    (n > 0).then(|| right as f64 / n as f64)
+}
+
+/// The figures of each tag that some sample carries, in tag order.
+fn by_tag(
+    samples: &[Sample],
+    outcomes: &[metrics::Outcome],
+    top: &[Option<usize>],
+) -> Vec<TagReport> {
+    let tags: std::collections::BTreeSet<&str> = samples
+        .iter()
+        .flat_map(|s| s.tags.iter().map(String::as_str))
+        .collect();
+    tags.into_iter()
+        .map(|tag| {
+            let has = |i: usize| samples[i].tags.iter().any(|t| t == tag);
+            let (mut ins, mut ins_right, mut oos, mut oos_right) = (0, 0, 0, 0);
+            for (_, o) in outcomes.iter().enumerate().filter(|(i, _)| has(*i)) {
+                let right = usize::from(o.expected == o.predicted);
+                match o.expected {
+                    Some(_) => (ins, ins_right) = (ins + 1, ins_right + right),
+                    None => (oos, oos_right) = (oos + 1, oos_right + right),
+                }
+            }
+            let ratio = |a: usize, b: usize| (b > 0).then(|| a as f64 / b as f64);
+            TagReport {
+                tag: tag.to_string(),
+                in_scope: ins,
+                out_of_scope: oos,
+                in_scope_accuracy: ratio(ins_right, ins),
+                oos_recall: ratio(oos_right, oos),
+                top_route_accuracy: top_route_accuracy(outcomes, top, has),
+            }
+        })
+        .collect()
 }
