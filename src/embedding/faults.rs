@@ -42,9 +42,7 @@ impl Faults {
     }
 
     fn hit(marker: &Option<String>, texts: &[&str]) -> bool {
-        marker
-            .as_deref()
-            .is_some_and(|m| texts.iter().any(|t| *t == m))
+        marker.as_deref().is_some_and(|m| texts.contains(&m))
     }
 
     /// Panics inside the forward pass when `texts` holds the forward-panic marker.

@@ -602,11 +602,9 @@ impl ModelThread {
             alive.send_replace(false);
             tracing::error!(error = %panic_message(&*panic), "the model thread failed: NOT_SERVING while the model is loaded again");
             let mut backoff = Duration::from_millis(100);
-            loop {
-                let fresh = match &reload {
-                    Some(load) => load().and_then(|e| Ok((Runner::new(&e, runner.threads())?, e))),
-                    None => break,
-                };
+            // Without a reload function the same encoder is reused.
+            while let Some(load) = &reload {
+                let fresh = load().and_then(|e| Ok((Runner::new(&e, runner.threads())?, e)));
                 match fresh {
                     Ok((r, e)) => {
                         (runner, encoder) = (r, e);

@@ -153,8 +153,11 @@ pub fn parse_csv(text: &str, file: &str) -> Result<Vec<(String, String)>, EvalEr
         .collect()
 }
 
+/// A CSV record's fields, with the 1-based line it starts on.
+type Record = (usize, Vec<String>);
+
 /// Splits CSV text into records of fields, each with the 1-based line it starts on.
-fn split_records(text: &str) -> Result<Vec<(usize, Vec<String>)>, (usize, String)> {
+fn split_records(text: &str) -> Result<Vec<Record>, (usize, String)> {
     let mut records = Vec::new();
     let (mut fields, mut field) = (Vec::new(), String::new());
     let (mut line, mut start) = (1, 1);
