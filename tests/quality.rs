@@ -196,6 +196,7 @@ fn snapshot(config: Config, index: RouteIndex) -> Snapshot {
         built_at: SystemTime::now(),
         build_duration: std::time::Duration::ZERO,
         embedded: 0,
+        guard: Default::default(),
     }
 }
 

@@ -309,6 +309,7 @@ fn tuning_lifts_clinc150_k10() {
             built_at: std::time::SystemTime::now(),
             build_duration: std::time::Duration::ZERO,
             embedded: 0,
+            guard: Default::default(),
         };
         let r = eval::evaluate(&snapshot, &data.test, &test_labels, &test, 3).report;
         (c, r, snapshot)

@@ -12,7 +12,7 @@ use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 
-pub use keys::{ClientKey, KeyRing, KeysError, KeysFile, Limits};
+pub use keys::{ClientKey, KeyEntry, KeyRing, KeysError, KeysFile, Limits};
 use limiter::{Holders, Limiter, RequestSlot};
 pub use limiter::{LimitKind, Refusal, Reservation};
 

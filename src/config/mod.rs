@@ -11,8 +11,9 @@ use std::path::{Path, PathBuf};
 
 pub use locate::{Position, PositionMap};
 pub use schema::{
-    Aggregation, CascadeConfig, Config, DeviceSpec, EncoderConfig, HttpConfig, LimitsConfig,
-    MatchingConfig, ModelConfig, Precision, ProviderConfig, ProviderKind, RouteConfig, Strategy,
+    Aggregation, CascadeConfig, Config, CustomDetectorConfig, DeviceSpec, EncoderConfig,
+    GuardAction, GuardConfig, HttpConfig, LimitsConfig, MatchingConfig, ModelConfig, OneOrMany,
+    Precision, ProviderConfig, ProviderKind, RouteConfig, RuleConfig, RuleWhen, Strategy,
     TargetConfig, TimeoutsConfig, UpstreamConfig,
 };
 
@@ -400,6 +401,8 @@ fn validate(c: &Config) -> Result<(), Violation> {
             ));
         }
     }
+    validate_guard(c)?;
+    validate_rules(c, &names, &models)?;
     let alias = c.http.model_alias.as_str();
     if alias.trim().is_empty() {
         return Err(violation("http.model_alias", "must not be empty"));
@@ -644,6 +647,156 @@ fn validate_targets(i: usize, r: &RouteConfig, models: &HashSet<&str>) -> Result
                 format!("routes[{i}].cascade.refusal_patterns[{j}]"),
                 "must not be blank",
             ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks `guard`: known detector names, custom names and patterns.
+fn validate_guard(c: &Config) -> Result<(), Violation> {
+    for name in c.guard.detectors.keys() {
+        if crate::guard::Builtin::from_name(name).is_none() {
+            let all: Vec<_> = crate::guard::Builtin::ALL
+                .iter()
+                .map(|b| b.name())
+                .collect();
+            return Err(violation(
+                format!("guard.detectors.{name}"),
+                format!(
+                    "unknown detector `{name}` (built in: {}; add your own under guard.custom)",
+                    all.join(", ")
+                ),
+            ));
+        }
+    }
+    let mut seen = HashSet::new();
+    for (i, d) in c.guard.custom.iter().enumerate() {
+        let ok = !d.name.is_empty()
+            && d.name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if !ok {
+            return Err(violation(
+                format!("guard.custom[{i}].name"),
+                format!(
+                    "`{}` must be lowercase letters, digits and `_` (it becomes a metric label and a \
+                     placeholder)",
+                    d.name
+                ),
+            ));
+        }
+        if crate::guard::Builtin::from_name(&d.name).is_some() || !seen.insert(d.name.as_str()) {
+            return Err(violation(
+                format!("guard.custom[{i}].name"),
+                format!("`{}` is already a detector's name", d.name),
+            ));
+        }
+        if let Err(e) = crate::guard::compile_custom(&d.pattern) {
+            return Err(violation(format!("guard.custom[{i}].pattern"), e));
+        }
+    }
+    Ok(())
+}
+
+/// Checks `rules`: unique names, known routes, models, detectors, at least one action, one outcome.
+fn validate_rules(
+    c: &Config,
+    routes: &HashSet<&str>,
+    models: &HashSet<&str>,
+) -> Result<(), Violation> {
+    let mut seen = HashSet::new();
+    let detectors: HashSet<&str> = crate::guard::Builtin::ALL
+        .iter()
+        .map(|b| b.name())
+        .chain(c.guard.custom.iter().map(|d| d.name.as_str()))
+        .collect();
+    for (i, r) in c.rules.iter().enumerate() {
+        let at = |f: &str| format!("rules[{i}].{f}");
+        if r.name.trim().is_empty() {
+            return Err(violation(at("name"), "must not be blank"));
+        }
+        if !seen.insert(r.name.as_str()) {
+            return Err(violation(
+                at("name"),
+                format!("rule `{}` is declared twice", r.name),
+            ));
+        }
+        if r.route.is_none() && r.targets.is_none() && r.strategy.is_none() && r.refuse.is_none() {
+            return Err(violation(
+                format!("rules[{i}]"),
+                "does nothing: give `route`, `targets`, `strategy` or `refuse`",
+            ));
+        }
+        if let Some(m) = &r.refuse {
+            if m.trim().is_empty() {
+                return Err(violation(at("refuse"), "must not be blank: say why"));
+            }
+            if r.route.is_some() || r.targets.is_some() || r.strategy.is_some() {
+                return Err(violation(
+                    at("refuse"),
+                    "a refusing rule cannot also route: drop `route`, `targets` and `strategy`",
+                ));
+            }
+        }
+        if let Some(route) = &r.route {
+            if !routes.contains(route.as_str()) {
+                return Err(violation(
+                    at("route"),
+                    format!("unknown route `{route}` ({})", known(routes)),
+                ));
+            }
+        }
+        if let Some(ts) = &r.targets {
+            if ts.is_empty() {
+                return Err(violation(at("targets"), "must name at least one model"));
+            }
+            let mut listed = HashSet::new();
+            for (j, t) in ts.iter().enumerate() {
+                if !models.contains(t.as_str()) {
+                    return Err(violation(
+                        format!("rules[{i}].targets[{j}]"),
+                        format!("unknown model `{t}` ({})", known(models)),
+                    ));
+                }
+                if !listed.insert(t.as_str()) {
+                    return Err(violation(
+                        format!("rules[{i}].targets[{j}]"),
+                        format!("model `{t}` is listed twice"),
+                    ));
+                }
+            }
+            if r.strategy == Some(Strategy::Weighted) {
+                return Err(violation(
+                    at("strategy"),
+                    "`weighted` needs weights, which rule targets do not carry",
+                ));
+            }
+        }
+        if let Some(when_route) = &r.when.route {
+            for v in when_route.values() {
+                if !v.is_empty() && !routes.contains(v.as_str()) {
+                    return Err(violation(
+                        format!("rules[{i}].when.route"),
+                        format!("unknown route `{v}` ({})", known(routes)),
+                    ));
+                }
+            }
+        }
+        for (j, d) in r.when.detectors.iter().enumerate() {
+            if !detectors.contains(d.as_str()) {
+                return Err(violation(
+                    format!("rules[{i}].when.detectors[{j}]"),
+                    format!("unknown detector `{d}` ({})", known(&detectors)),
+                ));
+            }
+        }
+        if let (Some(lo), Some(hi)) = (r.when.min_tokens, r.when.max_tokens) {
+            if lo > hi {
+                return Err(violation(
+                    at("when.min_tokens"),
+                    format!("{lo} is above when.max_tokens {hi}: the rule could never match"),
+                ));
+            }
         }
     }
     Ok(())

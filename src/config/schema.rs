@@ -1,6 +1,8 @@
 //! The `routes.yaml` schema: plain serde structs. Unknown fields are rejected everywhere so that a typo
 //! never silently falls back to a default.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// The whole configuration file.
@@ -38,6 +40,148 @@ pub struct Config {
     /// `matching.negative_neighbours` most similar ones. Empty (the default): no penalty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub out_of_scope: Vec<String>,
+    /// The sensitive-data guard: what to look for in every message and what to do when it is found.
+    /// Absent: nothing is scanned.
+    #[serde(default, skip_serializing_if = "GuardConfig::is_off")]
+    pub guard: GuardConfig,
+    /// Per-user and per-tenant rules, evaluated in order after the route is decided; the first whose
+    /// `when` matches fires.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<RuleConfig>,
+}
+
+/// `guard:` — the sensitive-data guard.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct GuardConfig {
+    /// What each built-in detector does (`email`, `phone`, `card`, `iban`, `ssn`, `ip`, `secret`); one
+    /// not listed is off.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub detectors: BTreeMap<String, GuardAction>,
+    /// Detectors of your own: a name and a regular expression (Rust `regex` syntax).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub custom: Vec<CustomDetectorConfig>,
+}
+
+impl GuardConfig {
+    /// True when no detector is on.
+    pub fn is_off(&self) -> bool {
+        self.detectors.values().all(|a| *a == GuardAction::Off)
+            && self.custom.iter().all(|c| c.action == GuardAction::Off)
+    }
+}
+
+/// What the guard does with a finding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum GuardAction {
+    /// Not scanned.
+    Off,
+    /// Counted in metrics and visible to rules (`when.sensitive`, `when.detectors`); the prompt goes as is.
+    Detect,
+    /// Each match is replaced by a typed placeholder (`[EMAIL_1]`) before the prompt leaves for a target
+    /// that is not `private: true`; private targets get the prompt as written.
+    Redact,
+    /// Only `private: true` targets may receive the prompt; a route without one refuses it (403).
+    Private,
+    /// The request is refused (PERMISSION_DENIED / 403) naming the detector, never the value.
+    Block,
+}
+
+/// A detector of your own.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomDetectorConfig {
+    /// Its name (metrics, placeholders, errors): lowercase letters, digits and `_`.
+    pub name: String,
+    /// The regular expression; each match is a finding.
+    pub pattern: String,
+    /// What to do with a finding.
+    pub action: GuardAction,
+}
+
+/// One string or a list of strings (any of them matches).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    /// One value.
+    One(String),
+    /// Any of these values.
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    /// True when `v` is (one of) the value(s).
+    pub fn contains(&self, v: &str) -> bool {
+        match self {
+            OneOrMany::One(x) => x == v,
+            OneOrMany::Many(xs) => xs.iter().any(|x| x == v),
+        }
+    }
+
+    /// The values.
+    pub fn values(&self) -> &[String] {
+        match self {
+            OneOrMany::One(x) => std::slice::from_ref(x),
+            OneOrMany::Many(xs) => xs,
+        }
+    }
+}
+
+/// One rule: when it matches, what happens.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    /// Unique name: reported as the decision's evidence (`x-semroute-rule`, metrics, traces).
+    pub name: String,
+    /// The conditions; every one given must hold. Empty: the rule always matches.
+    #[serde(default)]
+    pub when: RuleWhen,
+    /// Pin this route (its targets and strategy), whatever the prompt's decision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
+    /// Use only these models, in this order (then the strategy orders them): restricts and reorders the
+    /// route's targets. Models outside the route's targets may be named.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub targets: Option<Vec<String>>,
+    /// Override the route's strategy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<Strategy>,
+    /// Refuse the request (PERMISSION_DENIED / 403) with this message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refuse: Option<String>,
+}
+
+/// The conditions of a rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RuleWhen {
+    /// Request metadata the caller sent (gRPC `metadata`, HTTP `metadata` and `user`), key by key. The
+    /// caller sets these: match on `key` for anything that grants more than it restricts.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, OneOrMany>,
+    /// Attributes of the caller's client key (set by the operator), key by key. A call without a key
+    /// matches no `key` condition.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub key: BTreeMap<String, OneOrMany>,
+    /// The caller key's tenant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<OneOrMany>,
+    /// The decided route (`""` when no route was decided).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<OneOrMany>,
+    /// Whether the guard found anything (any detector that is not off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sensitive: Option<bool>,
+    /// The guard found at least one of these detectors.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub detectors: Vec<String>,
+    /// The prompt (every message) has at least this many tokens (the encoder's tokenizer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_tokens: Option<u64>,
+    /// The prompt has at most this many tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u64>,
 }
 
 /// `http:` — the OpenAI-compatible HTTP face.
@@ -291,6 +435,10 @@ pub struct RouteConfig {
     /// The models that may answer prompts of this route. Empty: `Complete` refuses this route.
     #[serde(default)]
     pub targets: Vec<TargetConfig>,
+    /// When the guard finds anything in a prompt of this route (any detector that is not off), only
+    /// `private: true` targets may receive it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub private_on_sensitive: bool,
 }
 
 /// How a route picks among its targets. Every strategy skips targets whose circuit is open and falls back
@@ -391,6 +539,10 @@ pub struct ProviderConfig {
     /// Per-attempt time limits.
     #[serde(default)]
     pub timeouts: TimeoutsConfig,
+    /// The provider keeps data private (self-hosted, or under a contract that allows sensitive data):
+    /// every model it serves may receive prompts the guard flagged.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub private: bool,
 }
 
 /// Per-attempt time limits, in milliseconds.
@@ -442,6 +594,9 @@ pub struct ModelConfig {
     /// (400) when no target of the route has it.
     #[serde(default)]
     pub vision: bool,
+    /// The model may receive prompts the guard flagged (also true when its provider is `private`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub private: bool,
 }
 
 /// `upstream:` — how forwarding behaves when downstream models fail.

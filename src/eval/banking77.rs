@@ -72,6 +72,7 @@ pub fn banking77_from_rows(
                 sticky_key: None,
                 cascade: Default::default(),
                 targets: Vec::new(),
+                private_on_sensitive: false,
             });
             held.push(0);
             routes.len() - 1
@@ -111,6 +112,8 @@ pub fn banking77_from_rows(
         providers: Vec::new(),
         models: Vec::new(),
         out_of_scope: Vec::new(),
+        guard: Default::default(),
+        rules: Vec::new(),
     };
     Ok(Banking77 { config, val, test })
 }

@@ -76,6 +76,7 @@ pub fn clinc150_from_str(
                 sticky_key: None,
                 cascade: Default::default(),
                 targets: Vec::new(),
+                private_on_sensitive: false,
             });
             routes.len() - 1
         });
@@ -114,6 +115,8 @@ pub fn clinc150_from_str(
         providers: Vec::new(),
         models: Vec::new(),
         out_of_scope: Vec::new(),
+        guard: Default::default(),
+        rules: Vec::new(),
     };
     Ok(Clinc150 {
         config,

@@ -6,6 +6,7 @@
 //! A completion pins the live snapshot first, so the decision and the route's targets come from the same
 //! version even when an admin change lands mid-request.
 
+mod policy;
 mod stream;
 
 use std::sync::{Arc, OnceLock};
@@ -14,7 +15,10 @@ use std::time::{Duration, Instant};
 use crate::access::{Access, AccessError, Caller, Reservation};
 use crate::metrics::{Metrics, Stage};
 use crate::router::{Decision, RouteError, RouteQuery, Router, Snapshot};
-use crate::upstream::{self, Completion, CompletionRequest, Destination, Forwarder, UpstreamError};
+use crate::upstream::{
+    self, Completion, CompletionRequest, Destination, Forwarder, Steer, UpstreamError,
+};
+pub use policy::PolicyError;
 pub use stream::{CompletionStream, StreamEvent};
 
 /// Errors of the gateway: whatever a layer below refused, or the service still starting.
@@ -32,6 +36,9 @@ pub enum GatewayError {
     /// The caller's key is missing or invalid, may not use this route or model, or is over a limit.
     #[error(transparent)]
     Access(#[from] AccessError),
+    /// A rule or the sensitive-data guard refused the call.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
 }
 
 /// A completion to run: the domain request plus what the caller forced.
@@ -87,6 +94,8 @@ struct Prepared {
     route: String,
     model: Option<String>,
     request: CompletionRequest,
+    /// Where rules and the guard let the call go, and what non-private targets receive.
+    steer: Steer,
     /// When the gateway took the call (its end-to-end time starts here).
     started: Instant,
     /// When the caller stops waiting.
@@ -270,6 +279,8 @@ impl Gateway {
                     index_version: snapshot.version,
                     embed_micros: 0,
                     search_micros: 0,
+                    rule: None,
+                    guard: Vec::new(),
                 }
             }
             None => {
@@ -282,6 +293,31 @@ impl Gateway {
             }
         };
         self.metrics.decision(&decision);
+        let mut decision = decision;
+        // The guard and the rules see the decided route; a rule may pin another (or one where none was
+        // decided).
+        let verdict = policy::apply(
+            &snapshot.config,
+            &snapshot.guard,
+            decision.route.as_deref().unwrap_or(""),
+            model.as_deref(),
+            &request,
+            call.caller.as_deref(),
+            &self.metrics,
+        )?;
+        crate::telemetry::span::record_policy(verdict.rule.as_deref(), &verdict.screening.names());
+        if verdict.rule.is_some() {
+            decision.rule = verdict.rule.clone();
+            if !verdict.route.is_empty() && decision.route.as_deref() != Some(&verdict.route) {
+                decision.route = Some(verdict.route.clone());
+            }
+        }
+        decision.guard = verdict
+            .screening
+            .hits
+            .iter()
+            .map(|h| h.detector.clone())
+            .collect();
         record_decision(&decision);
         // A call naming a model goes to it whatever the decision; otherwise the decision must name a route.
         let route = match (&decision.route, &model) {
@@ -315,6 +351,7 @@ impl Gateway {
             route,
             model,
             request,
+            steer: verdict.steer,
             started,
             deadline,
             reservation,
@@ -331,6 +368,7 @@ impl Gateway {
         let dest = Destination {
             route: &p.route,
             model: p.model.as_deref(),
+            steer: Some(&p.steer),
         };
         let started = Instant::now();
         let result = self

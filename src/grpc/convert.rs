@@ -99,6 +99,7 @@ impl From<GatewayError> for Status {
             GatewayError::Route(e) => e.into(),
             GatewayError::Upstream(e) => e.into(),
             GatewayError::Access(e) => e.into(),
+            GatewayError::Policy(e) => Status::permission_denied(e.to_string()),
         }
     }
 }
@@ -177,6 +178,8 @@ impl From<Decision> for pb::RouteResponse {
             index_version: d.index_version,
             embed_micros: d.embed_micros,
             search_micros: d.search_micros,
+            rule: d.rule.unwrap_or_default(),
+            guard: d.guard,
         }
     }
 }

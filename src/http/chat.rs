@@ -508,6 +508,12 @@ fn decision_headers(headers: &mut HeaderMap, d: &Decision) {
     );
     set(headers, "x-semroute-matched", &d.matched.to_string());
     set(headers, "x-semroute-score", &format!("{:.4}", d.score));
+    if let Some(r) = &d.rule {
+        set(headers, "x-semroute-rule", r);
+    }
+    if !d.guard.is_empty() {
+        set(headers, "x-semroute-guard", &d.guard.join(","));
+    }
 }
 
 /// The answer as OpenAI's `choices[0].message`: `content` is `null` when the model only called tools.

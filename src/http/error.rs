@@ -220,6 +220,18 @@ impl From<GatewayError> for ApiError {
             GatewayError::Route(e) => e.into(),
             GatewayError::Upstream(e) => e.into(),
             GatewayError::Access(e) => e.into(),
+            GatewayError::Policy(e) => Self {
+                code: Some(match &e {
+                    crate::gateway::PolicyError::Refused { .. } => "refused_by_rule",
+                    crate::gateway::PolicyError::Blocked { .. } => "sensitive_data_blocked",
+                    crate::gateway::PolicyError::NoPrivateTarget { .. } => "no_private_target",
+                }),
+                ..Self::new(
+                    StatusCode::FORBIDDEN,
+                    "invalid_request_error",
+                    e.to_string(),
+                )
+            },
         }
     }
 }

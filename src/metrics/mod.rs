@@ -136,6 +136,9 @@ pub struct Metrics {
     cost: CounterVec,
     index_version: IntGauge,
     index_utterances: IntGauge,
+    guard_findings: IntCounterVec,
+    rules_fired: IntCounterVec,
+    policy_refused: IntCounterVec,
     /// The prompt cache's counts already added to the counters, so a scrape adds only what is new.
     /// Touched only by scrapes, never on the request path.
     scrape: Mutex<(u64, u64)>,
@@ -281,6 +284,45 @@ impl Metrics {
                     )?,
                 )?;
                 for reason in Refusal::ALL.iter().map(|r| r.as_str()).chain(["concurrency"]) {
+                    c.with_label_values(&[reason]);
+                }
+                c
+            },
+            guard_findings: register(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "semroute_guard_findings_total",
+                        "Sensitive values the guard found in prompts, by detector and its action \
+                         (detect, redact, private, block). Counts only: values are never recorded.",
+                    ),
+                    &["detector", "action"],
+                )?,
+            )?,
+            rules_fired: register(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "semroute_rules_fired_total",
+                        "Completions on which a rule fired, by rule name.",
+                    ),
+                    &["rule"],
+                )?,
+            )?,
+            policy_refused: {
+                let c = register(
+                    &r,
+                    IntCounterVec::new(
+                        Opts::new(
+                            "semroute_policy_refused_total",
+                            "Completions the policy refused (403), by reason: rule (a rule's refuse), \
+                             blocked (a block detector found something), no_private_target (the prompt \
+                             may go only to private models and none could take it).",
+                        ),
+                        &["reason"],
+                    )?,
+                )?;
+                for reason in ["rule", "blocked", "no_private_target"] {
                     c.with_label_values(&[reason]);
                 }
                 c
@@ -470,6 +512,30 @@ impl Metrics {
         }
     }
 
+    /// `count` values found by the guard's `detector` (a configured name), whose action is `action`.
+    pub fn guard_finding(&self, detector: &str, action: crate::config::GuardAction, count: usize) {
+        let action = match action {
+            crate::config::GuardAction::Off => "off",
+            crate::config::GuardAction::Detect => "detect",
+            crate::config::GuardAction::Redact => "redact",
+            crate::config::GuardAction::Private => "private",
+            crate::config::GuardAction::Block => "block",
+        };
+        self.guard_findings
+            .with_label_values(&[detector, action])
+            .inc_by(count as u64);
+    }
+
+    /// The rule `name` (a configured name) fired.
+    pub fn rule_fired(&self, name: &str) {
+        self.rules_fired.with_label_values(&[name]).inc();
+    }
+
+    /// The policy refused a completion for `reason` (`rule`, `blocked`, `no_private_target`).
+    pub fn policy_refused(&self, reason: &'static str) {
+        self.policy_refused.with_label_values(&[reason]).inc();
+    }
+
     /// A request refused at a listener's door (its concurrency limit).
     pub fn refused_at_door(&self) {
         self.admission_refused
@@ -642,6 +708,8 @@ mod tests {
             index_version: 1,
             embed_micros: 10,
             search_micros: 20,
+            rule: None,
+            guard: Vec::new(),
         };
         m.decision(&d);
         d.matched = false;

@@ -27,6 +27,9 @@ pub(super) fn build_snapshot(
     options: BuildOptions,
 ) -> Result<Snapshot, RouteError> {
     let started = Instant::now();
+    // Validation compiled the same patterns, so this fails only for a config that skipped validation.
+    let guard = crate::guard::Guard::new(&config.guard)
+        .map_err(|e| RouteError::InvalidInput(e.to_string()))?;
     let dim = embedder.info().dim;
     // Token vectors are kept only for the rule that uses them: they cost about 10x a sentence vector.
     let late = config.matching.aggregation == Aggregation::Late;
@@ -155,6 +158,7 @@ pub(super) fn build_snapshot(
         built_at: SystemTime::now(),
         build_duration,
         embedded,
+        guard: Arc::new(guard),
     })
 }
 

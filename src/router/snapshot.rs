@@ -22,6 +22,8 @@ pub struct Snapshot {
     pub build_duration: Duration,
     /// Utterances that had to be embedded by this build (the rest came from the embedding store).
     pub embedded: usize,
+    /// The sensitive-data guard of `config.guard`, compiled.
+    pub guard: Arc<crate::guard::Guard>,
 }
 
 impl Snapshot {
@@ -103,6 +105,8 @@ impl Snapshot {
             index_version: self.version,
             embed_micros: 0,
             search_micros: 0,
+            rule: None,
+            guard: Vec::new(),
         }
     }
 }

@@ -75,4 +75,9 @@ pub struct Decision {
     pub embed_micros: u64,
     /// Microseconds spent searching and aggregating.
     pub search_micros: u64,
+    /// The rule that fired (completions only; `None` when no rule matched or none are configured). A rule
+    /// that pins a route has also replaced `route`.
+    pub rule: Option<String>,
+    /// The sensitive-data detectors that found something in the prompt (completions only; names only).
+    pub guard: Vec<String>,
 }

@@ -43,6 +43,8 @@ pub fn request(
         score = Empty,
         matched = Empty,
         index_version = Empty,
+        rule = Empty,
+        guard = Empty,
         target = Empty,
         attempts = Empty,
         outcome = Empty,
@@ -96,6 +98,18 @@ pub fn record_decision(route: Option<&str>, score: f32, matched: bool, index_ver
     span.record("score", f64::from(score));
     span.record("matched", matched);
     span.record("index_version", index_version);
+}
+
+/// Records the policy's part of the decision on the current span: the rule that fired and the guard's
+/// detectors that found something (names only, never values).
+pub fn record_policy(rule: Option<&str>, detectors: &str) {
+    let span = tracing::Span::current();
+    if let Some(r) = rule {
+        span.record("rule", r);
+    }
+    if !detectors.is_empty() {
+        span.record("guard", detectors);
+    }
 }
 
 /// Records how forwarding ended on the current span: the serving target (if any), each attempt as

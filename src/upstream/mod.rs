@@ -285,6 +285,27 @@ pub struct Destination<'a> {
     pub route: &'a str,
     /// A model that skips target choice.
     pub model: Option<&'a str>,
+    /// What rules and the guard changed about where the call may go (`None`: nothing).
+    pub steer: Option<&'a Steer>,
+}
+
+/// What the gateway's policy — a rule that fired, the sensitive-data guard — changes about where a call
+/// goes and what each target receives.
+#[derive(Debug, Clone, Default)]
+pub struct Steer {
+    /// Use only these models, in this order, instead of the route's targets (then the strategy orders
+    /// them).
+    pub targets: Option<Vec<String>>,
+    /// Override the route's strategy.
+    pub strategy: Option<Strategy>,
+    /// The conversation as targets that are not `private` receive it (the guard's redaction); private
+    /// targets get the request as written.
+    pub redacted: Option<Vec<crate::message::ChatMessage>>,
+}
+
+/// True when `model` may receive prompts the guard flagged: it, or its provider, is `private`.
+pub fn is_private(config: &Config, model: &str) -> bool {
+    lookup(config, model).is_ok_and(|(m, p)| m.private || p.private)
 }
 
 /// Sends completions to targets; holds the HTTP clients and every target's health.
@@ -371,7 +392,7 @@ impl Forwarder {
         };
         let budget_ms = budget_end.saturating_duration_since(begun).as_millis() as u64;
         // A call that names a model needs no route: its decision is only reported.
-        let route = match dest.model {
+        let found = match dest.model {
             Some(_) if dest.route.is_empty() => None,
             _ => Some(
                 config
@@ -381,11 +402,51 @@ impl Forwarder {
                     .ok_or_else(|| UpstreamError::UnknownRoute(dest.route.to_string()))?,
             ),
         };
+        // A rule's targets and strategy apply to a copy of the route; the config stays as loaded.
+        let steered: Option<RouteConfig> = match (found, dest.steer) {
+            (Some(r), Some(s)) if s.targets.is_some() || s.strategy.is_some() => {
+                let mut r = r.clone();
+                if let Some(ts) = &s.targets {
+                    // A target the route lists keeps its weight, so a weighted split stays one.
+                    let weight = |m: &str| {
+                        r.targets
+                            .iter()
+                            .find(|t| t.model == m)
+                            .and_then(|t| t.weight)
+                    };
+                    r.targets = ts
+                        .iter()
+                        .map(|m| crate::config::TargetConfig {
+                            model: m.clone(),
+                            weight: weight(m),
+                        })
+                        .collect();
+                }
+                if let Some(st) = s.strategy {
+                    r.strategy = st;
+                }
+                Some(r)
+            }
+            _ => None,
+        };
+        let route = steered.as_ref().or(found);
+        let redacted = dest
+            .steer
+            .and_then(|s| s.redacted.as_ref())
+            .map(|m| CompletionRequest {
+                messages: m.clone(),
+                ..req.clone()
+            });
+        // What target `name` receives: the redacted conversation unless it is private.
+        let request_for = |name: &str| match &redacted {
+            Some(r) if !is_private(config, name) => r,
+            _ => req,
+        };
         let order = self.order(config, route, dest.model, req)?;
         // A request no target can carry is the caller's to fix: refused before anything is sent.
         let unfit: Vec<Option<(String, String)>> = order
             .iter()
-            .map(|name| lookup(config, name).map(|(m, p)| cannot_carry(p, m, req)))
+            .map(|name| lookup(config, name).map(|(m, p)| cannot_carry(p, m, request_for(name))))
             .collect::<Result<_, _>>()?;
         if unfit.iter().all(Option::is_some) {
             if let Some(Some((field, reason))) = unfit.first() {
@@ -403,6 +464,7 @@ impl Forwarder {
 
         for (i, name) in order.iter().enumerate() {
             let (model, provider) = lookup(config, name)?;
+            let req = request_for(name);
             let health = self.health.get(name);
             let record = |outcome, started: Instant, error: String, breaker| Attempt {
                 target: name.clone(),
@@ -752,7 +814,7 @@ pub fn usage_estimate(
 }
 
 /// A rough token count (four bytes a token) for price estimates before the provider counts.
-fn estimate_tokens(req: &CompletionRequest) -> u64 {
+pub fn estimate_tokens(req: &CompletionRequest) -> u64 {
     let bytes: usize = req.messages.iter().map(ChatMessage::size).sum();
     (bytes as u64).div_ceil(4)
 }

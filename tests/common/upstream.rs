@@ -117,6 +117,11 @@ impl FakeUpstream {
         self.inner.bodies.lock().unwrap().last().cloned().unwrap()
     }
 
+    /// Every request body received, in order.
+    pub fn bodies(&self) -> Vec<Value> {
+        self.inner.bodies.lock().unwrap().clone()
+    }
+
     /// The last request's headers.
     pub fn last_headers(&self) -> HeaderMap {
         self.inner.headers.lock().unwrap().last().cloned().unwrap()
