@@ -218,3 +218,49 @@ fn shipped_routes_yaml_round_trips_through_admin_serialisation() {
     let reloaded = parse_str(&written, "written.yaml").unwrap();
     assert_eq!(reloaded, original);
 }
+
+#[test]
+fn guard_and_rules_errors_point_at_their_field() {
+    let e = err(&format!("guard:\n  detectors:\n    cards: redact\n{ROUTES}"));
+    assert!(
+        e.starts_with("routes.yaml:3:12: guard.detectors.cards: unknown detector `cards`"),
+        "{e}"
+    );
+    let e = err(&format!(
+        "guard:\n  custom:\n    - name: emp\n      pattern: \"EMP-(\"\n      action: redact\n{ROUTES}"
+    ));
+    assert!(
+        e.starts_with("routes.yaml:4:16: guard.custom[0].pattern: does not compile"),
+        "{e}"
+    );
+    let e = err(&format!(
+        "guard:\n  detectors: {{ email: shred }}\n{ROUTES}"
+    ));
+    assert!(e.contains("shred"), "{e}");
+    let e = err(&format!(
+        "rules:\n  - name: r\n    when: {{ route: nope }}\n    strategy: cheapest\n{ROUTES}"
+    ));
+    assert!(
+        e.starts_with("routes.yaml:3:20: rules[0].when.route: unknown route `nope`"),
+        "{e}"
+    );
+    let e = err(&format!("rules:\n  - name: r\n    when: {{ tier: free }}\n    refuse: no\n{ROUTES}"));
+    assert!(e.contains("tier"), "an unknown condition is refused: {e}");
+    let e = err(&format!("rules:\n  - name: r\n    targets: [ghost]\n{ROUTES}"));
+    assert!(
+        e.starts_with("routes.yaml:3:15: rules[0].targets[0]: unknown model `ghost`"),
+        "{e}"
+    );
+    let e = err(&format!("rules:\n  - name: r\n    when: {{}}\n{ROUTES}"));
+    assert!(
+        e.starts_with("routes.yaml:2:5: rules[0]: does nothing"),
+        "{e}"
+    );
+    let e = err(&format!(
+        "rules:\n  - name: r\n    refuse: go away\n  - name: r\n    refuse: again\n{ROUTES}"
+    ));
+    assert!(
+        e.starts_with("routes.yaml:4:11: rules[1].name: rule `r` is declared twice"),
+        "{e}"
+    );
+}
