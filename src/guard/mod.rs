@@ -205,21 +205,25 @@ impl Guard {
         if self.is_off() {
             return Screening::default();
         }
+        // Findings per message: its content's, then each tool call's arguments' (kept for redaction, so
+        // the text is scanned once). `content` already holds the text parts, joined: they are not counted
+        // twice.
+        let found: Vec<(Spans, Vec<Spans>)> = messages
+            .iter()
+            .map(|m| {
+                let args = m.tool_calls.iter().map(|c| self.findings(&c.arguments));
+                (self.findings(&m.content), args.collect())
+            })
+            .collect();
         let mut counts: BTreeMap<usize, usize> = BTreeMap::new();
-        let mut redact = false;
-        let mut count = |text: &str, counts: &mut BTreeMap<usize, usize>| {
-            for (_, _, i) in self.findings(text) {
+        for (content, args) in &found {
+            for &(_, _, i) in content.iter().chain(args.iter().flatten()) {
                 *counts.entry(i).or_default() += 1;
-                redact |= self.detectors[i].action == GuardAction::Redact;
-            }
-        };
-        // `content` already holds the text parts, joined; parts are redacted below, not counted twice.
-        for m in messages {
-            count(&m.content, &mut counts);
-            for c in &m.tool_calls {
-                count(&c.arguments, &mut counts);
             }
         }
+        let redact = counts
+            .keys()
+            .any(|&i| self.detectors[i].action == GuardAction::Redact);
         let hits = counts
             .into_iter()
             .map(|(i, count)| Hit {
@@ -228,19 +232,19 @@ impl Guard {
                 count,
             })
             .collect();
-        let redacted = redact.then(|| self.redact(messages));
+        let redacted = redact.then(|| self.redact(messages, &found));
         Screening { hits, redacted }
     }
 
     /// The messages with every `redact` finding replaced by `[NAME_n]`; one value keeps one placeholder
     /// throughout the conversation, so the model can still tell two addresses apart and refer to them.
-    fn redact(&self, messages: &[ChatMessage]) -> Vec<ChatMessage> {
+    fn redact(&self, messages: &[ChatMessage], found: &[(Spans, Vec<Spans>)]) -> Vec<ChatMessage> {
         let mut names: HashMap<(usize, String), String> = HashMap::new();
         let mut next: HashMap<usize, usize> = HashMap::new();
-        let mut one = |text: &str| -> String {
+        let mut one = |text: &str, spans: &Spans| -> String {
             let mut out = String::with_capacity(text.len());
             let mut at = 0;
-            for (s, e, i) in self.findings(text) {
+            for &(s, e, i) in spans {
                 let d = &self.detectors[i];
                 if d.action != GuardAction::Redact {
                     continue;
@@ -260,22 +264,28 @@ impl Guard {
         };
         messages
             .iter()
-            .map(|m| {
+            .zip(found)
+            .map(|(m, (content, args))| {
                 let mut m = m.clone();
-                m.content = one(&m.content);
+                m.content = one(&m.content, content);
+                // Text parts are what providers receive when a turn has parts (images beside text).
                 for p in &mut m.parts {
                     if let ContentPart::Text(t) = p {
-                        *t = one(t);
+                        let spans = self.findings(t);
+                        *t = one(t, &spans);
                     }
                 }
-                for c in &mut m.tool_calls {
-                    c.arguments = one(&c.arguments);
+                for (c, spans) in m.tool_calls.iter_mut().zip(args) {
+                    c.arguments = one(&c.arguments, spans);
                 }
                 m
             })
             .collect()
     }
 }
+
+/// Findings in one text: `(start, end, detector index)`, in text order.
+type Spans = Vec<(usize, usize, usize)>;
 
 #[cfg(test)]
 mod tests {
