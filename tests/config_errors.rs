@@ -221,7 +221,9 @@ fn shipped_routes_yaml_round_trips_through_admin_serialisation() {
 
 #[test]
 fn guard_and_rules_errors_point_at_their_field() {
-    let e = err(&format!("guard:\n  detectors:\n    cards: redact\n{ROUTES}"));
+    let e = err(&format!(
+        "guard:\n  detectors:\n    cards: redact\n{ROUTES}"
+    ));
     assert!(
         e.starts_with("routes.yaml:3:12: guard.detectors.cards: unknown detector `cards`"),
         "{e}"
@@ -244,9 +246,13 @@ fn guard_and_rules_errors_point_at_their_field() {
         e.starts_with("routes.yaml:3:20: rules[0].when.route: unknown route `nope`"),
         "{e}"
     );
-    let e = err(&format!("rules:\n  - name: r\n    when: {{ tier: free }}\n    refuse: no\n{ROUTES}"));
+    let e = err(&format!(
+        "rules:\n  - name: r\n    when: {{ tier: free }}\n    refuse: no\n{ROUTES}"
+    ));
     assert!(e.contains("tier"), "an unknown condition is refused: {e}");
-    let e = err(&format!("rules:\n  - name: r\n    targets: [ghost]\n{ROUTES}"));
+    let e = err(&format!(
+        "rules:\n  - name: r\n    targets: [ghost]\n{ROUTES}"
+    ));
     assert!(
         e.starts_with("routes.yaml:3:15: rules[0].targets[0]: unknown model `ghost`"),
         "{e}"

