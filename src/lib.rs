@@ -27,5 +27,6 @@ pub mod router;
 pub mod serve;
 pub mod state;
 pub mod telemetry;
+pub mod tls;
 pub mod tune;
 pub mod upstream;
