@@ -525,6 +525,38 @@ mod tests {
     }
 
     #[test]
+    fn rotation_keeps_the_old_secret_for_its_grace_and_revocation_ends_both() {
+        let spec = |name: &str| KeySpec {
+            name: name.into(),
+            ..Default::default()
+        };
+        let mut f = KeysFile {
+            required: true,
+            ..Default::default()
+        };
+        let first = f.create(spec("svc")).unwrap();
+        assert!(matches!(f.create(spec("svc")), Err(KeysError::Exists(_))));
+        assert!(matches!(f.create(spec("a@b")), Err(KeysError::BadName(_))));
+        assert!(!format!("{first:?}").contains(&first.secret[3..]));
+        let (second, until) = f.rotate("svc", 60).unwrap();
+        assert_ne!(first.secret, second.secret);
+        let ring = KeyRing::from_file(f.clone());
+        let old = ring.find(&first.secret).unwrap();
+        assert!(old.entry.name.starts_with("svc@sr_"));
+        assert_eq!(old.expires_at, Some(until));
+        assert_eq!(ring.find(&second.secret).unwrap().entry.name, "svc");
+        assert!(matches!(
+            f.rotate("svc", u64::MAX),
+            Err(KeysError::BadGrace(_))
+        ));
+        let mut revoked = f.revoke("svc").unwrap();
+        revoked.sort();
+        assert_eq!(revoked.len(), 2, "{revoked:?}");
+        assert!(f.keys.iter().all(|k| k.revoked));
+        assert!(matches!(f.revoke("nobody"), Err(KeysError::UnknownKey(_))));
+    }
+
+    #[test]
     fn bad_files_name_the_field() {
         let e = KeysFile::parse("keys:\n  - {name: a, hash: nope, hint: x}\n", "k.yaml")
             .unwrap_err()
