@@ -378,7 +378,71 @@ async fn admin_needs_a_client_certificate_from_its_ca_and_other_services_do_not(
         refused,
         "a client certificate from a foreign CA was accepted"
     );
+
+    // The command-line clients, against the same server: `https://` addresses with --tls-ca, and a client
+    // certificate for Admin.
+    let (cert_file, key_file) = (pki.path("operator.pem"), pki.path("operator.key"));
+    std::fs::write(&cert_file, &operator.cert).unwrap();
+    std::fs::write(&key_file, &operator.key).unwrap();
+    let ca_file = pki.path("ca.pem").display().to_string();
+    let grpc = format!("https://localhost:{}", server.addr.port());
+    let ready = format!("https://localhost:{}/readyz", server.http_addr.port());
+    let out = cli(&["probe", "--tls-ca", &ca_file, &ready]).await;
+    assert!(out.status.success(), "{out:?}");
+    let out = cli(&["probe", &ready]).await;
+    assert!(
+        !out.status.success(),
+        "the web roots trusted a private CA: {out:?}"
+    );
+    let out = cli(&[
+        "call",
+        "--addr",
+        &grpc,
+        "--tls-ca",
+        &ca_file,
+        "route",
+        "skip this song",
+    ])
+    .await;
+    assert!(out.status.success(), "{out:?}");
+    let decision: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(decision["route"], "music");
+    let (cert_file, key_file) = (
+        cert_file.display().to_string(),
+        key_file.display().to_string(),
+    );
+    let admin = ["admin", "--addr", &grpc, "--tls-ca", &ca_file];
+    let with_cert = [
+        "--client-cert",
+        &cert_file,
+        "--client-key",
+        &key_file,
+        "info",
+    ];
+    let out = cli(&[&admin[..], &with_cert[..]].concat()).await;
+    assert!(out.status.success(), "{out:?}");
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(info["routes"], 2);
+    let out = cli(&[&admin[..], &["info"][..]].concat()).await;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("client certificate"), "{stderr}");
     server.shutdown().await.unwrap();
+}
+
+/// Runs the `semroute` binary with `args` (the admin token in its environment), off the async workers.
+async fn cli(args: &[&str]) -> std::process::Output {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_semroute"))
+            .args(&args)
+            .env("SEMROUTE_ADMIN_TOKEN", TOKEN)
+            .env_remove("SEMROUTE_TLS_CA")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
 }
 
 fn replace(path: &Path, text: &str) {
