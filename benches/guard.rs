@@ -9,7 +9,10 @@ use semroute::guard::{Builtin, Guard};
 use semroute::message::ChatMessage;
 
 fn prompts() -> Vec<Vec<ChatMessage>> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/guard/labelled.jsonl");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/guard/labelled.jsonl"
+    );
     std::fs::read_to_string(path)
         .expect("the labelled set")
         .lines()
@@ -37,7 +40,10 @@ fn bench(c: &mut Criterion) {
     let bytes: usize = set.iter().map(|m| m[0].content.len()).sum();
     let mut g = c.benchmark_group("guard");
     g.throughput(Throughput::Bytes(bytes as u64));
-    for (name, action) in [("detect", GuardAction::Detect), ("redact", GuardAction::Redact)] {
+    for (name, action) in [
+        ("detect", GuardAction::Detect),
+        ("redact", GuardAction::Redact),
+    ] {
         let guard = guard(action);
         g.bench_function(format!("{name}_318_prompts"), |b| {
             b.iter(|| {

@@ -29,5 +29,6 @@ pub mod rules;
 pub mod serve;
 pub mod state;
 pub mod telemetry;
+pub mod tls;
 pub mod tune;
 pub mod upstream;

@@ -20,6 +20,7 @@ use crate::grpc::{self, pb, AdminService, BearerAuth, RouterService, ROUTER_SERV
 use crate::metrics::Face;
 use crate::router::{start_embedder, Router};
 use crate::state::EmbeddingStore;
+use crate::tls::{self, ServerTls, TlsOptions};
 use crate::upstream::Forwarder;
 
 /// Concurrent requests each listener serves unless told otherwise.
@@ -27,6 +28,9 @@ pub const DEFAULT_MAX_CONCURRENT: usize = crate::http::DEFAULT_MAX_CONCURRENT;
 
 /// How often the client keys file is checked for changes.
 const KEYS_POLL: Duration = Duration::from_secs(2);
+
+/// How often the TLS certificate and key files are checked for changes.
+pub const CERT_POLL: Duration = Duration::from_secs(2);
 
 /// Errors of the server layer.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +50,9 @@ pub enum ServerError {
     /// A socket operation failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// The TLS certificate, key or client CA is unusable.
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// Where and how the Admin service is exposed.
@@ -91,6 +98,8 @@ pub struct ServeOptions {
     pub grpc_max_concurrent: usize,
     /// API requests the HTTP listener serves at once; more are refused with 429.
     pub http_max_concurrent: usize,
+    /// TLS on every listener (`serve --tls-cert --tls-key`); `None` serves plain TCP.
+    pub tls: Option<TlsOptions>,
 }
 
 impl Default for ServeOptions {
@@ -106,6 +115,7 @@ impl Default for ServeOptions {
             keys: None,
             grpc_max_concurrent: DEFAULT_MAX_CONCURRENT,
             http_max_concurrent: DEFAULT_MAX_CONCURRENT,
+            tls: None,
         }
     }
 }
@@ -133,6 +143,21 @@ pub async fn serve(
             "the admin API needs a config file to persist changes to".into(),
         ));
     }
+    let tls = match &options.tls {
+        Some(t) => {
+            let server_tls = ServerTls::load(t)?;
+            tracing::info!(
+                cert = %t.cert.display(),
+                sha256 = %server_tls.certs().fingerprint(),
+                admin_client_ca = ?t.admin_client_ca,
+                "TLS on every listener"
+            );
+            // A renewed certificate is served from the next handshake on, without a restart.
+            tokio::spawn(server_tls.certs().clone().watch(CERT_POLL));
+            Some(server_tls)
+        }
+        None => None,
+    };
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
         .set_service_status("", ServingStatus::NotServing)
@@ -189,7 +214,7 @@ pub async fn serve(
             }
         });
     }
-    let gateway = Arc::new(Gateway::new(forwarder).with_access(access));
+    let gateway = Arc::new(Gateway::new(forwarder).with_access(access.clone()));
     let router_service = RouterService::new(gateway.clone());
 
     let (fail_tx, fail_rx) = tokio::sync::oneshot::channel::<String>();
@@ -283,9 +308,13 @@ pub async fn serve(
 
     let (admin_on_main, admin_listener) = match options.admin {
         Some(a) => {
+            let client_cert = tls.as_ref().is_some_and(ServerTls::admin_needs_client_cert);
             let svc = InterceptedService::new(
-                pb::admin_server::AdminServer::new(AdminService::new(control_slot.clone())),
-                BearerAuth::new(&a.token),
+                pb::admin_server::AdminServer::new(AdminService::new(
+                    control_slot.clone(),
+                    access.clone(),
+                )),
+                BearerAuth::new(&a.token).with_client_cert(client_cert),
             );
             match a.listener {
                 Some(l) => (None, Some((svc, l))),
@@ -306,13 +335,14 @@ pub async fn serve(
             return Ok::<(), ServerError>(());
         };
         let addr = listener.local_addr()?;
-        tracing::info!(%addr, admin = admin_on_main.is_some(), "gRPC listening (NOT_SERVING until the model and index are ready)");
+        let admin_here = admin_on_main.is_some();
+        tracing::info!(%addr, admin = admin_here, tls = tls.is_some(), "gRPC listening (NOT_SERVING until the model and index are ready)");
         let door = Door::new(
             options.grpc_max_concurrent,
             Face::Grpc,
             gateway.metrics().clone(),
         );
-        tonic::transport::Server::builder()
+        let services = tonic::transport::Server::builder()
             .layer(DoorLayer::new(door))
             .add_service(health_service)
             .add_service(reflection_builder().build_v1()?)
@@ -321,37 +351,78 @@ pub async fn serve(
                 router_service,
                 grpc::authenticate(gateway.clone()),
             ))
-            .add_optional_service(admin_on_main)
-            .serve_with_incoming_shutdown(grpc::incoming(listener), stopped(stop_rx.clone()))
-            .await?;
+            .add_optional_service(admin_on_main);
+        match &tls {
+            None => {
+                services
+                    .serve_with_incoming_shutdown(
+                        grpc::incoming(listener),
+                        stopped(stop_rx.clone()),
+                    )
+                    .await?
+            }
+            Some(t) => {
+                let incoming = tls::accept(listener, t.acceptor(tls::ALPN_GRPC, admin_here)?)?;
+                services
+                    .serve_with_incoming_shutdown(incoming, stopped(stop_rx.clone()))
+                    .await?
+            }
+        }
         Ok(())
     };
     let http = async {
         let Some(l) = http_listener else {
             return Ok::<(), ServerError>(());
         };
-        tracing::info!(addr = %l.local_addr()?, "HTTP listening (OpenAI-compatible API)");
+        tracing::info!(addr = %l.local_addr()?, tls = tls.is_some(), "HTTP listening (OpenAI-compatible API)");
         let limit = options.http_max_concurrent;
-        crate::http::serve(l, gateway.clone(), limit, stopped(stop_rx.clone())).await?;
+        let stop = stopped(stop_rx.clone());
+        match &tls {
+            // Plain TCP keeps axum's own listener: no extra hop on the fast path.
+            None => crate::http::serve(l, gateway.clone(), limit, stop).await?,
+            Some(t) => {
+                let incoming = tls::accept(l, t.acceptor(tls::ALPN_HTTP, false)?)?;
+                crate::http::serve(incoming, gateway.clone(), limit, stop).await?
+            }
+        }
         Ok(())
     };
     let metrics = async {
         let Some(l) = metrics_listener else {
             return Ok::<(), ServerError>(());
         };
-        tracing::info!(addr = %l.local_addr()?, "metrics listening (GET /metrics)");
-        crate::metrics::exposition::serve(l, gateway.clone(), stopped(stop_rx.clone())).await?;
+        tracing::info!(addr = %l.local_addr()?, tls = tls.is_some(), "metrics listening (GET /metrics)");
+        let stop = stopped(stop_rx.clone());
+        match &tls {
+            None => crate::metrics::exposition::serve(l, gateway.clone(), stop).await?,
+            Some(t) => {
+                let incoming = tls::accept(l, t.acceptor(tls::ALPN_HTTP, false)?)?;
+                crate::metrics::exposition::serve(incoming, gateway.clone(), stop).await?
+            }
+        }
         Ok(())
     };
     let admin = async {
         match admin_listener {
             Some((svc, l)) => {
-                tracing::info!(addr = %l.local_addr()?, "admin listening");
-                tonic::transport::Server::builder()
+                tracing::info!(addr = %l.local_addr()?, tls = tls.is_some(), "admin listening");
+                let services = tonic::transport::Server::builder()
                     .add_service(reflection_builder().build_v1()?)
-                    .add_service(svc)
-                    .serve_with_incoming_shutdown(grpc::incoming(l), stopped(stop_rx.clone()))
-                    .await?;
+                    .add_service(svc);
+                let stop = stopped(stop_rx.clone());
+                match &tls {
+                    None => {
+                        services
+                            .serve_with_incoming_shutdown(grpc::incoming(l), stop)
+                            .await?
+                    }
+                    Some(t) => {
+                        let incoming = tls::accept(l, t.acceptor(tls::ALPN_GRPC, true)?)?;
+                        services
+                            .serve_with_incoming_shutdown(incoming, stop)
+                            .await?
+                    }
+                }
                 Ok::<(), ServerError>(())
             }
             None => Ok(()),

@@ -42,6 +42,61 @@ pub enum KeysError {
     /// The OS's random source failed.
     #[error("the OS random source failed: {0}")]
     Random(String),
+    /// A new key's name is taken.
+    #[error("a key named `{0}` exists: rotate it, or choose another name")]
+    Exists(String),
+    /// A new key's name is not usable.
+    #[error("{0}")]
+    BadName(String),
+    /// A rotation's grace period is out of range.
+    #[error("the grace period of {0} s is too long")]
+    BadGrace(u64),
+    /// The server runs without a keys file, so there is nothing to change.
+    #[error(
+        "this server runs without client keys: start it with `serve --keys <file>` to manage keys"
+    )]
+    NotConfigured,
+}
+
+/// How long a rotated-out key keeps working unless told otherwise (a day: long enough to roll out the new
+/// key to every replica of a caller).
+pub const DEFAULT_GRACE_SECS: u64 = 86_400;
+
+/// What a new key carries: everything of its entry but the secret and its hash.
+#[derive(Debug, Clone, Default)]
+pub struct KeySpec {
+    /// A unique name; `@` is reserved for rotated-out keys.
+    pub name: String,
+    /// The tenant whose limits it also counts against.
+    pub tenant: Option<String>,
+    /// Free-form attributes.
+    pub attributes: BTreeMap<String, String>,
+    /// Routes it may use (empty: all).
+    pub routes: Vec<String>,
+    /// Models it may be served by (empty: all).
+    pub models: Vec<String>,
+    /// Its limits.
+    pub limits: Limits,
+    /// When it stops working (RFC 3339).
+    pub expires_at: Option<String>,
+}
+
+/// A key just made: its entry, and the secret, which exists only here (the file keeps its hash).
+pub struct IssuedKey {
+    /// The entry as the file now holds it.
+    pub entry: KeyEntry,
+    /// The key itself, to hand to the caller once.
+    pub secret: String,
+}
+
+impl std::fmt::Debug for IssuedKey {
+    /// The secret never reaches a log line, however the value is printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedKey")
+            .field("entry", &self.entry)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
 }
 
 /// Limits of a key or a tenant. Absent: unlimited.
@@ -180,6 +235,113 @@ impl KeysFile {
         Ok(file)
     }
 
+    /// Reads `path`, or starts an empty file (keys required) when it does not exist yet.
+    pub fn load_or_new(path: &Path) -> Result<Self, KeysError> {
+        if path.exists() {
+            return Self::load(path);
+        }
+        Ok(KeysFile {
+            required: true,
+            ..Default::default()
+        })
+    }
+
+    /// Adds a key made from `spec` and returns it with its secret.
+    pub fn create(&mut self, spec: KeySpec) -> Result<IssuedKey, KeysError> {
+        if spec.name.contains('@') {
+            return Err(KeysError::BadName(
+                "a key's name cannot contain `@` (rotation uses it)".into(),
+            ));
+        }
+        if spec.name.trim().is_empty() {
+            return Err(KeysError::BadName("a key needs a name".into()));
+        }
+        if self.keys.iter().any(|k| k.name == spec.name) {
+            return Err(KeysError::Exists(spec.name));
+        }
+        let (mut entry, secret) = new_entry(&spec.name)?;
+        entry.tenant = spec.tenant;
+        entry.attributes = spec.attributes;
+        entry.routes = spec.routes;
+        entry.models = spec.models;
+        entry.limits = spec.limits;
+        entry.expires_at = spec.expires_at;
+        self.keys.push(entry.clone());
+        Ok(IssuedKey { entry, secret })
+    }
+
+    /// Revokes the key `name` and, when it is a current key, the rotated-out keys it replaced (`name@…`,
+    /// still in their grace period): revoking a key means no secret it ever had works any more. Returns the
+    /// names revoked.
+    pub fn revoke(&mut self, name: &str) -> Result<Vec<String>, KeysError> {
+        if !self.keys.iter().any(|k| k.name == name) {
+            return Err(KeysError::UnknownKey(name.to_string()));
+        }
+        let predecessor = |n: &str| n.split_once('@').is_some_and(|(base, _)| base == name);
+        let mut revoked = Vec::new();
+        for k in &mut self.keys {
+            if k.name == name || predecessor(&k.name) {
+                k.revoked = true;
+                revoked.push(k.name.clone());
+            }
+        }
+        Ok(revoked)
+    }
+
+    /// Issues a new secret for `name`; the old one keeps the key's rights and limits, under the name
+    /// `name@<hint>`, for `grace_secs` (or until its own expiry, if sooner). Returns the new key and when the
+    /// old one stops working.
+    pub fn rotate(
+        &mut self,
+        name: &str,
+        grace_secs: u64,
+    ) -> Result<(IssuedKey, jiff::Timestamp), KeysError> {
+        let i = self
+            .keys
+            .iter()
+            .position(|k| k.name == name)
+            .ok_or_else(|| KeysError::UnknownKey(name.to_string()))?;
+        let until = i64::try_from(grace_secs)
+            .ok()
+            .and_then(|s| {
+                jiff::Timestamp::now()
+                    .checked_add(jiff::SignedDuration::from_secs(s))
+                    .ok()
+            })
+            .ok_or(KeysError::BadGrace(grace_secs))?;
+        let (fresh, secret) = new_entry(name)?;
+        let mut old = self.keys[i].clone();
+        old.name = format!("{name}@{}", old.hint);
+        let own_expiry = old
+            .expires_at
+            .as_deref()
+            .and_then(|e| e.parse::<jiff::Timestamp>().ok());
+        let old_until = match own_expiry {
+            Some(e) if e < until => e,
+            _ => until,
+        };
+        old.expires_at = Some(old_until.to_string());
+        let current = &mut self.keys[i];
+        current.hash = fresh.hash;
+        current.hint = fresh.hint;
+        current.revoked = false;
+        let entry = current.clone();
+        // A second rotation within the grace period replaces the first one's leftover of the same hint.
+        self.keys.retain(|k| k.name != old.name);
+        self.keys.push(old);
+        Ok((IssuedKey { entry, secret }, old_until))
+    }
+
+    /// Validates the file as the server will read it, then writes it atomically.
+    pub fn save_checked(&self, path: &Path) -> Result<(), KeysError> {
+        let text = serde_yaml::to_string(self).map_err(|e| KeysError::Invalid {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        Self::parse(&text, &path.display().to_string())?;
+        self.save(path)
+    }
+
     /// Writes the file atomically (a reader sees the old file or the new one).
     pub fn save(&self, path: &Path) -> Result<(), KeysError> {
         let text = serde_yaml::to_string(self).map_err(|e| KeysError::Invalid {
@@ -268,6 +430,19 @@ pub fn new_entry(name: &str) -> Result<(KeyEntry, String), KeysError> {
     Ok((entry, key))
 }
 
+/// Reads the keys file at `path` (or starts one), applies `change`, validates the result and writes it
+/// atomically: the one way keys are changed, by `semroute keys` on the file and by the Admin API on the
+/// server's file. Blocking file I/O: async callers run it off their workers.
+pub fn edit_file<T>(
+    path: &Path,
+    change: impl FnOnce(&mut KeysFile) -> Result<T, KeysError>,
+) -> Result<T, KeysError> {
+    let mut file = KeysFile::load_or_new(path)?;
+    let out = change(&mut file)?;
+    file.save_checked(path)?;
+    Ok(out)
+}
+
 /// A key the server knows, as the gateway sees it.
 #[derive(Debug)]
 pub struct ClientKey {
@@ -347,6 +522,38 @@ mod tests {
         let ring = KeyRing::from_file(KeysFile::parse(&text, "t").unwrap());
         assert_eq!(ring.find(&key).unwrap().entry.name, "svc");
         assert!(ring.find("sr_wrong").is_none());
+    }
+
+    #[test]
+    fn rotation_keeps_the_old_secret_for_its_grace_and_revocation_ends_both() {
+        let spec = |name: &str| KeySpec {
+            name: name.into(),
+            ..Default::default()
+        };
+        let mut f = KeysFile {
+            required: true,
+            ..Default::default()
+        };
+        let first = f.create(spec("svc")).unwrap();
+        assert!(matches!(f.create(spec("svc")), Err(KeysError::Exists(_))));
+        assert!(matches!(f.create(spec("a@b")), Err(KeysError::BadName(_))));
+        assert!(!format!("{first:?}").contains(&first.secret[3..]));
+        let (second, until) = f.rotate("svc", 60).unwrap();
+        assert_ne!(first.secret, second.secret);
+        let ring = KeyRing::from_file(f.clone());
+        let old = ring.find(&first.secret).unwrap();
+        assert!(old.entry.name.starts_with("svc@sr_"));
+        assert_eq!(old.expires_at, Some(until));
+        assert_eq!(ring.find(&second.secret).unwrap().entry.name, "svc");
+        assert!(matches!(
+            f.rotate("svc", u64::MAX),
+            Err(KeysError::BadGrace(_))
+        ));
+        let mut revoked = f.revoke("svc").unwrap();
+        revoked.sort();
+        assert_eq!(revoked.len(), 2, "{revoked:?}");
+        assert!(f.keys.iter().all(|k| k.revoked));
+        assert!(matches!(f.revoke("nobody"), Err(KeysError::UnknownKey(_))));
     }
 
     #[test]

@@ -100,6 +100,9 @@ pub struct Access {
     limiter: Arc<Limiter>,
     file: Option<PathBuf>,
     seen: Mutex<Option<SystemTime>>,
+    /// Held across read-change-write of the keys file, so two concurrent Admin changes cannot lose one
+    /// another.
+    writer: Mutex<()>,
 }
 
 impl std::fmt::Debug for Access {
@@ -119,6 +122,7 @@ impl Access {
             limiter: Arc::new(Limiter::default()),
             file: None,
             seen: Mutex::new(None),
+            writer: Mutex::new(()),
         }
     }
 
@@ -130,6 +134,7 @@ impl Access {
             limiter: Arc::new(Limiter::default()),
             file: Some(path.to_path_buf()),
             seen: Mutex::new(mtime(path)),
+            writer: Mutex::new(()),
         })
     }
 
@@ -156,10 +161,39 @@ impl Access {
                 return Ok(false);
             }
         }
+        self.install(path, now)?;
+        Ok(true)
+    }
+
+    fn install(&self, path: &Path, stamp: Option<SystemTime>) -> Result<(), KeysError> {
         let file = KeysFile::load(path)?;
         self.ring.store(Arc::new(KeyRing::from_file(file)));
-        *self.seen.lock().unwrap_or_else(|e| e.into_inner()) = now;
-        Ok(true)
+        *self.seen.lock().unwrap_or_else(|e| e.into_inner()) = stamp;
+        Ok(())
+    }
+
+    /// The keys file in force, read from disk (blocking: call it off the async workers).
+    /// [`KeysError::NotConfigured`] when the server runs without a keys file.
+    pub fn read_file(&self) -> Result<KeysFile, KeysError> {
+        let path = self.file.as_deref().ok_or(KeysError::NotConfigured)?;
+        KeysFile::load(path)
+    }
+
+    /// Changes the keys file in force with [`keys::edit_file`] and installs the result at once, so a new
+    /// key works, and a revoked one is refused, from the next request on. Blocking file I/O: call it off
+    /// the async workers. [`KeysError::NotConfigured`] when the server runs without a keys file.
+    pub fn edit<T>(
+        &self,
+        change: impl FnOnce(&mut KeysFile) -> Result<T, KeysError>,
+    ) -> Result<T, KeysError> {
+        let Some(path) = &self.file else {
+            return Err(KeysError::NotConfigured);
+        };
+        let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let out = keys::edit_file(path, change)?;
+        // The stamp is taken before the read: a change landing in between is seen by the next poll.
+        self.install(path, mtime(path))?;
+        Ok(out)
     }
 
     /// Checks the `authorization` header's value and takes a request slot for the key: `Ok(None)` when the

@@ -6,7 +6,7 @@ use serde_json::json;
 use tonic::metadata::MetadataValue;
 use tonic::Request;
 
-use crate::cli::AdminCommand;
+use crate::cli::{AdminCommand, AdminConn, KeysCommand};
 
 fn change(r: pb::ChangeResponse) -> serde_json::Value {
     json!({
@@ -27,9 +27,34 @@ fn route(r: pb::RouteSpec) -> serde_json::Value {
     })
 }
 
-/// Runs one admin command against `addr` and prints the result.
-pub async fn run(addr: &str, token: &str, command: AdminCommand) -> anyhow::Result<()> {
-    let channel = tonic::transport::Endpoint::from_shared(addr.to_string())?
+/// A key as `semroute keys list` shows it (never a secret: the message has none).
+fn key(k: pb::KeyInfo) -> serde_json::Value {
+    let l = k.limits.unwrap_or_default();
+    let attributes: std::collections::BTreeMap<_, _> = k.attributes.into_iter().collect();
+    json!({
+        "name": k.name, "hint": k.hint, "tenant": k.tenant, "routes": k.routes, "models": k.models,
+        "limits": {
+            "rpm": l.rpm, "tpm": l.tpm, "concurrency": l.concurrency,
+            "daily_usd": l.daily_usd, "monthly_usd": l.monthly_usd,
+        },
+        "attributes": attributes, "expires_at": k.expires_at, "revoked": k.revoked,
+    })
+}
+
+/// An issued key: its listing on stdout as JSON with the secret, which is shown only now.
+fn issued(k: pb::IssuedKey) -> serde_json::Value {
+    json!({
+        "key": k.key.map(key),
+        "secret": k.secret,
+        "previous_valid_until": k.previous_valid_until,
+    })
+}
+
+/// Runs one admin command against the server of `conn` and prints the result.
+pub async fn run(conn: &AdminConn, token: &str, command: AdminCommand) -> anyhow::Result<()> {
+    let addr = &conn.addr;
+    let identity = conn.client_cert.as_deref().zip(conn.client_key.as_deref());
+    let channel = super::connect::endpoint(addr, &conn.tls, identity)?
         .connect()
         .await
         .map_err(|e| anyhow::anyhow!("connecting to {addr}: {e}"))?;
@@ -129,6 +154,61 @@ pub async fn run(addr: &str, token: &str, command: AdminCommand) -> anyhow::Resu
                 .map_err(status)?
                 .into_inner(),
         ),
+        AdminCommand::Keys { command } => match command {
+            KeysCommand::Create(args) => {
+                let spec = args.into_spec()?;
+                let l = spec.limits;
+                let k = client
+                    .create_key(pb::CreateKeyRequest {
+                        name: spec.name,
+                        tenant: spec.tenant,
+                        attributes: spec.attributes.into_iter().collect(),
+                        routes: spec.routes,
+                        models: spec.models,
+                        limits: Some(pb::KeyLimits {
+                            rpm: l.rpm,
+                            tpm: l.tpm,
+                            concurrency: l.concurrency,
+                            daily_usd: l.daily_usd,
+                            monthly_usd: l.monthly_usd,
+                        }),
+                        expires_at: spec.expires_at,
+                    })
+                    .await
+                    .map_err(status)?
+                    .into_inner();
+                eprintln!("created; the secret is shown only now");
+                issued(k)
+            }
+            KeysCommand::List => {
+                let l = client
+                    .list_keys(pb::ListKeysRequest {})
+                    .await
+                    .map_err(status)?
+                    .into_inner();
+                serde_json::Value::Array(l.keys.into_iter().map(key).collect())
+            }
+            KeysCommand::Revoke { name } => {
+                let r = client
+                    .revoke_key(pb::RevokeKeyRequest { name })
+                    .await
+                    .map_err(status)?
+                    .into_inner();
+                json!({ "revoked": r.revoked })
+            }
+            KeysCommand::Rotate { name, grace_s } => {
+                let k = client
+                    .rotate_key(pb::RotateKeyRequest {
+                        name,
+                        grace_seconds: Some(grace_s),
+                    })
+                    .await
+                    .map_err(status)?
+                    .into_inner();
+                eprintln!("rotated; the new secret is shown only now");
+                issued(k)
+            }
+        },
     };
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())

@@ -104,6 +104,8 @@ pub enum Command {
         http_max_concurrent: usize,
         #[command(flatten)]
         admin: AdminServeArgs,
+        #[command(flatten)]
+        tls: TlsServeArgs,
     },
     /// Manage the client keys file: create (the key is printed once), list, revoke, rotate. A running
     /// server picks the change up within seconds.
@@ -116,7 +118,7 @@ pub enum Command {
     },
     /// Load a running server with Route calls over gRPC and report throughput and latency percentiles.
     Bench {
-        /// Server endpoint.
+        /// Server endpoint (`https://…` for a server with TLS).
         #[arg(
             long,
             env = "SEMROUTE_BENCH_ADDR",
@@ -156,6 +158,8 @@ pub enum Command {
         /// Print the summary as JSON.
         #[arg(long, env = "SEMROUTE_BENCH_JSON")]
         json: bool,
+        #[command(flatten)]
+        tls: ClientTlsArgs,
     },
     /// GET an HTTP endpoint of a running server and exit 0 on a 2xx answer, non-zero otherwise: the
     /// container image's health check (it has no shell and no curl).
@@ -169,6 +173,8 @@ pub enum Command {
         /// Give up after this many milliseconds (connect and answer together).
         #[arg(long, env = "SEMROUTE_PROBE_TIMEOUT_MS", default_value_t = 2000)]
         timeout_ms: u64,
+        #[command(flatten)]
+        tls: ClientTlsArgs,
     },
     /// Call the Router API of a running server (route, complete, stream) and print JSON.
     Call {
@@ -307,10 +313,35 @@ pub struct AdminServeArgs {
     pub admin_token_file: Option<PathBuf>,
 }
 
+/// TLS on every listener of `serve`.
+#[derive(Debug, Args)]
+pub struct TlsServeArgs {
+    /// Serve every listener (gRPC, HTTP, metrics, Admin) over TLS with this certificate chain (PEM, leaf
+    /// first). Re-read when the file changes (polled every 2 s); a broken file keeps the old certificate.
+    #[arg(long, env = "SEMROUTE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1), re-read with it.
+    #[arg(long, env = "SEMROUTE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Admin calls must present a TLS client certificate signed by one of these CAs (PEM bundle); other
+    /// services keep admitting clients without one. Needs --tls-cert.
+    #[arg(long, env = "SEMROUTE_ADMIN_CLIENT_CA", requires = "tls_cert")]
+    pub admin_client_ca: Option<PathBuf>,
+}
+
+/// How a client checks a server reached at an `https://` address.
+#[derive(Debug, Clone, Args)]
+pub struct ClientTlsArgs {
+    /// For `https://` addresses: trust only the CAs of this PEM file (a private CA), instead of the
+    /// public web roots.
+    #[arg(long, env = "SEMROUTE_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+}
+
 /// Where the Admin API is and how to authenticate.
 #[derive(Debug, Args)]
 pub struct AdminConn {
-    /// Admin endpoint.
+    /// Admin endpoint (`https://…` for a server with TLS).
     #[arg(
         long,
         env = "SEMROUTE_ADMIN_ADDR",
@@ -323,49 +354,25 @@ pub struct AdminConn {
     /// Read the bearer token from this file.
     #[arg(long, env = "SEMROUTE_ADMIN_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub tls: ClientTlsArgs,
+    /// The client certificate (PEM) to present, for a server started with --admin-client-ca.
+    #[arg(long, env = "SEMROUTE_ADMIN_CLIENT_CERT", requires = "client_key")]
+    pub client_cert: Option<PathBuf>,
+    /// The private key of --client-cert (PEM).
+    #[arg(long, env = "SEMROUTE_ADMIN_CLIENT_KEY", requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
 }
 
 /// Client key operations.
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
     /// Create a key and print it (once: only its hash is stored).
-    Create {
-        /// A unique name for the key (the service or person using it).
-        name: String,
-        /// The tenant whose limits it also counts against.
-        #[arg(long)]
-        tenant: Option<String>,
-        /// Routes it may use (repeat or comma-separate; default: all).
-        #[arg(long, value_delimiter = ',')]
-        routes: Vec<String>,
-        /// Models it may name (default: all).
-        #[arg(long, value_delimiter = ',')]
-        models: Vec<String>,
-        /// Requests per minute.
-        #[arg(long)]
-        rpm: Option<u32>,
-        /// Tokens per minute (input + output).
-        #[arg(long)]
-        tpm: Option<u64>,
-        /// Requests in flight at once.
-        #[arg(long)]
-        concurrency: Option<u32>,
-        /// USD per UTC day.
-        #[arg(long)]
-        daily_usd: Option<f64>,
-        /// USD per UTC month.
-        #[arg(long)]
-        monthly_usd: Option<f64>,
-        /// When it stops working (RFC 3339).
-        #[arg(long)]
-        expires_at: Option<String>,
-        /// An attribute, `name=value` (repeatable).
-        #[arg(long = "attr")]
-        attributes: Vec<String>,
-    },
+    Create(CreateKeyArgs),
     /// List the keys (names, hints, tenants, limits; never the keys).
     List,
-    /// Revoke a key: refused from the next check on.
+    /// Revoke a key, and the old secrets a rotation left in their grace period: refused from the next
+    /// check on.
     Revoke {
         /// The key's name.
         name: String,
@@ -375,9 +382,46 @@ pub enum KeysCommand {
         /// The key's name.
         name: String,
         /// How long the old key keeps working, in seconds.
-        #[arg(long, default_value_t = 86_400)]
+        #[arg(long, default_value_t = semroute::access::keys::DEFAULT_GRACE_SECS)]
         grace_s: u64,
     },
+}
+
+/// A new key: its name, rights and limits.
+#[derive(Debug, Args)]
+pub struct CreateKeyArgs {
+    /// A unique name for the key (the service or person using it; no `@`).
+    pub name: String,
+    /// The tenant whose limits it also counts against.
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// Routes it may use (repeat or comma-separate; default: all).
+    #[arg(long, value_delimiter = ',')]
+    pub routes: Vec<String>,
+    /// Models it may name (default: all).
+    #[arg(long, value_delimiter = ',')]
+    pub models: Vec<String>,
+    /// Requests per minute.
+    #[arg(long)]
+    pub rpm: Option<u32>,
+    /// Tokens per minute (input + output).
+    #[arg(long)]
+    pub tpm: Option<u64>,
+    /// Requests in flight at once.
+    #[arg(long)]
+    pub concurrency: Option<u32>,
+    /// USD per UTC day.
+    #[arg(long)]
+    pub daily_usd: Option<f64>,
+    /// USD per UTC month.
+    #[arg(long)]
+    pub monthly_usd: Option<f64>,
+    /// When it stops working (RFC 3339).
+    #[arg(long)]
+    pub expires_at: Option<String>,
+    /// An attribute, `name=value` (repeatable).
+    #[arg(long = "attr")]
+    pub attributes: Vec<String>,
 }
 
 /// Admin operations.
@@ -421,14 +465,22 @@ pub enum AdminCommand {
         #[arg(required = true)]
         utterances: Vec<String>,
     },
+    /// Manage the server's client keys (its `serve --keys` file): create (the key is printed once), list,
+    /// revoke, rotate. In force from the next request.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
 }
 
 /// Where `semroute call` connects.
 #[derive(Debug, Args)]
 pub struct CallConn {
-    /// The server's gRPC address.
+    /// The server's gRPC address (`https://…` for a server with TLS).
     #[arg(long, env = "SEMROUTE_ADDR", default_value = "http://127.0.0.1:50051")]
     pub addr: String,
+    #[command(flatten)]
+    pub tls: ClientTlsArgs,
 }
 
 /// Router API calls.

@@ -6,7 +6,7 @@ use std::io::Write;
 use semroute::grpc::pb::{self, router_client::RouterClient};
 use serde_json::{json, Value};
 
-use super::{CallCommand, CompleteArgs};
+use super::{CallCommand, CallConn, CompleteArgs};
 
 fn decision(d: &pb::RouteResponse) -> Value {
     json!({
@@ -82,11 +82,14 @@ fn print(v: &Value) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs one Router call against `addr` and prints the result.
-pub async fn run(addr: &str, command: CallCommand) -> anyhow::Result<()> {
-    let mut client = RouterClient::connect(addr.to_string())
+/// Runs one Router call against the server of `conn` and prints the result.
+pub async fn run(conn: &CallConn, command: CallCommand) -> anyhow::Result<()> {
+    let addr = &conn.addr;
+    let channel = super::connect::endpoint(addr, &conn.tls, None)?
+        .connect()
         .await
         .map_err(|e| anyhow::anyhow!("connecting to {addr}: {e} (is `semroute serve` running?)"))?;
+    let mut client = RouterClient::new(channel);
     match command {
         CallCommand::Route { top_k, text } => {
             let d = client

@@ -33,7 +33,7 @@ pub enum BenchFace {
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct BenchPlan {
-    /// The server: `http://host:port` of the chosen face.
+    /// The server: `http://host:port` (or `https://…`) of the chosen face.
     pub addr: String,
     /// The face.
     pub face: BenchFace,
@@ -51,6 +51,8 @@ pub struct BenchPlan {
     pub texts: Vec<String>,
     /// Print JSON.
     pub json: bool,
+    /// How `https://` servers are checked.
+    pub tls: super::ClientTlsArgs,
 }
 
 /// How one call ended.
@@ -125,7 +127,7 @@ async fn clients(plan: &BenchPlan, n: usize) -> anyhow::Result<Vec<Client>> {
             // A few HTTP/2 connections shared by the workers, as a pooled client would.
             let mut out = Vec::new();
             for _ in 0..n.clamp(1, 8) {
-                let ch = tonic::transport::Endpoint::from_shared(addr.to_string())?
+                let ch = super::connect::endpoint(addr, &plan.tls, None)?
                     .tcp_nodelay(true)
                     .connect()
                     .await
@@ -135,7 +137,7 @@ async fn clients(plan: &BenchPlan, n: usize) -> anyhow::Result<Vec<Client>> {
             Ok(out)
         }
         BenchFace::Http => {
-            let client = reqwest::Client::builder()
+            let client = super::connect::http(reqwest::Client::builder(), &plan.tls)?
                 .tcp_nodelay(true)
                 .pool_max_idle_per_host(1024)
                 .build()?;

@@ -6,6 +6,7 @@
 mod admin_client;
 mod args;
 mod call;
+mod connect;
 mod keys;
 mod loadgen;
 mod probe;
@@ -18,6 +19,7 @@ use semroute::config;
 use semroute::router::{start_embedder, RouteQuery, Router};
 use semroute::serve::{self, AdminOptions, ServeOptions};
 use semroute::telemetry;
+use semroute::tls::TlsOptions;
 
 pub use args::*;
 
@@ -155,6 +157,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             grpc_max_concurrent,
             http_max_concurrent,
             admin,
+            tls,
         } => {
             // Validate before binding: a broken file is reported at once, with its position.
             let loaded = config::load_file(&config.config)?;
@@ -171,6 +174,11 @@ fn run(command: Command) -> anyhow::Result<()> {
                 keys,
                 grpc_max_concurrent,
                 http_max_concurrent,
+                tls: tls.tls_cert.zip(tls.tls_key).map(|(cert, key)| TlsOptions {
+                    cert,
+                    key,
+                    admin_client_ca: tls.admin_client_ca,
+                }),
                 ..ServeOptions::default()
             };
             if let Some(t) = model_threads {
@@ -219,6 +227,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             text,
             prompts,
             json,
+            tls,
         } => {
             anyhow::ensure!(
                 duration > 0.0 && duration <= 600.0 && (0.0..=60.0).contains(&warmup),
@@ -248,19 +257,26 @@ fn run(command: Command) -> anyhow::Result<()> {
                 timeout: std::time::Duration::from_millis(timeout_ms),
                 texts,
                 json,
+                tls,
             }))
         }
         Command::Keys { file, command } => keys::run(&file, command),
-        Command::Call { conn, command } => runtime()?.block_on(call::run(&conn.addr, command)),
-        Command::Probe { url, timeout_ms } => runtime()?.block_on(probe::run(
+        Command::Call { conn, command } => runtime()?.block_on(call::run(&conn, command)),
+        Command::Probe {
+            url,
+            timeout_ms,
+            tls,
+        } => runtime()?.block_on(probe::run(
             &url,
             std::time::Duration::from_millis(timeout_ms),
+            &tls,
         )),
         Command::Admin { conn, command } => {
-            let token = read_token(conn.token, conn.token_file.as_deref())?.ok_or_else(|| {
-                anyhow::anyhow!("set --token, SEMROUTE_ADMIN_TOKEN or --token-file")
-            })?;
-            runtime()?.block_on(admin_client::run(&conn.addr, &token, command))
+            let token =
+                read_token(conn.token.clone(), conn.token_file.as_deref())?.ok_or_else(|| {
+                    anyhow::anyhow!("set --token, SEMROUTE_ADMIN_TOKEN or --token-file")
+                })?;
+            runtime()?.block_on(admin_client::run(&conn, &token, command))
         }
     }
 }

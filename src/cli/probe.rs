@@ -4,10 +4,10 @@
 
 use std::time::Duration;
 
-/// GETs `url` once, within `timeout`; `Ok` on a 2xx answer, an error naming the status or the failure
+/// GETs `url` (`https://…` for a server with TLS, checked against `--tls-ca` when given) once, within `timeout`; `Ok` on a 2xx answer, an error naming the status or the failure
 /// otherwise (the process then exits non-zero, which is what a health check reads).
-pub async fn run(url: &str, timeout: Duration) -> anyhow::Result<()> {
-    let client = reqwest::Client::builder()
+pub async fn run(url: &str, timeout: Duration, tls: &super::ClientTlsArgs) -> anyhow::Result<()> {
+    let client = super::connect::http(reqwest::Client::builder(), tls)?
         .timeout(timeout)
         .connect_timeout(timeout)
         // A health check follows no redirects: a redirect would mean the URL is not the probe endpoint.

@@ -5,24 +5,102 @@ use std::sync::{Arc, OnceLock};
 use tonic::{Request, Response, Status};
 
 use super::pb;
+use crate::access::keys::{self, KeyEntry, KeySpec, KeysError, KeysFile};
+use crate::access::{Access, Limits};
 use crate::admin::{AdminError, ChangeReport, ControlPlane};
 use crate::config::{self, RouteConfig};
 use crate::index::SearchMode;
 
-/// The Admin gRPC service. Answers UNAVAILABLE until the router is ready.
+/// The Admin gRPC service. Route calls answer UNAVAILABLE until the router is ready; key calls work at
+/// once.
 #[derive(Clone)]
 pub struct AdminService {
     slot: Arc<OnceLock<Arc<ControlPlane>>>,
+    access: Arc<Access>,
 }
 
 impl AdminService {
-    /// A service over a control plane that will be placed in `slot` once the router is built.
-    pub fn new(slot: Arc<OnceLock<Arc<ControlPlane>>>) -> Self {
-        Self { slot }
+    /// A service over a control plane that will be placed in `slot` once the router is built, and over the
+    /// client keys in force (`access`).
+    pub fn new(slot: Arc<OnceLock<Arc<ControlPlane>>>, access: Arc<Access>) -> Self {
+        Self { slot, access }
     }
 
     fn plane(&self) -> Result<&Arc<ControlPlane>, Status> {
         super::ready(&self.slot)
+    }
+
+    /// Applies `change` to the keys file off the async workers (file I/O) and installs the result.
+    async fn edit_keys<T: Send + 'static>(
+        &self,
+        change: impl FnOnce(&mut KeysFile) -> Result<T, KeysError> + Send + 'static,
+    ) -> Result<T, Status> {
+        let access = self.access.clone();
+        tokio::task::spawn_blocking(move || access.edit(change))
+            .await
+            .map_err(|e| Status::internal(format!("the key change did not finish: {e}")))?
+            .map_err(keys_status)
+    }
+}
+
+/// The status of a key change that failed. Messages carry names and paths, never a secret (no error of
+/// the keys layer holds one).
+fn keys_status(e: KeysError) -> Status {
+    match e {
+        KeysError::NotConfigured => Status::failed_precondition(e.to_string()),
+        KeysError::UnknownKey(_) => Status::not_found(e.to_string()),
+        KeysError::Exists(_) => Status::already_exists(e.to_string()),
+        KeysError::BadName(_) | KeysError::BadGrace(_) | KeysError::Invalid { .. } => {
+            Status::invalid_argument(e.to_string())
+        }
+        KeysError::Io { .. } | KeysError::Random(_) => Status::internal(e.to_string()),
+    }
+}
+
+fn key_limits(l: &Limits) -> pb::KeyLimits {
+    pb::KeyLimits {
+        rpm: l.rpm,
+        tpm: l.tpm,
+        concurrency: l.concurrency,
+        daily_usd: l.daily_usd,
+        monthly_usd: l.monthly_usd,
+    }
+}
+
+fn key_info(k: &KeyEntry) -> pb::KeyInfo {
+    pb::KeyInfo {
+        name: k.name.clone(),
+        hint: k.hint.clone(),
+        tenant: k.tenant.clone(),
+        attributes: k
+            .attributes
+            .iter()
+            .map(|(a, v)| (a.clone(), v.clone()))
+            .collect(),
+        routes: k.routes.clone(),
+        models: k.models.clone(),
+        limits: Some(key_limits(&k.limits)),
+        expires_at: k.expires_at.clone(),
+        revoked: k.revoked,
+    }
+}
+
+fn key_spec(r: pb::CreateKeyRequest) -> KeySpec {
+    let l = r.limits.unwrap_or_default();
+    KeySpec {
+        name: r.name,
+        tenant: r.tenant,
+        attributes: r.attributes.into_iter().collect(),
+        routes: r.routes,
+        models: r.models,
+        limits: Limits {
+            rpm: l.rpm,
+            tpm: l.tpm,
+            concurrency: l.concurrency,
+            daily_usd: l.daily_usd,
+            monthly_usd: l.monthly_usd,
+        },
+        expires_at: r.expires_at,
     }
 }
 
@@ -184,6 +262,59 @@ impl pb::admin_server::Admin for AdminService {
             last_reload_error: plane.last_error().unwrap_or_default(),
             cache_hits: plane.router().cache_stats().hits,
             cache_misses: plane.router().cache_stats().misses,
+        }))
+    }
+
+    async fn create_key(
+        &self,
+        req: Request<pb::CreateKeyRequest>,
+    ) -> Result<Response<pb::IssuedKey>, Status> {
+        let spec = key_spec(req.into_inner());
+        let issued = self.edit_keys(move |f| f.create(spec)).await?;
+        tracing::info!(key = %issued.entry.name, "client key created");
+        Ok(Response::new(pb::IssuedKey {
+            key: Some(key_info(&issued.entry)),
+            secret: issued.secret,
+            previous_valid_until: None,
+        }))
+    }
+
+    async fn list_keys(
+        &self,
+        _: Request<pb::ListKeysRequest>,
+    ) -> Result<Response<pb::ListKeysResponse>, Status> {
+        let access = self.access.clone();
+        let file = tokio::task::spawn_blocking(move || access.read_file())
+            .await
+            .map_err(|e| Status::internal(format!("reading the keys did not finish: {e}")))?
+            .map_err(keys_status)?;
+        let keys = file.keys.iter().map(key_info).collect();
+        Ok(Response::new(pb::ListKeysResponse { keys }))
+    }
+
+    async fn revoke_key(
+        &self,
+        req: Request<pb::RevokeKeyRequest>,
+    ) -> Result<Response<pb::RevokeKeyResponse>, Status> {
+        let name = req.into_inner().name;
+        let revoked = self.edit_keys(move |f| f.revoke(&name)).await?;
+        tracing::info!(keys = ?revoked, "client keys revoked");
+        Ok(Response::new(pb::RevokeKeyResponse { revoked }))
+    }
+
+    async fn rotate_key(
+        &self,
+        req: Request<pb::RotateKeyRequest>,
+    ) -> Result<Response<pb::IssuedKey>, Status> {
+        let req = req.into_inner();
+        let grace = req.grace_seconds.unwrap_or(keys::DEFAULT_GRACE_SECS);
+        let name = req.name;
+        let (issued, until) = self.edit_keys(move |f| f.rotate(&name, grace)).await?;
+        tracing::info!(key = %issued.entry.name, previous_valid_until = %until, "client key rotated");
+        Ok(Response::new(pb::IssuedKey {
+            key: Some(key_info(&issued.entry)),
+            secret: issued.secret,
+            previous_valid_until: Some(until.to_string()),
         }))
     }
 }

@@ -25,7 +25,6 @@ use base64::Engine;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tokio::net::TcpListener;
 
 use crate::access::Caller;
 use crate::edge::door::hold_until_end;
@@ -438,13 +437,18 @@ pub fn app_with_limit(gateway: Arc<Gateway>, max_concurrent: usize) -> axum::Rou
         .with_state(gateway)
 }
 
-/// Serves the HTTP face on `listener` until `shutdown` resolves, then lets in-flight requests finish.
-pub async fn serve(
-    listener: TcpListener,
+/// Serves the HTTP face on `listener` (plain TCP, or [`crate::tls::TlsIncoming`]) until `shutdown`
+/// resolves, then lets in-flight requests finish.
+pub async fn serve<L>(
+    listener: L,
     gateway: Arc<Gateway>,
     max_concurrent: usize,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+) -> std::io::Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
     axum::serve(listener, app_with_limit(gateway, max_concurrent))
         .with_graceful_shutdown(shutdown)
         .await

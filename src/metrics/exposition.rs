@@ -10,7 +10,6 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use tokio::net::TcpListener;
 
 use super::{MetricsError, ScrapeState};
 use crate::gateway::Gateway;
@@ -73,12 +72,17 @@ pub fn app(gateway: Arc<Gateway>) -> axum::Router {
         .with_state(gateway)
 }
 
-/// Serves `GET /metrics` on `listener` until `shutdown` resolves.
-pub async fn serve(
-    listener: TcpListener,
+/// Serves `GET /metrics` on `listener` (plain TCP, or [`crate::tls::TlsIncoming`]) until `shutdown`
+/// resolves.
+pub async fn serve<L>(
+    listener: L,
     gateway: Arc<Gateway>,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), MetricsError> {
+) -> Result<(), MetricsError>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
     axum::serve(listener, app(gateway))
         .with_graceful_shutdown(shutdown)
         .await?;
