@@ -77,7 +77,9 @@ pub struct Decision {
     pub search_micros: u64,
     /// The rule that fired (completions only; `None` when no rule matched or none are configured). A rule
     /// that pins a route has also replaced `route`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub rule: Option<String>,
     /// The sensitive-data detectors that found something in the prompt (completions only; names only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub guard: Vec<String>,
 }
