@@ -363,12 +363,7 @@ async fn routes_are_shared_converge_and_survive_redis_outages() {
         assert_eq!(route_of(s, BREAD).await.unwrap(), "cooking");
         assert_eq!(route_of(s, SPORTS).await.unwrap(), "sports");
     }
-    let metrics = reqwest::get(a.metrics_url())
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = scrape(&a).await;
     assert!(
         metrics.contains("semroute_cluster_route_version"),
         "{metrics}"
@@ -388,6 +383,16 @@ fn add_key(file: &mut KeysFile, name: &str, edit: impl FnOnce(&mut keys::KeyEntr
     edit(&mut entry);
     file.keys.push(entry);
     key
+}
+
+/// The server's `/metrics` text.
+async fn scrape(s: &TestServer) -> String {
+    reqwest::get(s.metrics_url())
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
 }
 
 async fn post(s: &TestServer, path: &str, key: &str, body: Value) -> reqwest::Response {
@@ -480,6 +485,24 @@ async fn limits_and_budgets_hold_across_replicas_and_follow_the_fail_mode() {
         assert_eq!(v["error"]["code"], "budget_exceeded", "{v}");
     }
 
+    // The request path's Redis cost: one limits_reserve per request with a key.
+    let metrics = scrape(&b).await;
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} not in the metrics"))
+    };
+    let count = value("semroute_cluster_redis_duration_seconds_count{op=\"limits_reserve\"}");
+    let sum = value("semroute_cluster_redis_duration_seconds_sum{op=\"limits_reserve\"}");
+    assert!(count >= 20.0, "{count} limit checks on B");
+    eprintln!(
+        "limits_reserve: {count} round trips on B, mean {:.0} us",
+        sum / count * 1e6
+    );
+
     // Redis killed: A (closed) refuses with 503 within its budget, B (open) admits (the key's window is
     // spent, but it cannot be checked).
     redis.kill();
@@ -504,12 +527,7 @@ async fn limits_and_budgets_hold_across_replicas_and_follow_the_fail_mode() {
     let (status_b, took_b) = fresh(&b).await;
     assert_eq!(status_b, 200, "fail open");
     assert!(took_b < Duration::from_secs(2), "waited {took_b:?}");
-    let metrics = reqwest::get(b.metrics_url())
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = scrape(&b).await;
     assert!(
         metrics.contains("semroute_cluster_limits_unchecked_total{outcome=\"admitted\"}"),
         "{metrics}"

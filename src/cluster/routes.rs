@@ -298,3 +298,86 @@ async fn subscribe(cluster: Arc<Cluster>, tx: tokio::sync::mpsc::Sender<()>) {
         backoff = (backoff * 2).min(Duration::from_secs(5));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: &str =
+        "cluster:\n  redis_url: redis://:s3cret-pass@10.0.0.1:6379\n  timeout_ms: 20\n\
+                        routes:\n  - name: a\n    utterances: [hello]\n";
+
+    #[test]
+    fn the_shared_set_never_carries_the_cluster_section() {
+        let local = config::parse_str(FILE, "routes.yaml").unwrap();
+        let yaml = shared_yaml(&local);
+        assert!(!yaml.contains("s3cret"), "{yaml}");
+        assert!(!yaml.contains("cluster:"), "{yaml}");
+        assert!(!yaml.contains("redis_url"), "{yaml}");
+        // Loaded back on another replica, the set keeps that replica's own cluster section.
+        let mut other = local.clone();
+        other.cluster.as_mut().unwrap().timeout_ms = 99;
+        let set = RouteSet {
+            stamp: Stamp {
+                epoch: "e".into(),
+                version: 3,
+            },
+            yaml,
+        };
+        let loaded = config_from_shared(&set, &other).unwrap();
+        assert_eq!(loaded.cluster.unwrap().timeout_ms, 99);
+        assert_eq!(loaded.routes, local.routes);
+    }
+
+    #[test]
+    fn an_invalid_shared_set_names_its_stamp() {
+        let local = config::parse_str(FILE, "routes.yaml").unwrap();
+        let set = RouteSet {
+            stamp: Stamp {
+                epoch: "abc".into(),
+                version: 7,
+            },
+            yaml: "routes: []\ncolour: red\n".into(),
+        };
+        let e = config_from_shared(&set, &local).unwrap_err().to_string();
+        assert!(e.contains("abc/7"), "{e}");
+    }
+
+    #[test]
+    fn the_url_is_redacted_and_validated_without_echoing_it() {
+        let c = config::parse_str(FILE, "routes.yaml").unwrap();
+        let printed = format!("{:?}", c.cluster);
+        assert!(!printed.contains("s3cret"), "{printed}");
+        assert!(printed.contains("<redacted>"));
+        for (yaml, field) in [
+            (
+                "cluster:\n  redis_url: rediss://u:s3cret@h:1\n",
+                "cluster.redis_url",
+            ),
+            (
+                "cluster:\n  redis_url: redis://h\n  redis_url_env: X\n",
+                "cluster.redis_url",
+            ),
+            ("cluster:\n  timeout_ms: 5\n", "cluster"),
+            (
+                "cluster:\n  redis_url: redis://h\n  timeout_ms: 0\n",
+                "cluster.timeout_ms",
+            ),
+            (
+                "cluster:\n  redis_url: redis://h\n  poll_ms: 10\n",
+                "cluster.poll_ms",
+            ),
+            (
+                "cluster:\n  redis_url: redis://h\n  limits_on_redis_error: maybe\n",
+                "limits_on_redis_error",
+            ),
+        ] {
+            let text = format!("{yaml}routes:\n  - name: a\n    utterances: [hello]\n");
+            let e = config::parse_str(&text, "routes.yaml")
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(field), "{yaml}: {e}");
+            assert!(!e.contains("s3cret"), "{e}");
+        }
+    }
+}
