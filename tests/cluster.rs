@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::upstream::FakeUpstream;
+use common::upstream::{FakeUpstream, Fault};
 use common::TestServer;
 use semroute::access::keys::{self, KeysFile};
 use semroute::grpc::pb::admin_client::AdminClient;
@@ -547,4 +547,68 @@ async fn limits_and_budgets_hold_across_replicas_and_follow_the_fail_mode() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_found_down_by_one_replica_is_skipped_by_the_others() {
+    let Some(bin) = redis_server() else { return };
+    let redis = Redis::start(&bin);
+    let bad = FakeUpstream::start("bad").await;
+    bad.set_default(Fault::Status(500));
+    let good = FakeUpstream::start("good").await;
+    let top = format!(
+        "upstream:\n  max_retries: 0\n  breaker_failures: 2\n  breaker_cool_down_ms: 30000\n\
+         providers:\n  - {{name: bad, kind: openai, base_url: {}}}\n  - {{name: good, kind: openai, base_url: {}}}\n\
+         models:\n  - {{name: bad-model, provider: bad, id: b}}\n  - {{name: good-model, provider: good, id: g}}\n",
+        bad.base_url(),
+        good.base_url()
+    );
+    let targets =
+        "    strategy: fallback\n    targets: [{model: bad-model}, {model: good-model}]\n";
+    let yaml = routes(&redis.url(), "", &top, targets);
+    let a = replica(&yaml, None);
+    let b = replica(&yaml, None);
+    a.wait_ready().await;
+    b.wait_ready().await;
+    let ask = json!({"model": "weather", "messages": [{"role": "user", "content": "hi"}]});
+
+    // Two failures through A open its circuit on bad-model (each call falls back to good-model).
+    for _ in 0..2 {
+        let r = post(&a, "/v1/chat/completions", "unused", ask.clone()).await;
+        assert_eq!(r.status(), 200);
+    }
+    assert_eq!(bad.requests(), 2);
+
+    // B hears of it and skips bad-model without a failed attempt of its own.
+    let started = Instant::now();
+    while !scrape(&b)
+        .await
+        .contains("semroute_cluster_circuits_shared_total{change=\"opened\"} 1")
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "B never heard of A's open circuit"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    eprintln!(
+        "circuit shared: B had opened its breaker {:?} after A answered",
+        started.elapsed()
+    );
+    for _ in 0..3 {
+        let r = post(&b, "/v1/chat/completions", "unused", ask.clone()).await;
+        assert_eq!(r.status(), 200);
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["choices"][0]["message"]["content"], "good", "{v}");
+    }
+    assert_eq!(
+        bad.requests(),
+        2,
+        "B sent nothing to the target A found down"
+    );
+    assert_eq!(good.requests(), 5);
+    // A's own announcement did not echo back as a shared change.
+    assert!(!scrape(&a)
+        .await
+        .contains("semroute_cluster_circuits_shared_total{change="));
 }

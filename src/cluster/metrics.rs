@@ -19,6 +19,7 @@ pub struct ClusterMetrics {
     route_version: IntGauge,
     route_syncs: IntCounterVec,
     limits_unchecked: IntCounterVec,
+    circuits_shared: IntCounterVec,
 }
 
 impl ClusterMetrics {
@@ -38,8 +39,8 @@ impl ClusterMetrics {
                     Opts::new(
                         "semroute_cluster_redis_calls_total",
                         "Calls to the cluster's Redis by operation (limits_reserve, limits_settle, \
-                         routes_stamp, routes_load, routes_commit, subscribe) and outcome (ok, error, \
-                         timeout).",
+                         routes_stamp, routes_load, routes_commit, subscribe, circuit_publish) and \
+                         outcome (ok, error, timeout).",
                     ),
                     &["op", "outcome"],
                 )?,
@@ -93,6 +94,17 @@ impl ClusterMetrics {
                     &["outcome"],
                 )?,
             )?,
+            circuits_shared: reg(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "semroute_cluster_circuits_shared_total",
+                        "Circuit changes announced by other replicas and applied here, by change \
+                         (opened, closed).",
+                    ),
+                    &["change"],
+                )?,
+            )?,
         })
     }
 
@@ -113,6 +125,11 @@ impl ClusterMetrics {
     /// A route set handled.
     pub(crate) fn route_sync(&self, outcome: &'static str) {
         self.route_syncs.with_label_values(&[outcome]).inc();
+    }
+
+    /// Another replica's circuit change applied here.
+    pub(crate) fn circuit_shared(&self, change: &'static str) {
+        self.circuits_shared.with_label_values(&[change]).inc();
     }
 
     /// A limit check Redis could not answer.

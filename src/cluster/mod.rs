@@ -12,10 +12,13 @@
 //! - **Limits and budgets** ([`limits`]): one Lua script per request checks and reserves requests per
 //!   minute, tokens per minute and the daily and monthly budgets of the key and its tenant atomically;
 //!   a second one settles after the call, off the request path. Concurrency limits stay per replica.
+//! - **Circuit state** (`health`): a circuit that opens on one replica is announced, and the others
+//!   open theirs for the same cool-down, so they skip the target without failing on it first.
 //!
 //! Every call a request waits on is bounded by `cluster.timeout_ms`; the connection manager reconnects
 //! with backoff; the version poll re-synchronises routes when Redis comes back.
 
+mod health;
 pub mod limits;
 mod metrics;
 pub mod routes;
@@ -76,11 +79,12 @@ pub fn start(
     let cluster =
         Cluster::connect(config, gateway.metrics().registry()).map_err(|e| e.to_string())?;
     gateway.access().attach_cluster(cluster.clone());
+    cluster.share_circuits(gateway.forwarder());
     tracing::info!(
         prefix = %config.key_prefix,
         timeout_ms = config.timeout_ms,
         limits_on_redis_error = ?config.limits_on_redis_error,
-        "cluster mode: routes, limits and budgets shared through Redis"
+        "cluster mode: routes, limits, budgets and circuit state shared through Redis"
     );
     Ok(Some(cluster))
 }
@@ -91,6 +95,10 @@ pub struct Cluster {
     client: redis::Client,
     config: ClusterConfig,
     metrics: ClusterMetrics,
+    /// This process among the replicas (drawn at start), so it ignores its own announcements.
+    replica: String,
+    /// The forwarder whose circuits are shared.
+    forwarder: std::sync::OnceLock<Arc<crate::upstream::Forwarder>>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -141,6 +149,8 @@ impl Cluster {
             client,
             config: config.clone(),
             metrics,
+            replica: format!("{:016x}", fastrand::u64(..)),
+            forwarder: std::sync::OnceLock::new(),
         }))
     }
 

@@ -266,18 +266,21 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Subscribes to the change channel and pokes `tx` on every message and after every (re)subscription
-/// (messages sent while unsubscribed are lost, so a fresh subscription means "look now").
+/// Subscribes to the route change channel and pokes `tx` on every message and after every
+/// (re)subscription (messages sent while unsubscribed are lost, so a fresh subscription means "look
+/// now"); circuit announcements on the same connection go to [`Cluster::apply_circuit`].
 async fn subscribe(cluster: Arc<Cluster>, tx: tokio::sync::mpsc::Sender<()>) {
-    let channel = cluster.routes_channel();
+    let channels = [cluster.routes_channel(), cluster.circuit_channel()];
     let mut backoff = Duration::from_millis(100);
     loop {
         let client = cluster.client.clone();
-        let ch = channel.clone();
+        let chs = channels.clone();
         let subscribed = cluster
             .timed("subscribe", CONTROL_TIMEOUT, async move {
                 let mut pubsub = client.get_async_pubsub().await?;
-                pubsub.subscribe(&ch).await?;
+                for ch in &chs {
+                    pubsub.subscribe(ch).await?;
+                }
                 Ok(pubsub)
             })
             .await;
@@ -286,7 +289,13 @@ async fn subscribe(cluster: Arc<Cluster>, tx: tokio::sync::mpsc::Sender<()>) {
                 backoff = Duration::from_millis(100);
                 let _ = tx.try_send(());
                 let mut messages = pubsub.into_on_message();
-                while messages.next().await.is_some() {
+                while let Some(msg) = messages.next().await {
+                    if msg.get_channel_name() == channels[1] {
+                        if let Ok(payload) = msg.get_payload::<String>() {
+                            cluster.apply_circuit(&payload);
+                        }
+                        continue;
+                    }
                     // A full channel already holds a poke: the sync it causes reads the newest set.
                     let _ = tx.try_send(());
                 }
