@@ -234,7 +234,7 @@ pub async fn serve(
                     if let Some(c) = loader_cluster {
                         tokio::spawn(crate::cluster::follow(plane.clone(), c));
                         if watch.is_some() {
-                            tracing::warn!("--watch is ignored in cluster mode: change routes through the Admin API (or its Reload, which shares this replica's file)");
+                            tracing::warn!("--watch is ignored in cluster mode: change routes through the Admin API (RebuildIndex shares this replica's file with the cluster)");
                         }
                     } else if let Some(interval) = watch {
                         tracing::info!(path = %path.display(), ?interval, "watching the routes file");
