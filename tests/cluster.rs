@@ -236,22 +236,43 @@ async fn routes_are_shared_converge_and_survive_redis_outages() {
     assert!(took < Duration::from_secs(1), "converged after {took:?}");
 
     // Two concurrent writes on the two replicas: exactly one wins, the other is ABORTED and installs
-    // nothing; retried, it lands too, and nothing is lost.
-    let sports = upsert(
+    // nothing; retried, it lands too, and nothing is lost. Each change brings 30 new utterances, so its
+    // build (and the other replica's sync of the winner) takes tens of milliseconds: a write that starts
+    // within that window of the other is a real race, however the machine schedules the two calls.
+    let many = |base: &[&str], theme: &str| -> Vec<String> {
+        base.iter()
+            .map(|s| s.to_string())
+            .chain((1..=27).map(|i| format!("{theme} question number {i}")))
+            .collect()
+    };
+    let spec = |name: &str, utterances: Vec<String>| pb::UpsertRouteRequest {
+        route: Some(Upsert::Spec(pb::RouteSpec {
+            name: name.into(),
+            utterances,
+            ..Default::default()
+        })),
+    };
+    let sports = spec(
         "sports",
-        &[
-            "who won the football match",
-            "basketball scores tonight",
-            "tennis results",
-        ],
+        many(
+            &[
+                "who won the football match",
+                "basketball scores tonight",
+                "tennis results",
+            ],
+            "a sports results",
+        ),
     );
-    let travel = upsert(
+    let travel = spec(
         "travel",
-        &[
-            "book a flight to paris",
-            "find me a hotel in rome",
-            "train tickets to berlin",
-        ],
+        many(
+            &[
+                "book a flight to paris",
+                "find me a hotel in rome",
+                "train tickets to berlin",
+            ],
+            "a travel booking",
+        ),
     );
     let (ra, rb) = tokio::join!(
         adm_a.upsert_route(sports.clone()),
