@@ -4,7 +4,8 @@
 //! utterances in an index ([`index`]), and the best route that clears its threshold wins ([`router`]).
 //! [`upstream`] forwards prompts to the route's downstream models. [`gateway`] is the transport-free core
 //! both faces call (route, complete, stream); [`grpc`] is the tonic face and only translates. [`config`]
-//! reads `routes.yaml`; [`admin`] changes it live; [`state`] keeps the embedding store; [`metrics`] counts
+//! reads `routes.yaml`; [`admin`] changes it live; [`cluster`] shares routes and limits between replicas
+//! through Redis; [`state`] keeps the embedding store; [`metrics`] counts
 //! and times it all for Prometheus; [`eval`] and
 //! [`tune`] are the offline quality tools. The SIMD kernels live in the `semroute-kernels` crate, the only
 //! place with `unsafe` code.
@@ -13,6 +14,7 @@
 
 pub mod access;
 pub mod admin;
+pub mod cluster;
 pub mod config;
 pub mod edge;
 pub mod embedding;

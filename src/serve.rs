@@ -215,6 +215,7 @@ pub async fn serve(
         });
     }
     let gateway = Arc::new(Gateway::new(forwarder).with_access(access.clone()));
+    let cluster = crate::cluster::start(&loaded, &gateway).map_err(ServerError::Startup)?;
     let router_service = RouterService::new(gateway.clone());
 
     let (fail_tx, fail_rx) = tokio::sync::oneshot::channel::<String>();
@@ -226,8 +227,12 @@ pub async fn serve(
     );
     let config_path = loaded.path.clone();
     let (loader_gateway, loader_control) = (gateway.clone(), control_slot.clone());
+    let loader_cluster = cluster.clone();
     let loader = tokio::spawn(async move {
         let started = std::time::Instant::now();
+        // Cluster mode: the shared routes win over the local file (which seeds an empty Redis).
+        let (loaded, stamp) =
+            crate::cluster::initial_routes(loader_cluster.as_deref(), loaded).await;
         let built = tokio::task::spawn_blocking(move || {
             let embedder = start_embedder(&loaded, model_threads).map_err(|e| e.to_string())?;
             let info = embedder.info().clone();
@@ -245,9 +250,18 @@ pub async fn serve(
                 let router_alive = router.embedder().alive_changes();
                 loader_gateway.install_router(router.clone());
                 if let Some(path) = config_path {
-                    let plane = Arc::new(ControlPlane::new(router, &path));
+                    let plane = ControlPlane::new(router, &path);
+                    let plane = Arc::new(match &loader_cluster {
+                        Some(c) => plane.with_cluster(c.clone(), stamp),
+                        None => plane,
+                    });
                     let _ = loader_control.set(plane.clone());
-                    if let Some(interval) = watch {
+                    if let Some(c) = loader_cluster {
+                        tokio::spawn(crate::cluster::follow(plane.clone(), c));
+                        if watch.is_some() {
+                            tracing::warn!("--watch is ignored in cluster mode: change routes through the Admin API (RebuildIndex shares this replica's file with the cluster)");
+                        }
+                    } else if let Some(interval) = watch {
                         tracing::info!(path = %path.display(), ?interval, "watching the routes file");
                         tokio::spawn(plane.watch(interval));
                     }

@@ -106,8 +106,10 @@ impl Object {
 }
 
 /// What `kustomize build DIR` outputs for the kustomizations used here: the objects of every `resources`
-/// entry, in order, directories recursively. Anything else in a kustomization (patches, generators, name
-/// prefixes) would change the output in ways this does not model, so it is refused rather than ignored.
+/// entry, in order, directories recursively, then every `patches` entry (`path:` only) merged into the
+/// object of its kind and name (strategic merge for the maps used here: keys merge, other values
+/// replace). Anything else in a kustomization (generators, name prefixes, other patch forms) would change
+/// the output in ways this does not model, so it is refused rather than ignored.
 fn render(dir: &Path) -> Vec<Object> {
     let path = dir.join("kustomization.yaml");
     let docs = yaml_docs(&path);
@@ -118,7 +120,7 @@ fn render(dir: &Path) -> Vec<Object> {
     for key in k.as_mapping().unwrap().keys() {
         let key = key.as_str().unwrap();
         assert!(
-            ["apiVersion", "kind", "resources"].contains(&key),
+            ["apiVersion", "kind", "resources", "patches"].contains(&key),
             "{}: `{key}` is not modelled by this test's renderer; teach render() what it does",
             path.display()
         );
@@ -143,7 +145,46 @@ fn render(dir: &Path) -> Vec<Object> {
             }
         }
     }
+    if let Some(patches) = k.get("patches") {
+        for p in patches.as_sequence().unwrap() {
+            let keys: Vec<_> = p.as_mapping().unwrap().keys().collect();
+            assert_eq!(
+                keys,
+                ["path"],
+                "{}: only `path:` patches are modelled",
+                path.display()
+            );
+            let file = dir.join(s(p, "path"));
+            for patch in yaml_docs(&file) {
+                let target = out
+                    .iter_mut()
+                    .find(|o| {
+                        o.kind() == s(&patch, "kind") && o.name() == s(&patch, "metadata.name")
+                    })
+                    .unwrap_or_else(|| panic!("{}: patches nothing", file.display()));
+                merge(&mut target.doc, &patch);
+            }
+        }
+    }
     out
+}
+
+/// Strategic merge as kustomize does it for maps of scalars and maps: keys merge, everything else is
+/// replaced.
+fn merge(into: &mut Value, patch: &Value) {
+    match (into, patch) {
+        (Value::Mapping(a), Value::Mapping(b)) => {
+            for (k, v) in b {
+                match a.get_mut(k) {
+                    Some(existing) => merge(existing, v),
+                    None => {
+                        a.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        (a, b) => *a = b.clone(),
+    }
 }
 
 fn find<'a>(objects: &'a [Object], kind: &str, name: &str) -> &'a Object {
@@ -484,8 +525,10 @@ fn image() -> Image {
 fn kustomizations_list_every_manifest_and_nothing_else() {
     for dir in [base_dir(), overlay_dir()] {
         let k = &yaml_docs(&dir.join("kustomization.yaml"))[0];
+        let patches = k.get("patches").and_then(Value::as_sequence);
         let listed: BTreeSet<String> = seq(k, "resources")
             .iter()
+            .chain(patches.into_iter().flatten().map(|p| at(p, "path")))
             .map(|r| r.as_str().unwrap().to_string())
             .filter(|r| dir.join(r).is_file())
             .collect();
@@ -1039,6 +1082,37 @@ fn redis_overlay_wiring_follows_the_config_schema() {
         schema_has_it, overlay_sets_it,
         "config accepts cluster.redis_url: {schema_has_it}; the Redis overlay sets it: {overlay_sets_it}. \
          Patch the overlay's routes (deploy/k8s/overlays/redis) when the schema gains the key."
+    );
+    // The rendered overlay serves the base's routes, in cluster mode against the overlay's Redis.
+    let overlay = render(&overlay_dir());
+    let text = string_map(at(
+        &find(&overlay, "ConfigMap", "semroute-routes").doc,
+        "data",
+    ))
+    .remove("routes.yaml")
+    .unwrap();
+    let clustered = semroute::config::parse_str(&text, "overlay routes.yaml").unwrap();
+    let plain = semroute::config::parse_str(&routes, "base routes.yaml").unwrap();
+    let cluster = clustered
+        .cluster
+        .clone()
+        .expect("the overlay sets cluster:");
+    assert_eq!(
+        cluster.redis_url.as_deref(),
+        Some("redis://semroute-redis:6379")
+    );
+    let svc = find(&overlay, "Service", "semroute-redis");
+    assert_eq!(
+        at(&seq(&svc.doc, "spec.ports")[0], "port").as_u64(),
+        Some(6379)
+    );
+    assert_eq!(
+        semroute::config::Config {
+            cluster: None,
+            ..clustered
+        },
+        plain,
+        "the overlay's routes.yaml is the base's plus `cluster:` (the patch repeats it: keep them equal)"
     );
 }
 

@@ -232,9 +232,22 @@ pub struct Holders {
 }
 
 impl Holders {
-    fn each(&self) -> impl Iterator<Item = (String, &Limits)> {
+    /// Each holder as `key <name>` / `tenant <name>`, with its limits.
+    pub fn each(&self) -> impl Iterator<Item = (String, &Limits)> {
         std::iter::once((format!("key {}", self.key.0), &self.key.1))
             .chain(self.tenant.iter().map(|(n, l)| (format!("tenant {n}"), l)))
+    }
+
+    /// The same holders with only their concurrency limits (cluster mode: the rest is shared).
+    pub fn concurrency_only(&self) -> Holders {
+        let keep = |l: &Limits| Limits {
+            concurrency: l.concurrency,
+            ..Default::default()
+        };
+        Holders {
+            key: (self.key.0.clone(), keep(&self.key.1)),
+            tenant: self.tenant.as_ref().map(|(n, l)| (n.clone(), keep(l))),
+        }
     }
 }
 

@@ -2,19 +2,27 @@
 //! models each key may use, and per-key and per-tenant rate limits and budgets. Both faces authenticate
 //! through [`Access::authenticate`] at the door; the gateway checks routes, models, tokens and money once
 //! it knows the decision, and settles from the provider's reported usage.
+//!
+//! In cluster mode ([`Access::attach_cluster`]) requests per minute, tokens per minute and budgets are
+//! checked in Redis ([`crate::cluster::limits`]), once per request, where the request is first handled
+//! asynchronously; concurrency limits stay per replica.
 
 pub mod keys;
 pub mod limiter;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 
+use crate::cluster::limits::SharedReservation;
+use crate::cluster::Cluster;
+use crate::config::FailMode;
 pub use keys::{ClientKey, KeyEntry, KeyRing, KeysError, KeysFile, Limits};
 use limiter::{Holders, Limiter, RequestSlot};
-pub use limiter::{LimitKind, Refusal, Reservation};
+pub use limiter::{LimitKind, Refusal};
 
 /// Why a call was refused at the door or by its key's rights and limits.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +36,9 @@ pub enum AccessError {
     /// A rate limit or budget is reached.
     #[error("{} limit of {} reached ({}){}", .0.kind.as_str(), .0.holder, limit_value(.0), retry_text(.0))]
     Limited(Refusal),
+    /// Cluster mode with `limits_on_redis_error: closed`: the shared limits could not be checked.
+    #[error("the shared rate limits could not be checked ({0}); retry shortly")]
+    Unavailable(String),
 }
 
 fn limit_value(r: &Refusal) -> String {
@@ -51,6 +62,40 @@ pub struct Caller {
     /// The key.
     pub key: Arc<ClientKey>,
     slot: RequestSlot,
+    shared: Option<SharedLimits>,
+}
+
+/// Cluster mode: the caller's limits as checked in Redis.
+#[derive(Debug)]
+struct SharedLimits {
+    cluster: Arc<Cluster>,
+    holders: Holders,
+    /// Whether the request was already counted against the requests-per-minute limits.
+    counted: AtomicBool,
+}
+
+/// Tokens and money reserved for one completion, settled from what the provider reported. Dropped
+/// unsettled (the call failed or was cancelled), it gives everything back: nothing was served.
+#[derive(Debug)]
+pub struct Reservation(Reserved);
+
+#[derive(Debug)]
+enum Reserved {
+    Local(limiter::Reservation),
+    Shared(SharedReservation),
+    /// Cluster mode, Redis unreachable, `limits_on_redis_error: open`: nothing was reserved.
+    Unchecked,
+}
+
+impl Reservation {
+    /// Replaces the estimate with what was used.
+    pub fn settle(self, tokens: u64, cost: f64) {
+        match self.0 {
+            Reserved::Local(r) => r.settle(tokens, cost),
+            Reserved::Shared(r) => r.settle(tokens, cost),
+            Reserved::Unchecked => {}
+        }
+    }
 }
 
 impl Caller {
@@ -86,11 +131,64 @@ impl Caller {
     }
 
     /// Reserves an estimate of tokens and cost for a completion against the key's and tenant's limits.
-    pub fn reserve(&self, tokens: u64, cost_usd: f64) -> Result<Reservation, AccessError> {
-        self.slot
-            .limiter()
-            .reserve(self.slot.holders(), tokens, cost_usd)
-            .map_err(AccessError::Limited)
+    /// In cluster mode this is the request's one round trip to Redis: it also counts the request against
+    /// the requests-per-minute limits.
+    pub async fn reserve(&self, tokens: u64, cost_usd: f64) -> Result<Reservation, AccessError> {
+        let Some(shared) = &self.shared else {
+            return self
+                .slot
+                .limiter()
+                .reserve(self.slot.holders(), tokens, cost_usd)
+                .map(|r| Reservation(Reserved::Local(r)))
+                .map_err(AccessError::Limited);
+        };
+        let count = !shared.counted.swap(true, Ordering::SeqCst);
+        match shared
+            .cluster
+            .reserve(&shared.holders, count, tokens, cost_usd)
+            .await
+        {
+            Ok(Ok(r)) => Ok(Reservation(Reserved::Shared(r))),
+            Ok(Err(refusal)) => Err(AccessError::Limited(refusal)),
+            Err(e) => shared
+                .unchecked(e)
+                .map(|()| Reservation(Reserved::Unchecked)),
+        }
+    }
+
+    /// Counts the request against the shared requests-per-minute limits, once (cluster mode; a no-op
+    /// otherwise, where the door counted it, and after [`Caller::reserve`], which counts it itself). For
+    /// calls that reserve no tokens: Route, embeddings, the model list, and completions refused before
+    /// their reservation.
+    pub async fn count_request(&self) -> Result<(), AccessError> {
+        let Some(shared) = &self.shared else {
+            return Ok(());
+        };
+        if shared.counted.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        match shared.cluster.reserve(&shared.holders, true, 0, 0.0).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(refusal)) => Err(AccessError::Limited(refusal)),
+            Err(e) => shared.unchecked(e),
+        }
+    }
+}
+
+impl SharedLimits {
+    /// Redis did not answer: admit or refuse per `cluster.limits_on_redis_error`.
+    fn unchecked(&self, e: crate::cluster::ClusterError) -> Result<(), AccessError> {
+        match self.cluster.fail_mode() {
+            FailMode::Open => {
+                self.cluster.metrics().limits_unchecked("admitted");
+                tracing::debug!(error = %e, "shared limits unchecked (Redis did not answer): admitted");
+                Ok(())
+            }
+            FailMode::Closed => {
+                self.cluster.metrics().limits_unchecked("refused");
+                Err(AccessError::Unavailable(e.to_string()))
+            }
+        }
     }
 }
 
@@ -98,6 +196,7 @@ impl Caller {
 pub struct Access {
     ring: ArcSwap<KeyRing>,
     limiter: Arc<Limiter>,
+    cluster: OnceLock<Arc<Cluster>>,
     file: Option<PathBuf>,
     seen: Mutex<Option<SystemTime>>,
     /// Held across read-change-write of the keys file, so two concurrent Admin changes cannot lose one
@@ -120,6 +219,7 @@ impl Access {
         Self {
             ring: ArcSwap::from_pointee(KeyRing::default()),
             limiter: Arc::new(Limiter::default()),
+            cluster: OnceLock::new(),
             file: None,
             seen: Mutex::new(None),
             writer: Mutex::new(()),
@@ -132,10 +232,17 @@ impl Access {
         Ok(Self {
             ring: ArcSwap::from_pointee(KeyRing::from_file(file)),
             limiter: Arc::new(Limiter::default()),
+            cluster: OnceLock::new(),
             file: Some(path.to_path_buf()),
             seen: Mutex::new(mtime(path)),
             writer: Mutex::new(()),
         })
+    }
+
+    /// Cluster mode: requests per minute, tokens per minute and budgets are checked in `cluster` from
+    /// now on (concurrency stays local). Set once, at start.
+    pub fn attach_cluster(&self, cluster: Arc<Cluster>) {
+        let _ = self.cluster.set(cluster);
     }
 
     /// The keys file, if any.
@@ -243,10 +350,24 @@ impl Access {
             key: (holder.to_string(), key.entry.limits.clone()),
             tenant,
         };
-        let slot = self.limiter.admit(holders).map_err(AccessError::Limited)?;
+        // Cluster mode: the door takes only the local concurrency slot; the rest is counted in Redis when
+        // the request is first handled asynchronously (one round trip, see `Caller::reserve`).
+        let (local, shared) = match self.cluster.get() {
+            Some(cluster) => (
+                holders.concurrency_only(),
+                Some(SharedLimits {
+                    cluster: cluster.clone(),
+                    holders,
+                    counted: AtomicBool::new(false),
+                }),
+            ),
+            None => (holders, None),
+        };
+        let slot = self.limiter.admit(local).map_err(AccessError::Limited)?;
         Ok(Some(Arc::new(Caller {
             key: key.clone(),
             slot,
+            shared,
         })))
     }
 }

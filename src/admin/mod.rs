@@ -4,11 +4,17 @@
 //! path → persist routes.yaml atomically (previous version kept as `.bak`) → install. A change that fails
 //! at any step changes neither disk nor memory; a change that was acknowledged is on disk, so a restart
 //! serves exactly the routes last acknowledged.
+//!
+//! In cluster mode ([`crate::cluster`]) the shared route set in Redis replaces the file as the record:
+//! validate → build → compare-and-set in Redis (a lost race is [`AdminError::Conflict`], and nothing is
+//! installed) → install. Every replica follows the shared set through [`ControlPlane::sync_cluster`].
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
+use crate::cluster::routes::{config_from_shared, shared_yaml, Commit};
+use crate::cluster::{Cluster, Stamp};
 use crate::config::{self, Config, ConfigError, RouteConfig};
 use crate::router::{RouteError, Router, Snapshot};
 use crate::state::{keep_backup, write_atomically};
@@ -36,6 +42,15 @@ pub enum AdminError {
     /// Building the new snapshot failed; nothing was changed.
     #[error(transparent)]
     Build(#[from] RouteError),
+    /// Cluster mode: another replica changed the shared routes first; nothing was changed. Retry (this
+    /// replica follows the shared routes within moments).
+    #[error("{0}")]
+    Conflict(String),
+    /// Cluster mode: the shared store cannot be reached; nothing was changed.
+    #[error(
+        "the cluster's route store is unavailable, so changes are refused until it answers: {0}"
+    )]
+    Unavailable(String),
 }
 
 /// What a successful change produced.
@@ -59,6 +74,10 @@ fn route_mut<'a>(c: &'a mut Config, name: &str) -> Result<&'a mut RouteConfig, A
 struct State {
     /// The file content that the live snapshot was built from (or that we last wrote).
     applied: Vec<u8>,
+    /// Cluster mode: the shared set the live snapshot was built from (`None`: none yet).
+    stamp: Option<Stamp>,
+    /// Cluster mode: a shared set this replica cannot serve (not retried until the set changes).
+    rejected: Option<Stamp>,
 }
 
 /// Serialised, persistent changes to the live routes.
@@ -67,6 +86,7 @@ pub struct ControlPlane {
     path: PathBuf,
     state: tokio::sync::Mutex<State>,
     last_error: StdMutex<Option<String>>,
+    cluster: Option<Arc<Cluster>>,
 }
 
 impl ControlPlane {
@@ -76,8 +96,120 @@ impl ControlPlane {
         Self {
             router,
             path: path.to_path_buf(),
-            state: tokio::sync::Mutex::new(State { applied }),
+            state: tokio::sync::Mutex::new(State {
+                applied,
+                stamp: None,
+                rejected: None,
+            }),
             last_error: StdMutex::new(None),
+            cluster: None,
+        }
+    }
+
+    /// Cluster mode: changes are committed to the shared set in `cluster` instead of the file; the live
+    /// snapshot was built from the shared set `stamp` (`None`: from the local file).
+    pub fn with_cluster(mut self, cluster: Arc<Cluster>, stamp: Option<Stamp>) -> Self {
+        cluster
+            .metrics()
+            .route_version(stamp.as_ref().map_or(0, |s| s.version));
+        self.state.get_mut().stamp = stamp;
+        self.cluster = Some(cluster);
+        self
+    }
+
+    /// Commits `config` to the shared set if it still is the one this replica serves.
+    async fn commit_shared(
+        &self,
+        cluster: &Cluster,
+        state: &mut State,
+        config: &Config,
+    ) -> Result<Stamp, AdminError> {
+        match cluster
+            .commit_routes(state.stamp.as_ref(), &shared_yaml(config))
+            .await
+        {
+            Ok(Commit::Committed(stamp)) => {
+                cluster.metrics().route_sync("committed");
+                cluster.metrics().route_version(stamp.version);
+                Ok(stamp)
+            }
+            Ok(Commit::Conflict(now)) => {
+                cluster.metrics().route_sync("conflict");
+                let now = now.map_or_else(|| "none".to_string(), |s| s.to_string());
+                Err(AdminError::Conflict(format!(
+                    "the shared routes changed meanwhile (this replica serves version {}, the cluster \
+                     holds {now}); nothing was changed: retry",
+                    state
+                        .stamp
+                        .as_ref()
+                        .map_or_else(|| "none".to_string(), |s| s.to_string())
+                )))
+            }
+            Err(e) => Err(AdminError::Unavailable(e.to_string())),
+        }
+    }
+
+    /// Cluster mode: brings the live routes to the shared set. Installs it when its stamp differs from
+    /// the one served (built off the request path; the embedding store spares unchanged utterances), and
+    /// seeds an empty Redis with the live routes. Returns whether anything changed. A shared set that
+    /// cannot be served (invalid, or another encoder) is refused once and logged; the live routes stay.
+    pub async fn sync_cluster(&self) -> Result<bool, AdminError> {
+        let Some(cluster) = &self.cluster else {
+            return Ok(false);
+        };
+        let unavailable = |e: crate::cluster::ClusterError| AdminError::Unavailable(e.to_string());
+        let mut state = self.state.lock().await;
+        let remote = cluster.route_stamp().await.map_err(unavailable)?;
+        if remote.is_some() && (remote == state.stamp || remote == state.rejected) {
+            return Ok(false);
+        }
+        let live = self.router.snapshot().config.clone();
+        let Some(set) = cluster.load_routes().await.map_err(unavailable)? else {
+            // Empty (new, flushed, or restarted without persistence): it gets the routes we serve.
+            return match cluster.commit_routes(None, &shared_yaml(&live)).await {
+                Ok(Commit::Committed(stamp)) => {
+                    tracing::info!(%stamp, "the cluster's Redis held no routes: seeded it with the live routes");
+                    cluster.metrics().route_sync("seeded");
+                    cluster.metrics().route_version(stamp.version);
+                    state.stamp = Some(stamp);
+                    Ok(true)
+                }
+                // Another replica seeded it first: the next sync installs theirs.
+                Ok(Commit::Conflict(_)) => Ok(false),
+                Err(e) => Err(unavailable(e)),
+            };
+        };
+        let config = match config_from_shared(&set, &live) {
+            Ok(c) if c.encoder != live.encoder => Err(AdminError::BadRequest(
+                "the shared routes name another encoder: the model is loaded at start, so this \
+                 replica needs a restart to serve them"
+                    .into(),
+            )),
+            Ok(c) => Ok(c),
+            Err(e) => Err(e.into()),
+        };
+        let built = match config {
+            Ok(c) => self.build(c).await,
+            Err(e) => Err(e),
+        };
+        match built {
+            Ok(snapshot) => {
+                let snapshot = self.router.install(snapshot);
+                tracing::info!(stamp = %set.stamp, version = snapshot.version, "installed the cluster's shared routes");
+                cluster.metrics().route_sync("installed");
+                cluster.metrics().route_version(set.stamp.version);
+                state.stamp = Some(set.stamp);
+                state.rejected = None;
+                self.set_last_error(None);
+                Ok(true)
+            }
+            Err(e) => {
+                tracing::error!(stamp = %set.stamp, error = %e, "cannot serve the cluster's shared routes; still serving the last routes");
+                cluster.metrics().route_sync("rejected");
+                self.set_last_error(Some(e.to_string()));
+                state.rejected = Some(set.stamp);
+                Err(e)
+            }
         }
     }
 
@@ -137,7 +269,13 @@ impl ControlPlane {
             }
             .into());
         }
+        let shared = self.cluster.as_ref().map(|_| config.clone());
         let snapshot = self.build(config).await?;
+        // Cluster mode: the file becomes the shared set for every replica (compare-and-set as any change).
+        if let (Some(cluster), Some(config)) = (&self.cluster, shared) {
+            let stamp = self.commit_shared(cluster, state, &config).await?;
+            state.stamp = Some(stamp);
+        }
         let snapshot = self.router.install(snapshot);
         state.applied = bytes;
         Ok(ChangeReport {
@@ -175,6 +313,17 @@ impl ControlPlane {
             &yaml,
             &format!("{} (proposed)", self.path.display()),
         )?;
+        if let Some(cluster) = &self.cluster {
+            let shared = config.clone();
+            let snapshot = self.build(config).await?;
+            // The shared set is the record in cluster mode: the local file is not written.
+            let stamp = self.commit_shared(cluster, &mut state, &shared).await?;
+            state.stamp = Some(stamp.clone());
+            let snapshot = self.router.install(snapshot);
+            self.set_last_error(None);
+            tracing::info!(version = snapshot.version, %stamp, affected, "admin change committed to the cluster");
+            return Ok(ChangeReport { snapshot, affected });
+        }
         let snapshot = self.build(config).await?;
         let persist_err = |e: std::io::Error| AdminError::Persist {
             path: self.path.clone(),

@@ -11,10 +11,10 @@ use std::path::{Path, PathBuf};
 
 pub use locate::{Position, PositionMap};
 pub use schema::{
-    Aggregation, CascadeConfig, Config, CustomDetectorConfig, DeviceSpec, EncoderConfig,
-    GuardAction, GuardConfig, HttpConfig, LimitsConfig, MatchingConfig, ModelConfig, OneOrMany,
-    Precision, ProviderConfig, ProviderKind, RouteConfig, RuleConfig, RuleWhen, Strategy,
-    TargetConfig, TimeoutsConfig, UpstreamConfig,
+    Aggregation, CascadeConfig, ClusterConfig, Config, CustomDetectorConfig, DeviceSpec,
+    EncoderConfig, FailMode, GuardAction, GuardConfig, HttpConfig, LimitsConfig, MatchingConfig,
+    ModelConfig, OneOrMany, Precision, ProviderConfig, ProviderKind, RouteConfig, RuleConfig,
+    RuleWhen, Strategy, TargetConfig, TimeoutsConfig, UpstreamConfig,
 };
 
 /// Errors from reading or validating a configuration.
@@ -403,6 +403,9 @@ fn validate(c: &Config) -> Result<(), Violation> {
     }
     validate_guard(c)?;
     validate_rules(c, &names, &models)?;
+    if let Some(cluster) = &c.cluster {
+        validate_cluster(cluster)?;
+    }
     let alias = c.http.model_alias.as_str();
     if alias.trim().is_empty() {
         return Err(violation("http.model_alias", "must not be empty"));
@@ -699,6 +702,55 @@ fn validate_guard(c: &Config) -> Result<(), Violation> {
 }
 
 /// Checks `rules`: unique names, known routes, models, detectors, at least one action, one outcome.
+fn validate_cluster(c: &ClusterConfig) -> Result<(), Violation> {
+    match (&c.redis_url, &c.redis_url_env) {
+        (Some(_), Some(_)) => {
+            return Err(violation(
+                "cluster.redis_url",
+                "set `redis_url` or `redis_url_env`, not both",
+            ))
+        }
+        (None, None) => {
+            return Err(violation(
+                "cluster",
+                "needs `redis_url` (or `redis_url_env`, the variable holding it)",
+            ))
+        }
+        (Some(url), None) => {
+            // The message never repeats the URL: it may carry a password.
+            const SCHEMES: &[&str] = &["redis://", "valkey://", "unix://", "redis+unix://"];
+            if !SCHEMES.iter().any(|s| url.starts_with(s)) {
+                return Err(violation(
+                    "cluster.redis_url",
+                    "must start with redis:// or valkey:// (unix:// for a socket); rediss:// (TLS) \
+                     is not built in",
+                ));
+            }
+        }
+        (None, Some(var)) => {
+            if var.trim().is_empty() {
+                return Err(violation("cluster.redis_url_env", "must not be empty"));
+            }
+        }
+    }
+    if c.timeout_ms == 0 || c.timeout_ms > 10_000 {
+        return Err(violation(
+            "cluster.timeout_ms",
+            "must be between 1 and 10000 (it bounds every Redis call a request waits on)",
+        ));
+    }
+    if c.poll_ms < 100 {
+        return Err(violation("cluster.poll_ms", "must be at least 100"));
+    }
+    if c.key_prefix.is_empty() || c.key_prefix.contains(char::is_whitespace) {
+        return Err(violation(
+            "cluster.key_prefix",
+            "must be non-empty and without spaces",
+        ));
+    }
+    Ok(())
+}
+
 fn validate_rules(
     c: &Config,
     routes: &HashSet<&str>,

@@ -48,6 +48,74 @@ pub struct Config {
     /// `when` matches fires.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rules: Vec<RuleConfig>,
+    /// Cluster mode: routes, limits and budgets shared by every replica through Redis. Absent: each
+    /// replica keeps its own state (nothing changes). Local to each replica: never stored in Redis.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// `cluster:` — shared state in Redis (or Valkey).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// `redis://[user:password@]host:port[/db]`. It may carry a password, so it is never logged or
+    /// returned; prefer `redis_url_env`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis_url: Option<String>,
+    /// The environment variable holding the URL (keeps a password out of the file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis_url_env: Option<String>,
+    /// The longest any Redis call on the request path may take (limit checks), in milliseconds.
+    #[serde(default = "default_cluster_timeout_ms")]
+    pub timeout_ms: u64,
+    /// How often each replica compares its route version with Redis's (the safety net under pub/sub).
+    #[serde(default = "default_cluster_poll_ms")]
+    pub poll_ms: u64,
+    /// Prefix of every key and channel, so several deployments can share one Redis.
+    #[serde(default = "default_cluster_prefix")]
+    pub key_prefix: String,
+    /// What limits do when Redis cannot answer in time: `open` admits (per-replica concurrency limits
+    /// still hold), `closed` refuses with UNAVAILABLE / 503.
+    #[serde(default)]
+    pub limits_on_redis_error: FailMode,
+}
+
+impl std::fmt::Debug for ClusterConfig {
+    /// The URL may carry a password: it is never printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterConfig")
+            .field("redis_url", &self.redis_url.as_ref().map(|_| "<redacted>"))
+            .field("redis_url_env", &self.redis_url_env)
+            .field("timeout_ms", &self.timeout_ms)
+            .field("poll_ms", &self.poll_ms)
+            .field("key_prefix", &self.key_prefix)
+            .field("limits_on_redis_error", &self.limits_on_redis_error)
+            .finish()
+    }
+}
+
+/// How shared limits behave when Redis is unreachable or slow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum FailMode {
+    /// Admit the request (the default: an outage of the limits store does not become an outage of
+    /// every LLM call; per-replica concurrency limits still hold).
+    #[default]
+    Open,
+    /// Refuse the request with UNAVAILABLE / 503 until Redis answers again.
+    Closed,
+}
+
+fn default_cluster_timeout_ms() -> u64 {
+    50
+}
+
+fn default_cluster_poll_ms() -> u64 {
+    2000
+}
+
+fn default_cluster_prefix() -> String {
+    "semroute".into()
 }
 
 /// `guard:` — the sensitive-data guard.

@@ -114,6 +114,7 @@ pub fn banking77_from_rows(
         out_of_scope: Vec::new(),
         guard: Default::default(),
         rules: Vec::new(),
+        cluster: None,
     };
     Ok(Banking77 { config, val, test })
 }

@@ -117,6 +117,7 @@ pub fn clinc150_from_str(
         out_of_scope: Vec::new(),
         guard: Default::default(),
         rules: Vec::new(),
+        cluster: None,
     };
     Ok(Clinc150 {
         config,

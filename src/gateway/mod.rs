@@ -185,7 +185,7 @@ impl Gateway {
     /// Decides (unless the caller forced a route) and forwards, with retries and fallbacks. Dropping the
     /// future cancels the upstream request.
     pub async fn complete(&self, call: CompleteCall) -> Result<CompleteOutcome, GatewayError> {
-        let prepared = self.prepare(call).await?;
+        let prepared = self.prepare_counted(call).await?;
         Ok(self.forward(prepared, None).await?)
     }
 
@@ -196,7 +196,7 @@ impl Gateway {
         self: &Arc<Self>,
         call: CompleteCall,
     ) -> Result<CompletionStream, GatewayError> {
-        let prepared = self.prepare(call).await?;
+        let prepared = self.prepare_counted(call).await?;
         Ok(stream::spawn(self.clone(), prepared))
     }
 
@@ -253,6 +253,18 @@ impl Gateway {
             .dir
             .file_name()
             .map_or_else(|| "encoder".into(), |n| n.to_string_lossy().into_owned()))
+    }
+
+    /// [`Self::prepare`], and a call refused before its reservation still counts against the caller's
+    /// shared requests-per-minute limits (cluster mode; the reservation counts the others).
+    async fn prepare_counted(&self, call: CompleteCall) -> Result<Prepared, GatewayError> {
+        let caller = call.caller.clone();
+        let prepared = self.prepare(call).await;
+        if let (Err(_), Some(caller)) = (&prepared, caller) {
+            // The refusal already answers the call; a limit reached here changes nothing for it.
+            let _ = caller.count_request().await;
+        }
+        prepared
     }
 
     /// Validates, pins the live snapshot and decides the route.
@@ -341,7 +353,7 @@ impl Gateway {
                 }
                 let (tokens, cost) =
                     upstream::usage_estimate(&snapshot.config, &route, model.as_deref(), &request);
-                Some(caller.reserve(tokens, cost)?)
+                Some(caller.reserve(tokens, cost).await?)
             }
             None => None,
         };

@@ -117,6 +117,7 @@ impl From<AccessError> for Status {
                 }
                 s
             }
+            AccessError::Unavailable(_) => Status::unavailable(e.to_string()),
         }
     }
 }
@@ -220,6 +221,8 @@ impl From<AdminError> for Status {
             }
             AdminError::NotFound(_) => Status::not_found(e.to_string()),
             AdminError::Persist { .. } => Status::internal(e.to_string()),
+            AdminError::Conflict(_) => Status::aborted(e.to_string()),
+            AdminError::Unavailable(_) => Status::unavailable(e.to_string()),
             AdminError::Build(inner) => inner.into(),
         }
     }

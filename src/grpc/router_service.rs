@@ -89,6 +89,12 @@ impl pb::router_server::Router for RouterService {
         request: Request<pb::RouteRequest>,
     ) -> Result<Response<pb::RouteResponse>, Status> {
         let guard = self.track(ROUTE);
+        // Cluster mode: a Route call counts against the shared request limits here (no reservation).
+        if let Some(caller) = request.extensions().get::<Arc<Caller>>() {
+            if let Err(e) = caller.count_request().await {
+                return finish(guard, Err(e.into()));
+            }
+        }
         let deadline = deadline_of(&request);
         let req = request.into_inner();
         if !req.metadata.is_empty() {

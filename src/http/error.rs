@@ -296,6 +296,15 @@ impl From<AccessError> for ApiError {
                     )
                 }
             }
+            AccessError::Unavailable(_) => Self {
+                code: Some("unavailable"),
+                retry_after: Some(1),
+                ..Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "server_error",
+                    e.to_string(),
+                )
+            },
         }
     }
 }

@@ -149,6 +149,13 @@ async fn authenticate(
     match gateway.access().authenticate(header) {
         Ok(caller) => {
             if let Some(c) = caller {
+                // Cluster mode: calls without a token reservation count against the shared request
+                // limits here; completions count in their reservation (one Redis round trip each).
+                if req.uri().path() != "/v1/chat/completions" {
+                    if let Err(e) = c.count_request().await {
+                        return ApiError::from(e).into_response();
+                    }
+                }
                 req.extensions_mut().insert(c);
             }
             next.run(req).await

@@ -117,6 +117,25 @@ impl Breaker {
         self.state(now)
     }
 
+    /// Another replica found the target down (cluster mode): open until `until`, as if the failures had
+    /// happened here. A probe in flight is left to decide, and a longer cool-down is kept.
+    pub fn open_until(&mut self, until: Instant) {
+        match self.inner {
+            Inner::HalfOpen { probing: true } => {}
+            Inner::Open { until: u } if u >= until => {}
+            _ => self.inner = Inner::Open { until },
+        }
+    }
+
+    /// Another replica's probe succeeded (cluster mode): an open or half-open circuit closes, unless a
+    /// probe of our own is in flight (its outcome decides).
+    pub fn close_shared(&mut self) {
+        if !matches!(self.inner, Inner::HalfOpen { probing: true }) {
+            self.inner = Inner::Closed;
+            self.consecutive_failures = 0;
+        }
+    }
+
     /// A probe ended without telling anything about the target's health (the caller cancelled, the
     /// request was refused as invalid): let the next request probe instead.
     pub fn release_probe(&mut self) {
@@ -166,5 +185,25 @@ mod tests {
         assert_eq!(b.admit(later), Admission::Probe);
         b.release_probe();
         assert_eq!(b.admit(later), Admission::Probe);
+    }
+
+    #[test]
+    fn shared_verdicts_open_and_close_without_overriding_a_probe() {
+        let t0 = Instant::now();
+        let mut b = Breaker::default();
+        b.open_until(t0 + Duration::from_secs(30));
+        assert_eq!(b.admit(t0), Admission::Refused);
+        // A shorter remote cool-down does not shorten ours.
+        b.open_until(t0 + Duration::from_secs(1));
+        assert_eq!(b.state(t0 + Duration::from_secs(2)), BreakerState::Open);
+        b.close_shared();
+        assert_eq!(b.admit(t0), Admission::Allowed);
+        // Our own probe in flight decides, whatever others say.
+        b.open_until(t0 + Duration::from_millis(1));
+        let later = t0 + Duration::from_secs(1);
+        assert_eq!(b.admit(later), Admission::Probe);
+        b.open_until(later + Duration::from_secs(30));
+        b.close_shared();
+        assert_eq!(b.state(later), BreakerState::HalfOpen);
     }
 }

@@ -91,6 +91,16 @@ impl TargetHealth {
         lock(&self.breaker).on_failure(Instant::now(), threshold, cool_down)
     }
 
+    /// Another replica opened this target's circuit for `cool_down` (cluster mode).
+    pub fn open_shared(&self, cool_down: Duration) {
+        lock(&self.breaker).open_until(Instant::now() + cool_down)
+    }
+
+    /// Another replica's probe of this target succeeded (cluster mode).
+    pub fn close_shared(&self) {
+        lock(&self.breaker).close_shared()
+    }
+
     /// Frees a half-open probe slot without a verdict.
     pub fn release_probe(&self) {
         lock(&self.breaker).release_probe()

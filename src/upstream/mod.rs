@@ -308,11 +308,16 @@ pub fn is_private(config: &Config, model: &str) -> bool {
     lookup(config, model).is_ok_and(|(m, p)| m.private || p.private)
 }
 
+/// Hears of circuits opening (`Some(cool_down)`) and closing (`None`), by model name.
+pub type CircuitListener = Box<dyn Fn(&str, Option<Duration>) + Send + Sync>;
+
 /// Sends completions to targets; holds the HTTP clients and every target's health.
 pub struct Forwarder {
     base_dir: PathBuf,
     keys: keys::KeyCache,
     health: HealthBook,
+    /// Cluster mode: told when a circuit opens (with its cool-down) or closes here.
+    circuit_events: std::sync::OnceLock<CircuitListener>,
     clients: Mutex<HashMap<String, (ProviderConfig, reqwest::Client)>>,
 }
 
@@ -323,7 +328,20 @@ impl Forwarder {
             base_dir,
             keys: keys::KeyCache::default(),
             health: HealthBook::default(),
+            circuit_events: std::sync::OnceLock::new(),
             clients: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Cluster mode: `listener` hears of every circuit this forwarder opens (`Some(cool_down)`) or closes
+    /// (`None`), by model name, so other replicas can skip a target found down here. Set once.
+    pub fn on_circuit_change(&self, listener: CircuitListener) {
+        let _ = self.circuit_events.set(listener);
+    }
+
+    fn circuit_changed(&self, model: &str, open_for: Option<Duration>) {
+        if let Some(l) = self.circuit_events.get() {
+            l(model, open_for);
         }
     }
 
@@ -599,6 +617,8 @@ impl Forwarder {
                             );
                             if after == BreakerState::Open && before != BreakerState::Open {
                                 tracing::warn!(target = %name, error = %e, "circuit opened");
+                                let cool_down = Duration::from_millis(u.breaker_cool_down_ms);
+                                self.circuit_changed(name, Some(cool_down));
                             }
                             after
                         } else {
@@ -643,6 +663,7 @@ impl Forwarder {
                 probe.disarm();
                 if before != BreakerState::Closed {
                     tracing::info!(target = %name, "circuit closed");
+                    self.circuit_changed(name, None);
                 }
                 health.observe(served.ttft, elapsed, served.answer.usage.output_tokens);
                 if let Some(route) = route.filter(|_| hold) {
