@@ -21,7 +21,6 @@ use semroute::config::{GuardAction, GuardConfig};
 use semroute::grpc::pb::router_client::RouterClient;
 use semroute::grpc::pb::{CompleteRequest, Message};
 use semroute::guard::{Builtin, Guard};
-use semroute::message::ChatMessage;
 use semroute::telemetry::{self, LogFormat};
 use serde_json::{json, Value};
 
