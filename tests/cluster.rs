@@ -628,6 +628,32 @@ async fn a_target_found_down_by_one_replica_is_skipped_by_the_others() {
         "B sent nothing to the target A found down"
     );
     assert_eq!(good.requests(), 5);
+
+    // C starts during the cool-down, after the announcement: it reads the stored circuit at its first
+    // sync and skips bad-model too.
+    let c = replica(&yaml, None);
+    c.wait_ready().await;
+    let started = Instant::now();
+    while !scrape(&c)
+        .await
+        .contains("semroute_cluster_circuits_shared_total{change=\"opened\"} 1")
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "C never learnt of the circuit A stored"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for _ in 0..3 {
+        let r = post(&c, "/v1/chat/completions", "unused", ask.clone()).await;
+        assert_eq!(r.status(), 200);
+    }
+    assert_eq!(
+        bad.requests(),
+        2,
+        "C sent nothing to the target A found down"
+    );
+    assert_eq!(good.requests(), 8);
     // A's own announcement did not echo back as a shared change.
     assert!(!scrape(&a)
         .await

@@ -3,9 +3,10 @@
 //! for as long, so their requests skip the target without failing on it first. A probe that closes a
 //! circuit is published too, and closes the others. Latency estimates stay per replica.
 //!
-//! Announcements are fire-and-forget (a spawned `PUBLISH`, never on the request's path), and only
-//! replicas subscribed at that moment hear them: a replica that starts or reconnects during a cool-down
-//! finds the target down by itself. Circuits open for seconds, so nothing is stored.
+//! Announcements are fire-and-forget (a spawned `PUBLISH`, never on the request's path). Each open
+//! circuit is also stored as `<prefix>:circuit:<model>`, expiring with its cool-down, so a replica that
+//! starts or reconnects during a cool-down learns of it at its next sync ([`Cluster::sync_circuits`])
+//! instead of finding the target down by itself.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,23 +39,77 @@ impl Cluster {
         };
         let ms = open_for.map_or(0, |d| d.as_millis().max(1) as u64);
         let payload = format!("{}\t{ms}\t{model}", self.replica);
+        let stored = self.circuit_key(model);
         let cluster = self.clone();
         runtime.spawn(async move {
             let mut conn = cluster.conn();
             let channel = cluster.circuit_channel();
-            let result: Result<i64, _> = cluster
+            // The announcement and the stored state in one round trip: an open circuit is kept for its
+            // cool-down, a closed one is forgotten.
+            let mut pipe = redis::pipe();
+            pipe.cmd("PUBLISH").arg(channel).arg(payload).ignore();
+            if ms == 0 {
+                pipe.cmd("DEL").arg(stored).ignore();
+            } else {
+                pipe.cmd("SET")
+                    .arg(stored)
+                    .arg(&cluster.replica)
+                    .arg("PX")
+                    .arg(ms)
+                    .ignore();
+            }
+            let result: Result<(), _> = cluster
                 .timed("circuit_publish", CONTROL_TIMEOUT, async move {
-                    redis::cmd("PUBLISH")
-                        .arg(channel)
-                        .arg(payload)
-                        .query_async(&mut conn)
-                        .await
+                    pipe.query_async(&mut conn).await
                 })
                 .await;
             if let Err(e) = result {
                 tracing::debug!(error = %e, "cannot share a circuit change");
             }
         });
+    }
+
+    /// Where an open circuit on `model` is kept while it cools down.
+    fn circuit_key(&self, model: &str) -> String {
+        self.key(&format!("circuit:{model}"))
+    }
+
+    /// Opens, for what is left of their cool-down, the circuits other replicas stored as open on any of
+    /// `models`: how a replica that was not subscribed when a circuit opened (starting, reconnecting)
+    /// catches up. One pipelined round trip; called with every route sync.
+    pub(crate) async fn sync_circuits(&self, models: &[String]) -> Result<(), super::ClusterError> {
+        let Some(forwarder) = self.forwarder.get() else {
+            return Ok(());
+        };
+        if models.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for m in models {
+            let key = self.circuit_key(m);
+            pipe.cmd("GET").arg(&key).cmd("PTTL").arg(&key);
+        }
+        let mut conn = self.conn();
+        let answers: Vec<(Option<String>, i64)> = self
+            .timed("circuit_sync", CONTROL_TIMEOUT, async move {
+                // The replies come flat (GET, PTTL, GET, PTTL, ...): read in pairs.
+                pipe.query_async(&mut conn).await
+            })
+            .await?;
+        for (model, (owner, ttl_ms)) in models.iter().zip(answers) {
+            let Some(owner) = owner else { continue };
+            // This replica's own circuit is already open here; a negative TTL means no expiry or gone.
+            if owner == self.replica || ttl_ms <= 0 {
+                continue;
+            }
+            let health = forwarder.health(model);
+            if health.state() != crate::upstream::breaker::BreakerState::Open {
+                health.open_shared(Duration::from_millis(ttl_ms as u64));
+                tracing::warn!(target = %model, cool_down_ms = ttl_ms, "circuit opened: stored open by another replica");
+                self.metrics.circuit_shared("opened");
+            }
+        }
+        Ok(())
     }
 
     /// Applies another replica's announcement; ignores this replica's own and malformed ones.

@@ -12,8 +12,9 @@
 //! - **Limits and budgets** ([`limits`]): one Lua script per request checks and reserves requests per
 //!   minute, tokens per minute and the daily and monthly budgets of the key and its tenant atomically;
 //!   a second one settles after the call, off the request path. Concurrency limits stay per replica.
-//! - **Circuit state** (`health`): a circuit that opens on one replica is announced, and the others
-//!   open theirs for the same cool-down, so they skip the target without failing on it first.
+//! - **Circuit state** (`health`): a circuit that opens on one replica is announced and stored for its
+//!   cool-down, and the others open theirs for as long (at once when subscribed, at their next sync
+//!   otherwise), so they skip the target without failing on it first.
 //!
 //! Every call a request waits on is bounded by `cluster.timeout_ms`; the connection manager reconnects
 //! with backoff; the version poll re-synchronises routes when Redis comes back.

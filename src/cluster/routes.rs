@@ -240,7 +240,23 @@ pub async fn follow(plane: Arc<ControlPlane>, cluster: Arc<Cluster>) {
             _ = tick.tick() => {}
             Some(()) = rx.recv() => {}
         }
-        match plane.sync_cluster().await {
+        let models: Vec<String> = plane
+            .router()
+            .snapshot()
+            .config
+            .models
+            .iter()
+            .map(|m| m.name.clone())
+            .collect();
+        let synced = match plane.sync_cluster().await {
+            Ok(changed) => cluster
+                .sync_circuits(&models)
+                .await
+                .map(|()| changed)
+                .map_err(|e| crate::admin::AdminError::Unavailable(e.to_string())),
+            Err(e) => Err(e),
+        };
+        match synced {
             Ok(_) => {
                 if last_error.take().is_some() {
                     tracing::info!("the cluster's Redis answers again: routes in sync");
