@@ -659,3 +659,53 @@ async fn a_target_found_down_by_one_replica_is_skipped_by_the_others() {
         .await
         .contains("semroute_cluster_circuits_shared_total{change="));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latency_learnt_by_one_replica_guides_the_others() {
+    let Some(bin) = redis_server() else { return };
+    let redis = Redis::start(&bin);
+    let slow = FakeUpstream::start("slow").await;
+    slow.set_default(Fault::SlowFirstToken(Duration::from_millis(300)));
+    let fast = FakeUpstream::start("fast").await;
+    let top = format!(
+        "providers:\n  - {{name: slow, kind: openai, base_url: {}}}\n  - {{name: fast, kind: openai, base_url: {}}}\n\
+         models:\n  - {{name: slow-model, provider: slow, id: s}}\n  - {{name: fast-model, provider: fast, id: f}}\n",
+        slow.base_url(),
+        fast.base_url()
+    );
+    // `fastest` tries targets it has never measured first, in the listed order: slow-model first.
+    let targets =
+        "    strategy: fastest\n    targets: [{model: slow-model}, {model: fast-model}]\n";
+    let yaml = routes(&redis.url(), "", &top, targets);
+    let a = replica(&yaml, None);
+    let b = replica(&yaml, None);
+    a.wait_ready().await;
+    b.wait_ready().await;
+    let ask = json!({"model": "weather", "messages": [{"role": "user", "content": "hi"}]});
+    let answer = |v: Value| {
+        v["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+
+    // A measures both targets: the slow one first (listed first), then the one still unmeasured.
+    let first = post(&a, "/v1/chat/completions", "unused", ask.clone()).await;
+    assert_eq!(answer(first.json().await.unwrap()), "slow");
+    let second = post(&a, "/v1/chat/completions", "unused", ask.clone()).await;
+    assert_eq!(answer(second.json().await.unwrap()), "fast");
+    assert_eq!(slow.requests(), 1);
+
+    // Several polls (200 ms each) later, B has A's estimates and goes to the fast target at once, where
+    // on its own it would first try the slow one it has never measured.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for _ in 0..3 {
+        let r = post(&b, "/v1/chat/completions", "unused", ask.clone()).await;
+        assert_eq!(answer(r.json().await.unwrap()), "fast");
+    }
+    assert_eq!(
+        slow.requests(),
+        1,
+        "B sent nothing to the target A found slow"
+    );
+}

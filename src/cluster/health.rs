@@ -1,7 +1,8 @@
 //! Shared circuit state: when a replica's circuit breaker opens on a target, it publishes the target and
 //! the cool-down on `<prefix>:circuits`, and every other replica opens its own breaker for that target
 //! for as long, so their requests skip the target without failing on it first. A probe that closes a
-//! circuit is published too, and closes the others. Latency estimates stay per replica.
+//! circuit is published too, and closes the others. Latency estimates are shared at every sync
+//! ([`Cluster::sync_latency`]).
 //!
 //! Announcements are fire-and-forget (a spawned `PUBLISH`, never on the request's path). Each open
 //! circuit is also stored as `<prefix>:circuit:<model>`, expiring with its cool-down, so a replica that
@@ -112,6 +113,66 @@ impl Cluster {
         Ok(())
     }
 
+    /// Shares latency estimates: writes this replica's own estimate of every target it has used into
+    /// `<prefix>:latency:<model>` (one field per replica, the key expiring after ten polls), and reads
+    /// the others', whose mean becomes each target's shared estimate (used while this replica has none
+    /// of its own). One pipelined round trip; called with every route sync.
+    pub(crate) async fn sync_latency(&self, models: &[String]) -> Result<(), super::ClusterError> {
+        let Some(forwarder) = self.forwarder.get() else {
+            return Ok(());
+        };
+        if models.is_empty() {
+            return Ok(());
+        }
+        let now_ms = unix_ms();
+        let keep_ms = self.config().poll_ms.saturating_mul(10);
+        let mut pipe = redis::pipe();
+        for m in models {
+            let key = self.latency_key(m);
+            let own = forwarder.health(m).own_latency();
+            if let Some(ttft) = own.ttft_ms.get() {
+                let tps = own.tokens_per_s.get().unwrap_or(0.0);
+                pipe.cmd("HSET")
+                    .arg(&key)
+                    .arg(&self.replica)
+                    .arg(format!("{ttft:.3} {tps:.3} {now_ms}"))
+                    .ignore();
+                pipe.cmd("PEXPIRE").arg(&key).arg(keep_ms).ignore();
+            }
+            pipe.cmd("HGETALL").arg(&key);
+        }
+        let mut conn = self.conn();
+        let tables: Vec<std::collections::HashMap<String, String>> = self
+            .timed("latency_sync", CONTROL_TIMEOUT, async move {
+                pipe.query_async(&mut conn).await
+            })
+            .await?;
+        for (model, table) in models.iter().zip(tables) {
+            let peers: Vec<(f64, f64)> = table
+                .iter()
+                .filter(|(replica, _)| **replica != self.replica)
+                .filter_map(|(_, v)| parse_latency(v, now_ms, keep_ms))
+                .collect();
+            let shared = (!peers.is_empty()).then(|| {
+                let n = peers.len() as f64;
+                let ttft = peers.iter().map(|p| p.0).sum::<f64>() / n;
+                let rated: Vec<f64> = peers.iter().map(|p| p.1).filter(|&t| t > 0.0).collect();
+                let tps =
+                    (!rated.is_empty()).then(|| rated.iter().sum::<f64>() / rated.len() as f64);
+                crate::upstream::health::Latency {
+                    ttft_ms: crate::upstream::health::Ewma::of(Some(ttft)),
+                    tokens_per_s: crate::upstream::health::Ewma::of(tps),
+                }
+            });
+            forwarder.health(model).set_shared_latency(shared);
+        }
+        Ok(())
+    }
+
+    fn latency_key(&self, model: &str) -> String {
+        self.key(&format!("latency:{model}"))
+    }
+
     /// Applies another replica's announcement; ignores this replica's own and malformed ones.
     pub(crate) fn apply_circuit(&self, payload: &str) {
         let mut parts = payload.splitn(3, '\t');
@@ -135,5 +196,38 @@ impl Cluster {
         }
         self.metrics
             .circuit_shared(if ms == 0 { "closed" } else { "opened" });
+    }
+}
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// `"<ttft ms> <tokens/s> <written at, unix ms>"`, if well formed and written within `keep_ms`.
+fn parse_latency(v: &str, now_ms: u64, keep_ms: u64) -> Option<(f64, f64)> {
+    let mut parts = v.split(' ');
+    let ttft: f64 = parts.next()?.parse().ok()?;
+    let tps: f64 = parts.next()?.parse().ok()?;
+    let at: u64 = parts.next()?.parse().ok()?;
+    let fresh = now_ms.saturating_sub(at) <= keep_ms;
+    (fresh && ttft.is_finite() && ttft >= 0.0 && tps.is_finite()).then_some((ttft, tps))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_latency;
+
+    #[test]
+    fn latency_entries_are_checked_and_expire() {
+        assert_eq!(
+            parse_latency("12.5 40.0 1000", 1500, 1000),
+            Some((12.5, 40.0))
+        );
+        assert_eq!(parse_latency("12.5 40.0 1000", 2500, 1000), None, "stale");
+        assert_eq!(parse_latency("x 40.0 1000", 1500, 1000), None);
+        assert_eq!(parse_latency("NaN 1 1000", 1500, 1000), None);
     }
 }

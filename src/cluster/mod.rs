@@ -14,7 +14,8 @@
 //!   a second one settles after the call, off the request path. Concurrency limits stay per replica.
 //! - **Circuit state** (`health`): a circuit that opens on one replica is announced and stored for its
 //!   cool-down, and the others open theirs for as long (at once when subscribed, at their next sync
-//!   otherwise), so they skip the target without failing on it first.
+//!   otherwise), so they skip the target without failing on it first; latency estimates are shared at
+//!   every sync, and a replica uses the others' for a target it has not measured itself.
 //!
 //! Every call a request waits on is bounded by `cluster.timeout_ms`; the connection manager reconnects
 //! with backoff; the version poll re-synchronises routes when Redis comes back.

@@ -249,11 +249,16 @@ pub async fn follow(plane: Arc<ControlPlane>, cluster: Arc<Cluster>) {
             .map(|m| m.name.clone())
             .collect();
         let synced = match plane.sync_cluster().await {
-            Ok(changed) => cluster
-                .sync_circuits(&models)
-                .await
-                .map(|()| changed)
-                .map_err(|e| crate::admin::AdminError::Unavailable(e.to_string())),
+            Ok(changed) => {
+                let health = async {
+                    cluster.sync_circuits(&models).await?;
+                    cluster.sync_latency(&models).await
+                };
+                health
+                    .await
+                    .map(|()| changed)
+                    .map_err(|e| crate::admin::AdminError::Unavailable(e.to_string()))
+            }
             Err(e) => Err(e),
         };
         match synced {

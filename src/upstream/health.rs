@@ -34,6 +34,11 @@ impl Ewma {
     pub fn get(&self) -> Option<f64> {
         self.0
     }
+
+    /// An average that starts at `x` (a value learned elsewhere).
+    pub fn of(x: Option<f64>) -> Self {
+        Self(x.filter(|v| v.is_finite()))
+    }
 }
 
 /// The latency learned for one target.
@@ -63,6 +68,8 @@ impl Latency {
 pub struct TargetHealth {
     breaker: Mutex<Breaker>,
     latency: Mutex<Latency>,
+    /// Cluster mode: the other replicas' estimates (their mean), used while this replica has none.
+    shared: Mutex<Option<Latency>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -117,9 +124,25 @@ impl TargetHealth {
         }
     }
 
-    /// The learned latency.
+    /// The learned latency: this replica's own once it has served a request through the target, until
+    /// then the other replicas' (cluster mode), so a new replica does not have to fail or wait on a slow
+    /// target to learn what its peers know.
     pub fn latency(&self) -> Latency {
+        let own = *lock(&self.latency);
+        if own.ttft_ms.get().is_some() {
+            return own;
+        }
+        lock(&self.shared).unwrap_or(own)
+    }
+
+    /// This replica's own estimate only (what it shares with the others).
+    pub fn own_latency(&self) -> Latency {
         *lock(&self.latency)
+    }
+
+    /// Sets the other replicas' estimate (`None`: they have none).
+    pub fn set_shared_latency(&self, shared: Option<Latency>) {
+        *lock(&self.shared) = shared;
     }
 }
 
@@ -156,6 +179,20 @@ mod tests {
         assert!((e.get().unwrap() - 120.0).abs() < 1e-9);
         e.add(f64::NAN);
         assert!((e.get().unwrap() - 120.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn own_latency_wins_over_the_shared_one() {
+        let h = TargetHealth::default();
+        let peers = Latency {
+            ttft_ms: Ewma::of(Some(400.0)),
+            tokens_per_s: Ewma::of(None),
+        };
+        h.set_shared_latency(Some(peers));
+        assert_eq!(h.latency().expected_ms(), Some(400.0));
+        h.observe(Duration::from_millis(20), Duration::from_millis(20), 0);
+        assert_eq!(h.latency().expected_ms(), Some(20.0));
+        assert_eq!(h.own_latency().expected_ms(), Some(20.0));
     }
 
     #[test]
