@@ -10,12 +10,11 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use common::upstream::FakeUpstream;
-use common::TestServer;
+use common::{Lines, TestServer};
 use semroute::access::keys::{self, KeysFile};
 use semroute::config::{GuardAction, GuardConfig};
 use semroute::grpc::pb::router_client::RouterClient;
@@ -23,27 +22,6 @@ use semroute::grpc::pb::{CompleteRequest, Message};
 use semroute::guard::{Builtin, Guard};
 use semroute::telemetry::{self, LogFormat};
 use serde_json::{json, Value};
-
-/// Log lines, captured.
-#[derive(Clone, Default)]
-struct Lines(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Lines {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Lines {
-    type Writer = Lines;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
 
 /// Every log line the process wrote since the first call.
 fn logs() -> &'static Lines {

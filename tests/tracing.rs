@@ -8,12 +8,11 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::upstream::FakeUpstream;
-use common::TestServer;
+use common::{Lines, TestServer};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
@@ -45,27 +44,6 @@ impl TraceService for Receiver {
         Ok(tonic::Response::new(ExportTraceServiceResponse {
             partial_success: None,
         }))
-    }
-}
-
-/// Log lines, captured.
-#[derive(Clone, Default)]
-struct Lines(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Lines {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Lines {
-    type Writer = Lines;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
     }
 }
 

@@ -1,9 +1,10 @@
 //! Shared test fixtures: the real model (loaded once per test binary) and a real server on 127.0.0.1:0.
 #![allow(dead_code)]
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 pub mod upstream;
@@ -257,4 +258,26 @@ pub async fn channel(endpoint: &str) -> Result<tonic::transport::Channel, tonic:
         .expect("valid uri")
         .connect()
         .await
+}
+
+/// Log lines, captured: a writer for `telemetry::init` that keeps every line in memory, for tests that
+/// search what the server logged.
+#[derive(Clone, Default)]
+pub struct Lines(pub Arc<Mutex<Vec<u8>>>);
+
+impl Write for Lines {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Lines {
+    type Writer = Lines;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
 }
