@@ -212,8 +212,10 @@ async fn routes_are_shared_converge_and_survive_redis_outages() {
     let yaml = routes(&redis.url(), "", "", "");
     let a = replica(&yaml, None);
     let b = replica(&yaml, None);
+    let c = replica(&yaml, None);
     a.wait_ready().await;
     b.wait_ready().await;
+    c.wait_ready().await;
     assert_eq!(route_of(&b, "will it rain today").await.unwrap(), "weather");
 
     // An admin change on A is served by B: measured from A's acknowledgement.
@@ -234,6 +236,9 @@ async fn routes_are_shared_converge_and_survive_redis_outages() {
     let took = converges(&b, BREAD, "cooking", Duration::from_secs(3)).await;
     eprintln!("convergence: an admin change on A served by B after {took:?}");
     assert!(took < Duration::from_secs(1), "converged after {took:?}");
+    let took = converges(&c, BREAD, "cooking", Duration::from_secs(3)).await;
+    eprintln!("convergence: ... and by C after {took:?}");
+    assert!(took < Duration::from_secs(1), "C converged after {took:?}");
 
     // Two concurrent writes on the two replicas: exactly one wins, the other is ABORTED and installs
     // nothing; retried, it lands too, and nothing is lost. Each change brings 30 new utterances, so its
@@ -454,15 +459,25 @@ async fn limits_and_budgets_hold_across_replicas_and_follow_the_fail_mode() {
     let yaml_b = routes(&redis.url(), "", &providers, targets);
     let a = replica(&yaml_a, Some(keys_path.clone()));
     let b = replica(&yaml_b, Some(keys_path.clone()));
+    let c = replica(&yaml_b, Some(keys_path.clone()));
     a.wait_ready().await;
     b.wait_ready().await;
+    c.wait_ready().await;
 
-    // 30 Route calls spread over both replicas with a key limited to 10 a minute: exactly 10 admitted.
+    // 30 Route calls at once, spread over three replicas, with a key limited to 10 a minute: exactly 10
+    // admitted (no slack: one script checks and reserves atomically in Redis).
     let mut admitted = 0;
     let mut refused = 0;
-    for i in 0..30 {
-        let s = if i % 2 == 0 { &a } else { &b };
-        let r = post(s, "/v1/route", &rpm, json!({"text": "will it rain today"})).await;
+    let replicas = [&a, &b, &c];
+    let calls = (0..30).map(|i| {
+        post(
+            replicas[i % 3],
+            "/v1/route",
+            &rpm,
+            json!({"text": "will it rain today"}),
+        )
+    });
+    for r in futures_util::future::join_all(calls).await {
         match r.status().as_u16() {
             200 => admitted += 1,
             429 => {
@@ -518,7 +533,7 @@ async fn limits_and_budgets_hold_across_replicas_and_follow_the_fail_mode() {
     };
     let count = value("semroute_cluster_redis_duration_seconds_count{op=\"limits_reserve\"}");
     let sum = value("semroute_cluster_redis_duration_seconds_sum{op=\"limits_reserve\"}");
-    assert!(count >= 20.0, "{count} limit checks on B");
+    assert!(count >= 15.0, "{count} limit checks on B");
     eprintln!(
         "limits_reserve: {count} round trips on B, mean {:.0} us",
         sum / count * 1e6
