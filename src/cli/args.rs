@@ -158,6 +158,9 @@ pub enum Command {
         /// Print the summary as JSON.
         #[arg(long, env = "SEMROUTE_BENCH_JSON")]
         json: bool,
+        /// A client key, sent as `authorization: Bearer …` with every call (for a server with `--keys`).
+        #[arg(long, env = "SEMROUTE_API_KEY", hide_env_values = true)]
+        api_key: Option<ApiKey>,
         #[command(flatten)]
         tls: ClientTlsArgs,
     },
@@ -535,4 +538,22 @@ pub enum LogFormatArg {
     Text,
     /// JSON lines.
     Json,
+}
+
+/// A client key given on the command line. Its `Debug` form never shows it.
+#[derive(Clone)]
+pub struct ApiKey(pub String);
+
+impl std::fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApiKey(<redacted>)")
+    }
+}
+
+impl std::str::FromStr for ApiKey {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.trim().to_string()))
+    }
 }

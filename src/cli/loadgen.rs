@@ -51,6 +51,8 @@ pub struct BenchPlan {
     pub texts: Vec<String>,
     /// Print JSON.
     pub json: bool,
+    /// A client key sent with every call.
+    pub api_key: Option<super::args::ApiKey>,
     /// How `https://` servers are checked.
     pub tls: super::ClientTlsArgs,
 }
@@ -66,7 +68,10 @@ enum Outcome {
 
 #[derive(Clone)]
 enum Client {
-    Grpc(RouterClient<Channel>),
+    Grpc(
+        RouterClient<Channel>,
+        Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
+    ),
     Http {
         client: reqwest::Client,
         url: Arc<str>,
@@ -76,12 +81,15 @@ enum Client {
 impl Client {
     async fn call(&mut self, text: &str, timeout: Duration) -> Outcome {
         match self {
-            Client::Grpc(c) => {
+            Client::Grpc(c, auth) => {
                 let mut req = tonic::Request::new(RouteRequest {
                     text: text.to_string(),
                     ..Default::default()
                 });
                 req.set_timeout(timeout);
+                if let Some(v) = auth {
+                    req.metadata_mut().insert("authorization", v.clone());
+                }
                 match c.route(req).await {
                     Ok(_) => Outcome::Served,
                     Err(s) => match s.code() {
@@ -122,8 +130,20 @@ impl Client {
 
 async fn clients(plan: &BenchPlan, n: usize) -> anyhow::Result<Vec<Client>> {
     let addr = plan.addr.trim_end_matches('/');
+    let bearer = plan.api_key.as_ref().map(|k| format!("Bearer {}", k.0));
     match plan.face {
         BenchFace::Grpc => {
+            let auth = match &bearer {
+                Some(b) => {
+                    let mut v: tonic::metadata::MetadataValue<tonic::metadata::Ascii> =
+                        b.parse().map_err(|_| {
+                            anyhow::anyhow!("--api-key is not a valid header value")
+                        })?;
+                    v.set_sensitive(true);
+                    Some(v)
+                }
+                None => None,
+            };
             // A few HTTP/2 connections shared by the workers, as a pooled client would.
             let mut out = Vec::new();
             for _ in 0..n.clamp(1, 8) {
@@ -132,12 +152,20 @@ async fn clients(plan: &BenchPlan, n: usize) -> anyhow::Result<Vec<Client>> {
                     .connect()
                     .await
                     .map_err(|e| anyhow::anyhow!("connecting to {addr}: {e}"))?;
-                out.push(Client::Grpc(RouterClient::new(ch)));
+                out.push(Client::Grpc(RouterClient::new(ch), auth.clone()));
             }
             Ok(out)
         }
         BenchFace::Http => {
+            let mut headers = reqwest::header::HeaderMap::new();
+            if let Some(b) = &bearer {
+                let mut v = reqwest::header::HeaderValue::from_str(b)
+                    .map_err(|_| anyhow::anyhow!("--api-key is not a valid header value"))?;
+                v.set_sensitive(true);
+                headers.insert(reqwest::header::AUTHORIZATION, v);
+            }
             let client = super::connect::http(reqwest::Client::builder(), &plan.tls)?
+                .default_headers(headers)
                 .tcp_nodelay(true)
                 .pool_max_idle_per_host(1024)
                 .build()?;

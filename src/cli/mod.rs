@@ -227,6 +227,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             text,
             prompts,
             json,
+            api_key,
             tls,
         } => {
             anyhow::ensure!(
@@ -257,6 +258,7 @@ fn run(command: Command) -> anyhow::Result<()> {
                 timeout: std::time::Duration::from_millis(timeout_ms),
                 texts,
                 json,
+                api_key,
                 tls,
             }))
         }
