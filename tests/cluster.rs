@@ -134,6 +134,26 @@ fn routes(redis: &str, cluster_extra: &str, top: &str, targets: &str) -> String 
 }
 
 /// A replica with Admin on its main listener and its own data dir.
+/// A config with providers `first` and `second` (name, base URL), a model `<name>-model` on each, and
+/// the test route's targets in that order under `strategy`; `top` goes first (e.g. `upstream:`).
+fn two_targets(
+    redis: &str,
+    top: &str,
+    strategy: &str,
+    first: (&str, &str),
+    second: (&str, &str),
+) -> String {
+    let ((a, a_url), (b, b_url)) = (first, second);
+    let top = format!(
+        "{top}providers:\n  - {{name: {a}, kind: openai, base_url: {a_url}}}\n  - {{name: {b}, kind: openai, base_url: {b_url}}}\n\
+         models:\n  - {{name: {a}-model, provider: {a}, id: {a}}}\n  - {{name: {b}-model, provider: {b}, id: {b}}}\n"
+    );
+    let targets = format!(
+        "    strategy: {strategy}\n    targets: [{{model: {a}-model}}, {{model: {b}-model}}]\n"
+    );
+    routes(redis, "", &top, &targets)
+}
+
 fn replica(yaml: &str, keys: Option<PathBuf>) -> TestServer {
     let dir = tempfile::tempdir().unwrap().keep();
     let path = dir.join("routes.yaml");
@@ -592,16 +612,13 @@ async fn a_target_found_down_by_one_replica_is_skipped_by_the_others() {
     let bad = FakeUpstream::start("bad").await;
     bad.set_default(Fault::Status(500));
     let good = FakeUpstream::start("good").await;
-    let top = format!(
-        "upstream:\n  max_retries: 0\n  breaker_failures: 2\n  breaker_cool_down_ms: 30000\n\
-         providers:\n  - {{name: bad, kind: openai, base_url: {}}}\n  - {{name: good, kind: openai, base_url: {}}}\n\
-         models:\n  - {{name: bad-model, provider: bad, id: b}}\n  - {{name: good-model, provider: good, id: g}}\n",
-        bad.base_url(),
-        good.base_url()
+    let yaml = two_targets(
+        &redis.url(),
+        "upstream:\n  max_retries: 0\n  breaker_failures: 2\n  breaker_cool_down_ms: 30000\n",
+        "fallback",
+        ("bad", &bad.base_url()),
+        ("good", &good.base_url()),
     );
-    let targets =
-        "    strategy: fallback\n    targets: [{model: bad-model}, {model: good-model}]\n";
-    let yaml = routes(&redis.url(), "", &top, targets);
     let a = replica(&yaml, None);
     let b = replica(&yaml, None);
     a.wait_ready().await;
@@ -682,16 +699,14 @@ async fn latency_learnt_by_one_replica_guides_the_others() {
     let slow = FakeUpstream::start("slow").await;
     slow.set_default(Fault::SlowFirstToken(Duration::from_millis(300)));
     let fast = FakeUpstream::start("fast").await;
-    let top = format!(
-        "providers:\n  - {{name: slow, kind: openai, base_url: {}}}\n  - {{name: fast, kind: openai, base_url: {}}}\n\
-         models:\n  - {{name: slow-model, provider: slow, id: s}}\n  - {{name: fast-model, provider: fast, id: f}}\n",
-        slow.base_url(),
-        fast.base_url()
-    );
     // `fastest` tries targets it has never measured first, in the listed order: slow-model first.
-    let targets =
-        "    strategy: fastest\n    targets: [{model: slow-model}, {model: fast-model}]\n";
-    let yaml = routes(&redis.url(), "", &top, targets);
+    let yaml = two_targets(
+        &redis.url(),
+        "",
+        "fastest",
+        ("slow", &slow.base_url()),
+        ("fast", &fast.base_url()),
+    );
     let a = replica(&yaml, None);
     let b = replica(&yaml, None);
     a.wait_ready().await;
