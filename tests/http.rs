@@ -471,3 +471,102 @@ async fn a_client_that_goes_away_cancels_the_upstream_request() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Conversations route on the earlier user turns when the last one cannot decide alone, by the same rule
+/// on both faces: a follow-up stays on the earlier route, a change of topic moves, an off-topic turn is
+/// not pulled back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conversations_follow_up_on_earlier_turns_on_both_faces() {
+    let server = shipped().await;
+    let mut grpc = semroute::grpc::pb::router_client::RouterClient::connect(server.endpoint())
+        .await
+        .unwrap();
+    let earlier = "Write a Python function that checks whether a string is a palindrome.";
+    let cases = [
+        // (last turn, route, matched, earlier turns that joined)
+        ("and now in Rust?", "code", true, 1),
+        ("What is the derivative of x^3 * ln(x)?", "math", true, 0),
+    ];
+    for (last, route, matched, context_turns) in cases {
+        let messages = json!([
+            {"role": "system", "content": "You are terse."},
+            {"role": "user", "content": earlier},
+            {"role": "assistant", "content": "def is_palindrome(s): return s == s[::-1]"},
+            {"role": "user", "content": last},
+        ]);
+        let d: Value = post(&server, "/v1/route", json!({"messages": messages}))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(d["route"], route, "{last}: {d}");
+        assert_eq!(d["matched"], matched, "{last}: {d}");
+        assert_eq!(
+            d["context_turns"].as_u64().unwrap_or(0),
+            context_turns,
+            "{last}: {d}"
+        );
+        let m = |role: &str, content: &str| semroute::grpc::pb::Message {
+            role: role.into(),
+            content: content.into(),
+        };
+        let g = grpc
+            .route(semroute::grpc::pb::RouteRequest {
+                messages: vec![
+                    m("system", "You are terse."),
+                    m("user", earlier),
+                    m("assistant", "def is_palindrome(s): return s == s[::-1]"),
+                    m("user", last),
+                ],
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            (g.route.as_str(), g.matched),
+            (route, matched),
+            "{last}: {g:?}"
+        );
+        assert_eq!(g.context_turns as u64, context_turns, "{last}: {g:?}");
+        // The last turn alone does not reach the follow-up's route.
+        if context_turns > 0 {
+            let alone: Value = post(&server, "/v1/route", json!({"text": last}))
+                .await
+                .json()
+                .await
+                .unwrap();
+            assert!(
+                alone["route"] != route || alone["matched"] == false,
+                "{alone}"
+            );
+        }
+    }
+    // An off-topic turn after a coding one is left unmatched (the default route), not pulled back.
+    let messages = json!([
+        {"role": "user", "content": earlier},
+        {"role": "user", "content": "What's the weather going to be like in Lisbon on Saturday?"},
+    ]);
+    let d: Value = post(&server, "/v1/route", json!({"messages": messages}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(d["matched"], false, "{d}");
+    assert!(d.get("context_turns").is_none(), "{d}");
+
+    // Chat completions run under the same decision and say so in a header.
+    let r = post(
+        &server,
+        "/v1/chat/completions",
+        json!({"model": "mock-echo", "messages": [
+            {"role": "user", "content": earlier},
+            {"role": "assistant", "content": "def is_palindrome(s): return s == s[::-1]"},
+            {"role": "user", "content": "and now in Rust?"},
+        ]}),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-semroute-route"], "code");
+    assert_eq!(r.headers()["x-semroute-context-turns"], "1");
+}

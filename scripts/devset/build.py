@@ -8,7 +8,9 @@ not adjusted after looking at any model's scores. Each prompt carries tags:
 - length: long (60-250 words, counted here) or short (under 60 words); tagged automatically;
 - optional: typo (misspellings / no punctuation), multi (several sentences or requests),
   hard (an out-of-scope prompt that borrows a route's vocabulary, or an in-scope prompt that borrows
-  another route's vocabulary).
+  another route's vocabulary);
+- conversations (p_conv.py): `conv` and `followup` (the last turn leans on the earlier ones) or `switch`
+  (it changes the topic); their `context` holds the earlier user turns, oldest first.
 
 The split is deterministic: within each (label, language, length) group, prompts alternate val / test in
 the order written (starting with val and test in turn from group to group), so both halves have the same mix.
@@ -23,7 +25,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import p_code, p_text, p_service, p_data_legal, p_long, p_oos  # noqa: E402
+import p_code, p_text, p_service, p_data_legal, p_long, p_oos, p_conv  # noqa: E402
 
 LANGS = {"en", "es", "fr", "de"}
 EXTRA = {"typo", "multi", "hard"}
@@ -63,6 +65,19 @@ def main():
     for j, g in enumerate(groups.values()):
         for i, s in enumerate(g):
             (val if (i + j) % 2 == 0 else test).append(s)
+    # Conversations (p_conv) split on their own, alternating within each (label, kind) group, after the
+    # single prompts: adding them left the single prompts' split as it was.
+    conv_groups = collections.defaultdict(list)
+    for label, kind, context, text in p_conv.ITEMS:
+        if text in seen:
+            sys.exit(f"duplicate prompt: {text[:60]!r}")
+        seen.add(text)
+        s = {"text": text, "label": label, "tags": ["en", "short", "conv", kind], "context": context}
+        out.append(s)
+        conv_groups[(label, kind)].append(s)
+    for j, g in enumerate(conv_groups.values()):
+        for i, s in enumerate(g):
+            (val if (i + j) % 2 == 0 else test).append(s)
     key = {id(s): i for i, s in enumerate(out)}
     val.sort(key=lambda s: key[id(s)])
     test.sort(key=lambda s: key[id(s)])
@@ -81,7 +96,7 @@ def main():
             c[(scope, t)] += 1
     total = len(out)
     print(f"{total} prompts: {c['in']} in scope, {c['oos']} out of scope; val {len(val)}, test {len(test)}")
-    for t in ["en", "es", "fr", "de", "long", "short", "typo", "multi", "hard"]:
+    for t in ["en", "es", "fr", "de", "long", "short", "typo", "multi", "hard", "conv", "followup", "switch"]:
         a, b = c[("in", t)], c[("oos", t)]
         print(f"  {t:6} in {a:4}  oos {b:4}  ({(a + b) / total:.1%})")
     per = collections.Counter(s["label"] for s in out)

@@ -41,6 +41,8 @@ struct Loaded {
     labels: Vec<Option<usize>>,
     vectors: Vec<Vec<f32>>,
     late: Vec<Option<LateQuery>>,
+    /// Per sample, its conversation's earlier user turns embedded, newest first.
+    context: Vec<Vec<Vec<f32>>>,
 }
 
 /// Loads the config, builds the router (with `options`) and embeds the labelled data once.
@@ -79,6 +81,7 @@ fn load(config: &Path, data: &Path, options: BuildOptions) -> anyhow::Result<Loa
     } else {
         (router.embedder().embed_blocking(texts)?, Vec::new())
     };
+    let context = embed_context(&router, &samples)?;
     eprintln!(
         "embedded {} exemplars in {:.1} s and {} queries in {:.1} s",
         router.snapshot().index.len(),
@@ -92,7 +95,24 @@ fn load(config: &Path, data: &Path, options: BuildOptions) -> anyhow::Result<Loa
         labels,
         vectors,
         late,
+        context,
     })
+}
+
+/// The sentence vectors of each sample's earlier conversation turns (newest first), in one model batch.
+fn embed_context(router: &Router, samples: &[eval::Sample]) -> anyhow::Result<Vec<Vec<Vec<f32>>>> {
+    let turns: Vec<String> = samples
+        .iter()
+        .flat_map(|s| s.context.iter().rev().cloned())
+        .collect();
+    if turns.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut vectors = router.embedder().embed_blocking(turns)?.into_iter();
+    Ok(samples
+        .iter()
+        .map(|s| vectors.by_ref().take(s.context.len()).collect())
+        .collect())
 }
 
 fn pct(x: Option<f64>) -> String {
@@ -106,9 +126,10 @@ pub fn eval(a: EvalArgs) -> anyhow::Result<()> {
         labels,
         vectors,
         late,
+        context,
     } = load(&a.config, &a.data, BuildOptions::default())?;
     let snapshot = router.snapshot();
-    let ev = eval::evaluate_with(&snapshot, &samples, &labels, &vectors, &late, 5);
+    let ev = eval::evaluate_with(&snapshot, &samples, &labels, &vectors, &late, &context, 5);
     // End-to-end latency (embed + decide, one prompt at a time) on the first queries.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

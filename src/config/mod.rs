@@ -210,6 +210,9 @@ struct Violation {
 /// Most negative exemplars `matching.negative_neighbours` may average.
 pub const MAX_NEGATIVE_NEIGHBOURS: usize = 100;
 
+/// Most user turns `matching.context_turns` may route a conversation on.
+pub const MAX_CONTEXT_TURNS: usize = 16;
+
 fn violation(field: impl Into<String>, message: impl Into<String>) -> Violation {
     Violation {
         field: field.into(),
@@ -323,6 +326,22 @@ fn validate(c: &Config) -> Result<(), Violation> {
                 "{} must be between 1 and {MAX_NEGATIVE_NEIGHBOURS}",
                 c.matching.negative_neighbours
             ),
+        ));
+    }
+    if c.matching.context_turns == 0 || c.matching.context_turns > MAX_CONTEXT_TURNS {
+        return Err(violation(
+            "matching.context_turns",
+            format!(
+                "{} must be between 1 and {MAX_CONTEXT_TURNS}",
+                c.matching.context_turns
+            ),
+        ));
+    }
+    let cw = c.matching.context_weight;
+    if !cw.is_finite() || !(0.0..=1.0).contains(&cw) {
+        return Err(violation(
+            "matching.context_weight",
+            format!("{cw} is outside [0, 1] (the weight of the turn before the last)"),
         ));
     }
     if c.limits.max_input_bytes == 0 {
@@ -905,6 +924,9 @@ mod tests {
             ("matching.head_weight", "head_weight: 11"),
             ("matching.head_weight", "head_weight: -0.5"),
             ("matching.negative_weight", "negative_weight: 2.5"),
+            ("matching.context_turns", "context_turns: 0"),
+            ("matching.context_turns", "context_turns: 17"),
+            ("matching.context_weight", "context_weight: 1.5"),
             ("matching.negative_weight", "negative_weight: -0.1"),
             ("matching.negative_neighbours", "negative_neighbours: 0"),
             ("matching.negative_neighbours", "negative_neighbours: 101"),

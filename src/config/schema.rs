@@ -459,6 +459,16 @@ pub struct MatchingConfig {
     /// With `out_of_scope` utterances: how many of the most similar ones are averaged, 1..=100.
     #[serde(default = "default_negative_neighbours")]
     pub negative_neighbours: usize,
+    /// Conversations: how many user turns, the last included, a prompt is routed on, 1..=16. The last turn
+    /// decides alone when it clears its threshold; otherwise the earlier turns join it (see
+    /// `context_weight`), so a follow-up such as "and now in Rust?" stays on the route of the turns before
+    /// it. 1 routes the last user turn alone.
+    #[serde(default = "default_context_turns")]
+    pub context_turns: usize,
+    /// Conversations: the weight of the user turn before the last, in [0, 1]; each turn further back
+    /// weighs this much less again. The prompt's vector becomes the weighted sum of the turns' vectors.
+    #[serde(default = "default_context_weight")]
+    pub context_weight: f32,
 }
 
 /// `limits:` — request limits.
@@ -783,6 +793,8 @@ impl Default for MatchingConfig {
             head_weight: 0.0,
             negative_weight: default_negative_weight(),
             negative_neighbours: default_negative_neighbours(),
+            context_turns: default_context_turns(),
+            context_weight: default_context_weight(),
         }
     }
 }
@@ -843,6 +855,12 @@ fn default_negative_weight() -> f32 {
 }
 fn default_negative_neighbours() -> usize {
     3
+}
+fn default_context_turns() -> usize {
+    3
+}
+fn default_context_weight() -> f32 {
+    0.5
 }
 fn default_deadline_ms() -> u64 {
     300_000

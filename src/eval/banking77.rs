@@ -85,6 +85,7 @@ pub fn banking77_from_rows(
                 text: text.clone(),
                 label: Some(category.clone()),
                 tags: Vec::new(),
+                context: Vec::new(),
             });
         }
     }
@@ -98,6 +99,7 @@ pub fn banking77_from_rows(
                 text: text.clone(),
                 label: Some(category.clone()),
                 tags: Vec::new(),
+                context: Vec::new(),
             })
         })
         .collect::<Result<_, _>>()?;

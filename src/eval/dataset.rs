@@ -97,6 +97,7 @@ pub fn clinc150_from_str(
                 text,
                 label,
                 tags: Vec::new(),
+                context: Vec::new(),
             });
         }
         Ok(out)

@@ -48,6 +48,10 @@ pub struct Sample {
     /// them, so one file can show where a rule fails (long prompts, other languages) without a file per kind.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
+    /// For a conversation: the user turns before `text`, oldest first. They join the decision as the
+    /// server's do (`matching.context_turns`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub context: Vec<String>,
 }
 
 /// Reads a JSONL file of `{"text": ..., "label": ... | null}` lines (blank lines are skipped).
@@ -160,6 +164,7 @@ mod tests {
             text: "q".into(),
             label: label.map(str::to_string),
             tags: tags.iter().map(|t| t.to_string()).collect(),
+            context: Vec::new(),
         };
         let samples = [
             sample(Some("a"), &["en", "long"]),
@@ -302,17 +307,19 @@ pub fn evaluate(
     vectors: &[Vec<f32>],
     evidence_k: usize,
 ) -> Evaluation {
-    evaluate_with(snapshot, samples, labels, vectors, &[], evidence_k)
+    evaluate_with(snapshot, samples, labels, vectors, &[], &[], evidence_k)
 }
 
 /// [`evaluate`] with each query's token vectors (`late[i]` for `vectors[i]`), which `aggregation: late`
-/// decides with; an empty slice gives none.
+/// decides with, and the vectors of its conversation's earlier user turns (`context[i]`, newest first);
+/// an empty slice gives none.
 pub fn evaluate_with(
     snapshot: &crate::router::Snapshot,
     samples: &[Sample],
     labels: &[Option<usize>],
     vectors: &[Vec<f32>],
     late: &[Option<crate::index::LateQuery>],
+    context: &[Vec<Vec<f32>>],
     evidence_k: usize,
 ) -> Evaluation {
     let names = snapshot.index.routes();
@@ -327,7 +334,12 @@ pub fn evaluate_with(
     let mut top = Vec::with_capacity(samples.len());
     for (i, ((s, &label), v)) in samples.iter().zip(labels).zip(vectors).enumerate() {
         let t0 = std::time::Instant::now();
-        let d = snapshot.decide_with(v, late.get(i).and_then(Option::as_ref), evidence_k);
+        let mut d = snapshot.decide_with(v, late.get(i).and_then(Option::as_ref), evidence_k);
+        if let Some(c) = context.get(i).filter(|c| !c.is_empty()) {
+            if snapshot.wants_context(&d) {
+                d = snapshot.decide_in_context(d, v, c, evidence_k);
+            }
+        }
         decide_micros.push(t0.elapsed().as_secs_f64() * 1e6);
         let predicted = if d.matched {
             d.route.as_deref().and_then(|r| by_name.get(r).copied())

@@ -293,6 +293,7 @@ impl Gateway {
                     search_micros: 0,
                     rule: None,
                     guard: Vec::new(),
+                    context_turns: 0,
                 }
             }
             None => {

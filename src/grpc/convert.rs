@@ -181,6 +181,7 @@ impl From<Decision> for pb::RouteResponse {
             search_micros: d.search_micros,
             rule: d.rule.unwrap_or_default(),
             guard: d.guard,
+            context_turns: u32::try_from(d.context_turns).unwrap_or(u32::MAX),
         }
     }
 }

@@ -514,6 +514,13 @@ fn decision_headers(headers: &mut HeaderMap, d: &Decision) {
     if !d.guard.is_empty() {
         set(headers, "x-semroute-guard", &d.guard.join(","));
     }
+    if d.context_turns > 0 {
+        set(
+            headers,
+            "x-semroute-context-turns",
+            &d.context_turns.to_string(),
+        );
+    }
 }
 
 /// The answer as OpenAI's `choices[0].message`: `content` is `null` when the model only called tools.

@@ -710,6 +710,7 @@ mod tests {
             search_micros: 20,
             rule: None,
             guard: Vec::new(),
+            context_turns: 0,
         };
         m.decision(&d);
         d.matched = false;

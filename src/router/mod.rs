@@ -26,7 +26,7 @@ use build::build_snapshot;
 pub use cache::CacheStats;
 use cache::PromptCache;
 pub use model::{model_dir, model_search_dirs, start_embedder};
-use query::extract_text;
+use query::extract_prompt;
 pub use snapshot::Snapshot;
 pub use types::{Candidate, Decision, Neighbour, RouteError, RouteQuery, MAX_EVIDENCE};
 
@@ -149,7 +149,11 @@ impl Router {
         snapshot: &Snapshot,
         query: RouteQuery,
     ) -> Result<Decision, RouteError> {
-        let text = extract_text(&query, snapshot.config.limits.max_input_bytes)?;
+        let prompt = extract_prompt(
+            &query,
+            snapshot.config.limits.max_input_bytes,
+            snapshot.config.matching.context_turns,
+        )?;
         let evidence_k = query
             .top_k
             .filter(|&k| k > 0)
@@ -158,14 +162,14 @@ impl Router {
 
         let t0 = Instant::now();
         let tokens = snapshot.wants_tokens();
-        let vectors = match self.cache.get(&text, tokens) {
+        let vectors = match self.cache.get(&prompt.text, tokens) {
             Some(v) => v,
             None => {
                 let span = tracing::info_span!(target: "semroute::router", "embed");
                 let v = if tokens {
                     let mut out = tracing::Instrument::instrument(
                         self.embedder
-                            .embed_tokens_by(vec![text.clone()], query.deadline),
+                            .embed_tokens_by(vec![prompt.text.clone()], query.deadline),
                         span,
                     )
                     .await?;
@@ -176,7 +180,8 @@ impl Router {
                     }
                 } else {
                     let mut out = tracing::Instrument::instrument(
-                        self.embedder.embed_by(vec![text.clone()], query.deadline),
+                        self.embedder
+                            .embed_by(vec![prompt.text.clone()], query.deadline),
                         span,
                     )
                     .await?;
@@ -186,19 +191,67 @@ impl Router {
                     }
                 };
                 let v = Arc::new(v);
-                self.cache.put(text, v.clone());
+                self.cache.put(prompt.text.clone(), v.clone());
                 v
             }
         };
-        let embed_micros = t0.elapsed().as_micros() as u64;
+        let mut embed_micros = t0.elapsed().as_micros() as u64;
 
         let t1 = Instant::now();
         let search = tracing::info_span!(target: "semroute::router", "search").entered();
         let mut decision =
             snapshot.decide_with(&vectors.sentence, vectors.late.as_ref(), evidence_k);
         drop(search);
-        decision.search_micros = t1.elapsed().as_micros() as u64;
+        let mut search_micros = t1.elapsed().as_micros() as u64;
+        // The earlier turns are embedded only when the last one cannot decide alone (most prompts can),
+        // and in a conversation they were usually routed before, so the cache holds them.
+        if snapshot.wants_context(&decision) && !prompt.context.is_empty() {
+            let t2 = Instant::now();
+            let context = self.context_vectors(prompt.context, query.deadline).await?;
+            embed_micros += t2.elapsed().as_micros() as u64;
+            let t3 = Instant::now();
+            let search = tracing::info_span!(target: "semroute::router", "context").entered();
+            decision =
+                snapshot.decide_in_context(decision, &vectors.sentence, &context, evidence_k);
+            drop(search);
+            search_micros += t3.elapsed().as_micros() as u64;
+        }
         decision.embed_micros = embed_micros;
+        decision.search_micros = search_micros;
         Ok(decision)
+    }
+
+    /// Sentence vectors of a conversation's earlier turns, from the prompt cache where it holds them and
+    /// from one model batch for the rest.
+    async fn context_vectors(
+        &self,
+        turns: Vec<String>,
+        deadline: Option<std::time::Instant>,
+    ) -> Result<Vec<Vec<f32>>, RouteError> {
+        let mut out: Vec<Option<Vec<f32>>> = turns
+            .iter()
+            .map(|t| self.cache.get(t, false).map(|v| v.sentence.clone()))
+            .collect();
+        let missing: Vec<usize> = (0..turns.len()).filter(|&i| out[i].is_none()).collect();
+        if !missing.is_empty() {
+            let texts: Vec<String> = missing.iter().map(|&i| turns[i].clone()).collect();
+            let span = tracing::info_span!(target: "semroute::router", "embed_context");
+            let vectors =
+                tracing::Instrument::instrument(self.embedder.embed_by(texts, deadline), span)
+                    .await?;
+            for (&i, v) in missing.iter().zip(vectors) {
+                self.cache.put(
+                    turns[i].clone(),
+                    Arc::new(QueryVectors {
+                        sentence: v.clone(),
+                        late: None,
+                    }),
+                );
+                out[i] = Some(v);
+            }
+        }
+        out.into_iter()
+            .map(|v| v.ok_or(RouteError::Embed(EmbedError::Stopped)))
+            .collect()
     }
 }

@@ -2,8 +2,51 @@
 
 use super::{RouteError, RouteQuery};
 
+/// What a query routes on: its prompt and, for a conversation, the user turns before it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Prompt {
+    /// The prompt (a conversation's last user turn).
+    pub text: String,
+    /// Earlier user turns, newest first, at most `context_turns - 1`; blank ones left out, each cut to the
+    /// byte limit (the encoder reads only its first `max_tokens` anyway).
+    pub context: Vec<String>,
+}
+
+/// Picks the texts to embed and enforces the input rules: the prompt and up to `context_turns - 1` user
+/// turns before it.
+pub(super) fn extract_prompt(
+    q: &RouteQuery,
+    max_bytes: usize,
+    context_turns: usize,
+) -> Result<Prompt, RouteError> {
+    let text = extract_text(q, max_bytes)?;
+    let context = q
+        .messages
+        .iter()
+        .rev()
+        .filter(|m| m.role.eq_ignore_ascii_case("user"))
+        .skip(1)
+        .filter(|m| !m.content.trim().is_empty())
+        .take(context_turns.saturating_sub(1))
+        .map(|m| cut_to(&m.content, max_bytes).to_string())
+        .collect();
+    Ok(Prompt { text, context })
+}
+
+/// `s` cut to at most `max` bytes, at a character boundary.
+fn cut_to(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
 /// Picks the text to embed and enforces the input rules.
-pub(super) fn extract_text(q: &RouteQuery, max_bytes: usize) -> Result<String, RouteError> {
+fn extract_text(q: &RouteQuery, max_bytes: usize) -> Result<String, RouteError> {
     let has_text = !q.text.is_empty();
     let text = match (has_text, q.messages.is_empty()) {
         (true, false) => {
@@ -62,6 +105,38 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(extract_text(&q, 100).unwrap(), "last");
+    }
+
+    #[test]
+    fn context_is_the_user_turns_before_the_last_newest_first() {
+        let q = RouteQuery {
+            messages: vec![
+                msg("system", "be brief"),
+                msg("user", "one"),
+                msg("assistant", "x"),
+                msg("user", "  "),
+                msg("user", "two"),
+                msg("assistant", "y"),
+                msg("user", "thrée"),
+                msg("user", "last"),
+            ],
+            ..Default::default()
+        };
+        let p = extract_prompt(&q, 100, 3).unwrap();
+        assert_eq!(p.text, "last");
+        assert_eq!(p.context, ["thrée", "two"]);
+        assert!(extract_prompt(&q, 100, 1).unwrap().context.is_empty());
+        assert_eq!(
+            extract_prompt(&q, 100, 16).unwrap().context,
+            ["thrée", "two", "one"]
+        );
+        // A long earlier turn is cut at a character boundary, not refused.
+        assert_eq!(extract_prompt(&q, 4, 2).unwrap().context, ["thr"]);
+        let text = RouteQuery {
+            text: "plain".into(),
+            ..Default::default()
+        };
+        assert!(extract_prompt(&text, 100, 3).unwrap().context.is_empty());
     }
 
     #[test]

@@ -107,6 +107,87 @@ impl Snapshot {
             search_micros: 0,
             rule: None,
             guard: Vec::new(),
+            context_turns: 0,
         }
+    }
+
+    /// True when a decision on a conversation's last turn alone should be retried with the turns before
+    /// it: it cleared no threshold and the config routes on more than one turn.
+    pub fn wants_context(&self, last: &Decision) -> bool {
+        !last.matched && self.config.matching.context_turns > 1
+    }
+
+    /// The conversation rule. `last` is the decision on the last user turn alone (embedded as `query`);
+    /// `context` holds the vectors of the user turns before it, newest first. When `last` cleared no
+    /// threshold and the last turn is nearer a route's exemplar than any `out_of_scope` one, the turns
+    /// are blended (the last with weight 1, each earlier one `context_weight` times the weight of the turn
+    /// after it) and the blend decides if it clears a threshold; otherwise `last` stands. A
+    /// self-contained prompt thus decides alone: a change of topic to another route clears its threshold
+    /// and moves at once, and one that is plainly off-topic (nearest an `out_of_scope` example: "what's
+    /// the weather in Lisbon?" after a coding question) is not pulled back to the earlier route.
+    pub fn decide_in_context(
+        &self,
+        last: Decision,
+        query: &[f32],
+        context: &[Vec<f32>],
+        evidence_k: usize,
+    ) -> Decision {
+        let m = &self.config.matching;
+        let turns = context.len().min(m.context_turns.saturating_sub(1));
+        if last.matched || turns == 0 || m.context_weight <= 0.0 {
+            return last;
+        }
+        let nearest_negative = self.index.negative_similarities(query, 1).first().copied();
+        let nearest_exemplar = self.index.search(query, 1).first().map(|h| h.similarity);
+        if let (Some(neg), Some(ex)) = (nearest_negative, nearest_exemplar) {
+            if neg > ex {
+                return last;
+            }
+        }
+        let blend = blend_turns(query, &context[..turns], m.context_weight);
+        // Token vectors exist for the last turn only: the blend is scored on sentence vectors (`late`
+        // falls back to its prototype term).
+        let mut d = self.decide_with(&blend, None, evidence_k);
+        if !d.matched {
+            return last;
+        }
+        d.context_turns = turns;
+        d
+    }
+}
+
+/// The unit vector along `query + w x context[0] + w^2 x context[1] + ...`.
+pub fn blend_turns(query: &[f32], context: &[Vec<f32>], weight: f32) -> Vec<f32> {
+    let mut out = query.to_vec();
+    let mut w = 1.0;
+    for c in context {
+        w *= weight;
+        for (o, x) in out.iter_mut().zip(c) {
+            *o += w * x;
+        }
+    }
+    let norm = out.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        out.iter_mut().for_each(|x| *x /= norm);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::blend_turns;
+
+    #[test]
+    fn blend_weights_turns_geometrically_and_normalises() {
+        let b = blend_turns(
+            &[1.0, 0.0, 0.0],
+            &[vec![0.0, 1.0, 0.0], vec![0.0, 0.0, 1.0]],
+            0.5,
+        );
+        let n = (1.0f32 + 0.25 + 0.0625).sqrt();
+        for (got, want) in b.iter().zip([1.0 / n, 0.5 / n, 0.25 / n]) {
+            assert!((got - want).abs() < 1e-6, "{b:?}");
+        }
+        assert_eq!(blend_turns(&[0.6, 0.8], &[], 0.5), vec![0.6, 0.8]);
     }
 }

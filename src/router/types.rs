@@ -28,7 +28,8 @@ pub enum RouteError {
 pub struct RouteQuery {
     /// The prompt; mutually exclusive with `messages`.
     pub text: String,
-    /// A conversation; its last user turn is routed.
+    /// A conversation; its last user turn is routed, with the user turns before it when the last one does
+    /// not clear a threshold alone (`matching.context_turns`).
     pub messages: Vec<ChatMessage>,
     /// Neighbours to return as evidence (default: `matching.top_k`).
     pub top_k: Option<usize>,
@@ -82,4 +83,12 @@ pub struct Decision {
     /// The sensitive-data detectors that found something in the prompt (completions only; names only).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub guard: Vec<String>,
+    /// Earlier user turns of the conversation that joined the last one in the decision
+    /// (`matching.context_turns`); 0 when the last turn decided alone.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub context_turns: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
