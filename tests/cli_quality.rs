@@ -240,3 +240,66 @@ fn tune_writes_a_model_the_config_then_uses() {
     assert!(stderr.contains("refusing to replace it"), "{stderr}");
     assert!(d.join("other/keep.txt").is_file());
 }
+
+/// Without `--data`, calibration uses the config's own examples (each exemplar left out in turn, and the
+/// `out_of_scope` list), and the threshold it writes holds on the dev queries it never saw.
+#[test]
+fn calibrate_from_the_config_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let routes = format!(
+        "{ROUTES}out_of_scope: [how do I file my taxes this year, what is the meaning of life, who wrote Hamlet]\n"
+    );
+    std::fs::write(d.join("routes.yaml"), &routes).unwrap();
+    std::fs::write(d.join("dev.jsonl"), DEV).unwrap();
+    let out = semroute(d, &["calibrate", "--config", "routes.yaml"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("the config's own examples (each of 6 exemplars left out in turn, 3 out_of_scope)"),
+        "{stdout}"
+    );
+    let c = semroute::config::parse_str(
+        &std::fs::read_to_string(d.join("routes.yaml")).unwrap(),
+        "edited",
+    )
+    .unwrap();
+    assert!(c.matching.threshold < 0.8, "{}", c.matching.threshold);
+    let out = semroute(
+        d,
+        &[
+            "eval",
+            "--config",
+            "routes.yaml",
+            "--data",
+            "dev.jsonl",
+            "--min-accuracy",
+            "0.75",
+            "--latency-samples",
+            "0",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // `late` needs token-level evidence per left-out exemplar, which is not built: a clear refusal.
+    std::fs::write(
+        d.join("late.yaml"),
+        routes.replace("matching:\n", "matching:\n  aggregation: late\n"),
+    )
+    .unwrap();
+    let out = semroute(d, &["calibrate", "--config", "late.yaml", "--dry-run"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not supported for `aggregation: late`"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -228,14 +228,16 @@ pub enum Command {
         #[arg(long, env = "SEMROUTE_EVAL_LATENCY_SAMPLES", default_value_t = 100)]
         latency_samples: usize,
     },
-    /// Choose thresholds (and, with --tune-rule, the rule's weights) on labelled dev data and write them
-    /// into the config (in place, comments kept; the old file is kept as <config>.bak).
+    /// Choose thresholds (and, with --tune-rule, the rule's weights) on labelled dev data, or on the
+    /// config's own examples without --data, and write them into the config (in place, comments kept;
+    /// the old file is kept as <config>.bak).
     Calibrate {
         #[command(flatten)]
         config: ConfigArg,
-        /// The labelled dev queries (never the test set).
+        /// The labelled dev queries (never the test set). Without it, the config's own examples are the
+        /// data: each exemplar left out of the index in turn, and the `out_of_scope` examples.
         #[arg(long, env = "SEMROUTE_CALIBRATE_DATA")]
-        data: PathBuf,
+        data: Option<PathBuf>,
         /// balanced (mean of in-scope accuracy and OOS recall) | accuracy | min-oos-recall=X.
         #[arg(long, env = "SEMROUTE_CALIBRATE_OBJECTIVE", default_value = "balanced")]
         objective: String,

@@ -26,7 +26,8 @@ pub struct EvalArgs {
 
 pub struct CalibrateArgs {
     pub config: PathBuf,
-    pub data: PathBuf,
+    /// `None`: calibrate on the config's own examples (leave-one-out).
+    pub data: Option<PathBuf>,
     pub objective: Objective,
     pub tune_rule: bool,
     pub per_route: Option<f32>,
@@ -45,17 +46,22 @@ struct Loaded {
     context: Vec<Vec<Vec<f32>>>,
 }
 
-/// Loads the config, builds the router (with `options`) and embeds the labelled data once.
-fn load(config: &Path, data: &Path, options: BuildOptions) -> anyhow::Result<Loaded> {
+/// Loads the config, builds the router (with `options`) and embeds the labelled data once (none without
+/// `data`).
+fn load(config: &Path, data: Option<&Path>, options: BuildOptions) -> anyhow::Result<Loaded> {
     let loaded = config::load_file(config)?;
-    let samples = eval::read_jsonl(data)?;
+    let samples = match data {
+        Some(d) => eval::read_jsonl(d)?,
+        None => Vec::new(),
+    };
     let names: Vec<String> = loaded
         .config
         .routes
         .iter()
         .map(|r| r.name.clone())
         .collect();
-    let labels = eval::label_ids(&samples, &names, &data.display().to_string())?;
+    let file = data.map(|d| d.display().to_string()).unwrap_or_default();
+    let labels = eval::label_ids(&samples, &names, &file)?;
     let embedder = start_embedder(&loaded, ServeOptions::default().model_threads)?;
     let t0 = Instant::now();
     // The exemplar vectors (and token vectors) persist where `serve` keeps them by default, so repeated
@@ -127,7 +133,7 @@ pub fn eval(a: EvalArgs) -> anyhow::Result<()> {
         vectors,
         late,
         context,
-    } = load(&a.config, &a.data, BuildOptions::default())?;
+    } = load(&a.config, Some(&a.data), BuildOptions::default())?;
     let snapshot = router.snapshot();
     let ev = eval::evaluate_with(&snapshot, &samples, &labels, &vectors, &late, &context, 5);
     // End-to-end latency (embed + decide, one prompt at a time) on the first queries.
@@ -290,7 +296,7 @@ pub fn calibrate(a: CalibrateArgs) -> anyhow::Result<()> {
         ..
     } = load(
         &a.config,
-        &a.data,
+        a.data.as_deref(),
         // Tuning the late rule tries head weights, so the index needs a head whatever the config says.
         BuildOptions {
             always_train_head: a.tune_rule,
@@ -301,8 +307,24 @@ pub fn calibrate(a: CalibrateArgs) -> anyhow::Result<()> {
     let n = cfg.routes.len();
     let m = &cfg.matching;
     let k = m.top_k.max(3);
-    let mut evidence = eval::collect_evidence(&snapshot.index, k, &vectors, &labels);
-    eval::add_late_evidence(&mut evidence, &snapshot.index, &late, m.late_shortlist);
+    let evidence = match &a.data {
+        Some(_) => {
+            let mut e = eval::collect_evidence(&snapshot.index, k, &vectors, &labels);
+            eval::add_late_evidence(&mut e, &snapshot.index, &late, m.late_shortlist);
+            e
+        }
+        None => {
+            // Token-level evidence would need every exemplar's bag without itself: not built.
+            if m.aggregation == Aggregation::Late {
+                anyhow::bail!(
+                    "calibrating without --data is not supported for `aggregation: late`; give labelled dev \
+                     queries with --data"
+                );
+            }
+            eval::leave_one_out_evidence(&snapshot.index, k)
+        }
+    };
+    let n_queries = evidence.len();
 
     let before_scored = cal::score_all(n, &evidence, m);
     let before = cal::figures(&before_scored, |r| cfg.threshold_for(&cfg.routes[r]));
@@ -369,11 +391,17 @@ pub fn calibrate(a: CalibrateArgs) -> anyhow::Result<()> {
             f.in_scope_accuracy, f.oos_recall, f.overall_accuracy
         )
     };
+    let on = match &a.data {
+        Some(d) => d.display().to_string(),
+        None => format!(
+            "the config's own examples (each of {} exemplars left out in turn, {} out_of_scope)",
+            snapshot.index.len(),
+            snapshot.index.negative_count()
+        ),
+    };
     println!(
-        "{} on {} ({} queries), objective {:?}",
+        "{} on {on} ({n_queries} queries), objective {:?}",
         a.config.display(),
-        a.data.display(),
-        labels.len(),
         a.objective
     );
     let weights = |m: &semroute::config::MatchingConfig| match m.aggregation {

@@ -128,6 +128,51 @@ pub fn label_ids(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn leave_one_out_evidence_scores_each_example_without_itself() {
+        use crate::index::{Exemplar, RouteIndex};
+        let unit = |v: [f32; 3]| {
+            let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            v.map(|x| x / n).to_vec()
+        };
+        let ex = |route, text: &str, v| Exemplar {
+            route,
+            text: text.into(),
+            vector: unit(v),
+        };
+        let index = RouteIndex::build(
+            3,
+            vec!["a".into(), "b".into()],
+            vec![
+                ex(0, "a1", [1.0, 0.0, 0.0]),
+                ex(0, "a2", [1.0, 1.0, 0.0]),
+                ex(1, "b1", [0.0, 0.0, 1.0]),
+            ],
+            100,
+        )
+        .unwrap()
+        .with_negatives(vec![
+            ("n1".into(), unit([0.0, 1.0, 0.0])),
+            ("n2".into(), unit([0.0, 1.0, 1.0])),
+        ])
+        .unwrap();
+        let e = super::leave_one_out_evidence(&index, 5);
+        assert_eq!(e.len(), 5);
+        assert_eq!(
+            e.iter().map(|e| e.label).collect::<Vec<_>>(),
+            [Some(0), Some(0), Some(1), None, None]
+        );
+        // a1 without itself: route a's prototype is a2 alone, cos 0.7071; a1 is not its own neighbour.
+        assert!((e[0].centroid[0] - 0.70710677).abs() < 1e-5, "{:?}", e[0].centroid);
+        assert_eq!(e[0].hits.len(), 2);
+        assert!((e[0].hits[0].1 - 0.70710677).abs() < 1e-5);
+        // b1 is its route's only exemplar: no prototype is left, so no similarity to it.
+        assert_eq!(e[2].centroid[1], 0.0);
+        // n1's negatives are n2 only.
+        assert_eq!(e[3].negatives.len(), 1);
+        assert!((e[3].negatives[0] - 0.70710677).abs() < 1e-5);
+    }
+
     use super::*;
 
     #[test]
@@ -232,6 +277,79 @@ pub fn collect_evidence(
             negatives: index.negative_similarities(v, crate::config::MAX_NEGATIVE_NEIGHBOURS),
         })
         .collect()
+}
+
+/// Evidence from the config alone, for calibrating where no labelled traffic exists: every exemplar as an
+/// in-scope query of its route, scored against the index without itself (leave-one-out: its route's
+/// prototype is re-computed without it and it is not its own neighbour), and every `out_of_scope`
+/// example as an out-of-scope query, its penalty computed from the other negatives. Exemplars are what
+/// operators think a route's prompts look like, so this is optimistic about in-scope traffic; the
+/// figures say how a threshold splits the config's own examples, which is what `calibrate` needs to
+/// move it from a default that fits nobody's routes.
+pub fn leave_one_out_evidence(
+    index: &crate::index::RouteIndex,
+    k: usize,
+) -> Vec<calibrate::Evidence> {
+    let dim = index.dim();
+    let n_routes = index.routes().len();
+    // Each route's sum of exemplar vectors: its prototype's direction, and what leaving one out changes.
+    let mut sums = vec![vec![0f32; dim]; n_routes];
+    for id in 0..index.len() {
+        for (s, x) in sums[index.exemplar_route(id)]
+            .iter_mut()
+            .zip(index.exemplar_vector(id))
+        {
+            *s += x;
+        }
+    }
+    let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>();
+    let mut out = Vec::with_capacity(index.len() + index.negative_count());
+    for id in 0..index.len() {
+        let v = index.exemplar_vector(id);
+        let r = index.exemplar_route(id);
+        let mut centroid = index.centroid_scores(v);
+        // cos(v, S - v) = (v.S - v.v) / |S - v|; a route's only exemplar leaves no prototype behind.
+        let (vs, vv, ss) = (dot(v, &sums[r]), dot(v, v), dot(&sums[r], &sums[r]));
+        let rest = (ss - 2.0 * vs + vv).max(0.0).sqrt();
+        centroid[r] = if rest > 1e-6 { (vs - vv) / rest } else { 0.0 };
+        let hits = index
+            .search(v, k + 1)
+            .into_iter()
+            .filter(|h| h.id != id)
+            .take(k)
+            .map(|h| (index.exemplar_route(h.id), h.similarity))
+            .collect();
+        out.push(calibrate::Evidence {
+            label: Some(r),
+            centroid,
+            hits,
+            late: None,
+            negatives: index.negative_similarities(v, crate::config::MAX_NEGATIVE_NEIGHBOURS),
+        });
+    }
+    for (i, v) in index.negative_vectors().enumerate() {
+        // The other negatives only: the example itself would be its own nearest, at similarity 1.
+        let mut negatives: Vec<f32> = index
+            .negative_vectors()
+            .enumerate()
+            .filter(|&(j, _)| j != i)
+            .map(|(_, n)| dot(v, n))
+            .collect();
+        negatives.sort_by(|a, b| b.total_cmp(a));
+        negatives.truncate(crate::config::MAX_NEGATIVE_NEIGHBOURS);
+        out.push(calibrate::Evidence {
+            label: None,
+            centroid: index.centroid_scores(v),
+            hits: index
+                .search(v, k)
+                .into_iter()
+                .map(|h| (index.exemplar_route(h.id), h.similarity))
+                .collect(),
+            late: None,
+            negatives,
+        });
+    }
+    out
 }
 
 /// Adds token-level evidence (`aggregation: late`) to `evidence`: `queries[i]` holds the token vectors of

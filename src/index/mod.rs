@@ -174,6 +174,11 @@ impl RouteIndex {
         Ok(self)
     }
 
+    /// The negative exemplars' unit vectors, in config order.
+    pub fn negative_vectors(&self) -> impl Iterator<Item = &[f32]> {
+        self.negatives.chunks_exact(self.dim.max(1))
+    }
+
     /// Number of negative exemplars.
     pub fn negative_count(&self) -> usize {
         self.negatives.len() / self.dim.max(1)
