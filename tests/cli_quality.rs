@@ -260,7 +260,9 @@ fn calibrate_from_the_config_alone() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        stdout.contains("the config's own examples (each of 6 exemplars left out in turn, 3 out_of_scope)"),
+        stdout.contains(
+            "the config's own examples (each of 6 exemplars left out in turn, 3 out_of_scope)"
+        ),
         "{stdout}"
     );
     let c = semroute::config::parse_str(

@@ -276,6 +276,11 @@ pub enum Command {
         /// Seed of the utterance order.
         #[arg(long, env = "SEMROUTE_TUNE_SEED", default_value_t = 0)]
         seed: u64,
+        /// Weight of the cross-lingual term: Spanish, French and German sentences (shipped with semroute,
+        /// general-purpose) are pulled onto their English translations while the routes are trained, so
+        /// prompts in those languages land near the English exemplars. 0 turns it off.
+        #[arg(long, env = "SEMROUTE_TUNE_CROSS_LINGUAL", default_value_t = semroute::tune::TuneOptions::default().cross_lingual)]
+        cross_lingual: f64,
     },
     /// Write a benchmark as routes.yaml + val.jsonl + test.jsonl.
     Dataset {

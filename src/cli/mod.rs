@@ -125,6 +125,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             epochs,
             lr,
             seed,
+            cross_lingual,
         } => quality::tune(quality::TuneArgs {
             config: config.config,
             out,
@@ -134,6 +135,7 @@ fn run(command: Command) -> anyhow::Result<()> {
                 epochs,
                 lr,
                 seed,
+                cross_lingual,
                 ..Default::default()
             },
         }),

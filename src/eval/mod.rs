@@ -163,7 +163,11 @@ mod tests {
             [Some(0), Some(0), Some(1), None, None]
         );
         // a1 without itself: route a's prototype is a2 alone, cos 0.7071; a1 is not its own neighbour.
-        assert!((e[0].centroid[0] - 0.70710677).abs() < 1e-5, "{:?}", e[0].centroid);
+        assert!(
+            (e[0].centroid[0] - 0.70710677).abs() < 1e-5,
+            "{:?}",
+            e[0].centroid
+        );
         assert_eq!(e[0].hits.len(), 2);
         assert!((e[0].hits[0].1 - 0.70710677).abs() < 1e-5);
         // b1 is its route's only exemplar: no prototype is left, so no similarity to it.

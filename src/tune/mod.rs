@@ -87,6 +87,27 @@ pub struct TuneOptions {
     pub batch: usize,
     /// Seed of the exemplar order.
     pub seed: u64,
+    /// Weight of the cross-lingual alignment term (0: off): each step also pulls a share of the shipped
+    /// Spanish, French and German sentences ([`PARALLEL`]) onto their English translations as the model
+    /// embeds those at that step, so the whole set is seen once per epoch.
+    pub cross_lingual: f64,
+}
+
+/// Parallel sentences shipped for cross-lingual tuning: `English<TAB>Spanish<TAB>French<TAB>German` per
+/// line, `#` comments. General-purpose, written for semroute (not from any evaluation set).
+pub const PARALLEL: &str = include_str!("parallel.tsv");
+
+/// `(English, translation)` pairs of [`PARALLEL`], every language of a line in turn.
+pub fn parallel_pairs() -> Vec<(&'static str, &'static str)> {
+    PARALLEL
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .flat_map(|l| {
+            let mut cols = l.split('\t');
+            let en = cols.next().unwrap_or_default();
+            cols.map(move |t| (en, t))
+        })
+        .collect()
 }
 
 impl Default for TuneOptions {
@@ -99,6 +120,7 @@ impl Default for TuneOptions {
             scale: 20.0,
             batch: 32,
             seed: 0,
+            cross_lingual: 0.0,
         }
     }
 }
@@ -185,6 +207,29 @@ pub fn tune(
         })
         .collect::<Result<_, TuneError>>()?;
     let order: Vec<usize> = (0..examples.len()).collect();
+    // The parallel sentences' frozen-layer outputs, English in `pair_en`, translations in `pair_xx`.
+    let (pair_en, pair_xx) = if options.cross_lingual > 0.0 {
+        let lower_of = |text: &str| -> Result<Tensor, TuneError> {
+            let enc = tokenizer
+                .encode(text, true)
+                .map_err(|err| EmbedError::Tokenize(err.to_string()))?;
+            Ok(model.lower(enc.get_ids())?)
+        };
+        let pairs = parallel_pairs();
+        let en = pairs
+            .iter()
+            .map(|(e, _)| lower_of(e))
+            .collect::<Result<Vec<_>, _>>()?;
+        let xx = pairs
+            .iter()
+            .map(|(_, x)| lower_of(x))
+            .collect::<Result<Vec<_>, _>>()?;
+        (en, xx)
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    let steps = examples.len().div_ceil(options.batch.max(1));
+    let pairs_per_step = pair_en.len().div_ceil(steps.max(1));
 
     // Start each route's classifier vector at the route's centroid, so training starts from the
     // frozen model's nearest-centroid rule rather than from chance.
@@ -220,6 +265,9 @@ pub fn tune(
         let t0 = Instant::now();
         let mut shuffled = order.clone();
         rng.shuffle(&mut shuffled);
+        let mut pair_order: Vec<usize> = (0..pair_en.len()).collect();
+        rng.shuffle(&mut pair_order);
+        let mut pair_chunks = pair_order.chunks(pairs_per_step.max(1));
         let (mut loss_sum, mut correct) = (0.0f64, 0usize);
         for chunk in shuffled.chunks(options.batch) {
             let (x, mask) = pad_batch(&lower, chunk)?;
@@ -229,7 +277,28 @@ pub fn tune(
             let logits = (pooled.matmul(&model::normalize_rows(classifier.as_tensor())?.t()?)?
                 * options.scale)?;
             let loss = candle_nn::loss::cross_entropy(&logits, &targets)?;
-            let grads = loss.backward()?;
+            let total = match pair_chunks.next() {
+                Some(pairs) => {
+                    // Each translation must be nearer its own English sentence, as the model embeds it
+                    // now, than the step's other English sentences (cross-entropy over the batch's
+                    // cosines). The English side is the target (detached), so the routes' geometry is
+                    // learnt from the exemplars alone and the other languages follow it; contrasting
+                    // with the other pairs keeps the model from meeting the term by pulling every
+                    // sentence together, which 1 - cos alone did (every score rose, out-of-scope
+                    // prompts with them).
+                    let (xe, me) = pad_batch(&pair_en, pairs)?;
+                    let target = model.upper_pooled(&xe, &me)?.detach();
+                    let (xx, mx) = pad_batch(&pair_xx, pairs)?;
+                    let student = model.upper_pooled(&xx, &mx)?;
+                    let sims = (student.matmul(&target.t()?)? * options.scale)?;
+                    let own: Vec<u32> = (0..pairs.len() as u32).collect();
+                    let own = Tensor::new(own.as_slice(), &Device::Cpu)?;
+                    let align = candle_nn::loss::cross_entropy(&sims, &own)?;
+                    (&loss + (align * options.cross_lingual)?)?
+                }
+                None => loss.clone(),
+            };
+            let grads = total.backward()?;
             opt_layers.step(&grads)?;
             opt_classifier.step(&grads)?;
             loss_sum += f64::from(loss.to_scalar::<f32>()?) * chunk.len() as f64;
