@@ -31,31 +31,32 @@ macro_rules! dispatch_tile {
 /// `avx512`, against `std::arch` and compiled for AVX-512 + VNNI; and, in unit tests, as `avx512_model`,
 /// against the software model of the same intrinsics ([`avx512_model`]). Each gets a `tile(rows, t)` that
 /// runs the block for `rows` in `1..=12` rows, every row count its own fully unrolled instance.
+///
+/// The general form, `@module uses { names from the kernel module } entry { one function } items...`,
+/// expands `items` into both modules the same way and compiles `entry` (the module's one way in) with the
+/// AVX-512 target features in `avx512` and without them in the model, which must run on any CPU: for
+/// kernels whose register block is not `MR` rows of one panel (the F32 kernel's block spans several).
 macro_rules! avx512_kernel {
-    ($epilogue:ident; $($block:tt)*) => {
+    (@module uses { $($uses:tt)* } entry { $($entry:tt)* } $($items:tt)*) => {
         #[cfg(target_arch = "x86_64")]
         mod avx512 {
-            use super::{$epilogue, Tile, NR};
+            use super::{$($uses)*};
             use std::arch::x86_64::*;
 
-            $($block)*
+            $($items)*
 
             #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")]
-            pub(super) unsafe fn tile(rows: usize, t: &Tile) {
-                avx512_kernel!(@rows block, rows, t)
-            }
+            $($entry)*
         }
 
         #[cfg(test)]
         mod avx512_model {
-            use super::{$epilogue, Tile, NR};
+            use super::{$($uses)*};
             use crate::avx512_model::*;
 
-            $($block)*
+            $($items)*
 
-            pub(super) unsafe fn tile(rows: usize, t: &Tile) {
-                avx512_kernel!(@rows block, rows, t)
-            }
+            $($entry)*
         }
     };
     (@rows $block:ident, $rows:expr, $t:expr) => {
@@ -74,11 +75,22 @@ macro_rules! avx512_kernel {
             _ => $block::<12>($t),
         }
     };
+    ($epilogue:ident; $($block:tt)*) => {
+        avx512_kernel! {
+            @module uses { $epilogue, Tile, NR }
+            entry {
+                pub(super) unsafe fn tile(rows: usize, t: &Tile) {
+                    avx512_kernel!(@rows block, rows, t)
+                }
+            }
+            $($block)*
+        }
+    };
 }
 
-/// Rows per register block in the AVX-512 kernels: 12 zmm accumulators of 16 columns, the weight vector
-/// and broadcasts fit easily in the 32 registers; a 13-token query is two blocks (7 + 6) reading each
-/// weight panel once from memory and once from L1.
+/// Rows per register block in the AVX-512 integer kernels (F32 has its own, wider block): 12 zmm
+/// accumulators of 16 columns, the weight vector and broadcasts fit easily in the 32 registers; a
+/// 13-token query is two blocks (7 + 6) reading each weight panel once from memory and once from L1.
 const MR_AVX512: usize = 12;
 
 pub mod attention;
@@ -110,7 +122,8 @@ pub fn uninit_mut(out: &mut [f32]) -> &mut [MaybeUninit<f32>] {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Isa {
     /// x86-64 with AVX-512 F/BW/VL and VNNI (Intel Cascade Lake, Ice Lake, Sapphire Rapids and later; AMD
-    /// Zen 4 and later): 12x16 linear-layer microkernels, the int8 ones on `vpdpbusd` / `vpdpwssd`.
+    /// Zen 4 and later): an 8x48 F32 linear-layer microkernel and 12x16 integer ones on `vpdpbusd` /
+    /// `vpdpwssd`.
     /// Everything else (attention, norms, quantisation) runs the AVX2 code, which these CPUs also have.
     Avx512,
     /// x86-64 with AVX2 and FMA: hand-written 6x16 microkernels.
