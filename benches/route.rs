@@ -1,4 +1,5 @@
-//! Routing benchmarks: one prompt routed in-process on the shipped routes.yaml, and the index search on its
+//! Routing benchmarks: one prompt (and a conversation's follow-up) routed in-process on the shipped
+//! routes.yaml, and the index search on its
 //! own at several sizes, exact scan vs HNSW, which is how `matching.exact_search_max` was chosen, and the
 //! training of the late rule's route head (`matching.head_weight`) at CLINC150's sizes.
 //! Run: `cargo bench --bench route`.
@@ -30,6 +31,37 @@ fn route_one(c: &mut Criterion) {
             b.iter(|| {
                 rt.block_on(router.route(RouteQuery {
                     text: "can you tell me how to say fly in italian please".into(),
+                    ..Default::default()
+                }))
+                .unwrap()
+            })
+        });
+        // A follow-up that cannot decide alone: the earlier user turn joins the decision
+        // (`matching.context_turns`). Cached, both turns come from the prompt cache; uncached, each
+        // call embeds the last turn, then the earlier one.
+        let follow_up = name.replace("one_prompt", "follow_up");
+        let messages = vec![
+            semroute::router::ChatMessage::text(
+                "user",
+                "Write a Python function that checks whether a string is a palindrome.",
+            ),
+            semroute::router::ChatMessage::text("assistant", "def is_palindrome(s): ..."),
+            semroute::router::ChatMessage::text("user", "and now in Rust?"),
+        ];
+        let d = rt
+            .block_on(router.route(RouteQuery {
+                messages: messages.clone(),
+                ..Default::default()
+            }))
+            .unwrap();
+        assert_eq!(
+            d.context_turns, 1,
+            "the follow-up must use its context: {d:?}"
+        );
+        c.bench_function(&follow_up, |b| {
+            b.iter(|| {
+                rt.block_on(router.route(RouteQuery {
+                    messages: messages.clone(),
                     ..Default::default()
                 }))
                 .unwrap()
