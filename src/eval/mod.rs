@@ -269,18 +269,28 @@ pub fn collect_evidence(
     vectors
         .iter()
         .zip(labels)
-        .map(|(v, &label)| calibrate::Evidence {
-            label,
-            centroid: index.centroid_scores(v),
-            hits: index
-                .search(v, k)
-                .into_iter()
-                .map(|h| (index.exemplar_route(h.id), h.similarity))
-                .collect(),
-            late: None,
-            negatives: index.negative_similarities(v, crate::config::MAX_NEGATIVE_NEIGHBOURS),
-        })
+        .map(|(v, &label)| evidence_of(index, k, v, label))
         .collect()
+}
+
+/// One query's evidence against the whole index (see [`collect_evidence`]).
+fn evidence_of(
+    index: &crate::index::RouteIndex,
+    k: usize,
+    v: &[f32],
+    label: Option<usize>,
+) -> calibrate::Evidence {
+    calibrate::Evidence {
+        label,
+        centroid: index.centroid_scores(v),
+        hits: index
+            .search(v, k)
+            .into_iter()
+            .map(|h| (index.exemplar_route(h.id), h.similarity))
+            .collect(),
+        late: None,
+        negatives: index.negative_similarities(v, crate::config::MAX_NEGATIVE_NEIGHBOURS),
+    }
 }
 
 /// Evidence from the config alone, for calibrating where no labelled traffic exists: every exemplar as an
@@ -342,15 +352,8 @@ pub fn leave_one_out_evidence(
         negatives.sort_by(|a, b| b.total_cmp(a));
         negatives.truncate(crate::config::MAX_NEGATIVE_NEIGHBOURS);
         out.push(calibrate::Evidence {
-            label: None,
-            centroid: index.centroid_scores(v),
-            hits: index
-                .search(v, k)
-                .into_iter()
-                .map(|h| (index.exemplar_route(h.id), h.similarity))
-                .collect(),
-            late: None,
             negatives,
+            ..evidence_of(index, k, v, None)
         });
     }
     out
