@@ -517,8 +517,11 @@ pub fn tune(a: TuneArgs) -> anyhow::Result<()> {
         &a.out,
         &a.options,
         &mut |e| {
+            let cross = e
+                .cross_lingual_loss
+                .map_or_else(String::new, |l| format!(", cross-lingual {l:.4}"));
             println!(
-                "epoch {}: loss {:.4}, exemplar accuracy {:.3}, {:.1} s",
+                "epoch {}: loss {:.4}{cross}, exemplar accuracy {:.3}, {:.1} s",
                 e.epoch, e.loss, e.accuracy, e.seconds
             )
         },

@@ -134,6 +134,10 @@ pub struct EpochStats {
     pub loss: f64,
     /// Share of exemplars the classifier put in their own route during the epoch.
     pub accuracy: f64,
+    /// Mean cross-lingual term over the epoch's steps (cross-entropy of each translation against the
+    /// step's English sentences); `None` with `cross_lingual` 0.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cross_lingual_loss: Option<f64>,
     /// Wall-clock seconds.
     pub seconds: f64,
 }
@@ -269,6 +273,7 @@ pub fn tune(
         rng.shuffle(&mut pair_order);
         let mut pair_chunks = pair_order.chunks(pairs_per_step.max(1));
         let (mut loss_sum, mut correct) = (0.0f64, 0usize);
+        let (mut align_sum, mut align_steps) = (0.0f64, 0usize);
         for chunk in shuffled.chunks(options.batch) {
             let (x, mask) = pad_batch(&lower, chunk)?;
             let targets: Vec<u32> = chunk.iter().map(|&i| examples[i].route as u32).collect();
@@ -294,6 +299,8 @@ pub fn tune(
                     let own: Vec<u32> = (0..pairs.len() as u32).collect();
                     let own = Tensor::new(own.as_slice(), &Device::Cpu)?;
                     let align = candle_nn::loss::cross_entropy(&sims, &own)?;
+                    align_sum += f64::from(align.to_scalar::<f32>()?);
+                    align_steps += 1;
                     (&loss + (align * options.cross_lingual)?)?
                 }
                 None => loss.clone(),
@@ -313,11 +320,13 @@ pub fn tune(
             epoch,
             loss: loss_sum / examples.len() as f64,
             accuracy: correct as f64 / examples.len() as f64,
+            cross_lingual_loss: (align_steps > 0).then(|| align_sum / align_steps as f64),
             seconds: t0.elapsed().as_secs_f64(),
         };
         tracing::info!(
             epoch,
             loss = stats.loss,
+            cross_lingual_loss = stats.cross_lingual_loss,
             accuracy = stats.accuracy,
             seconds = stats.seconds,
             "tune epoch"

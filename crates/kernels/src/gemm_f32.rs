@@ -77,8 +77,8 @@ impl PackedF32 {
     }
 }
 
-/// `out (m x n) = a (m x k) * W^T + bias`, then `act`. Splits the panels over the current rayon pool when
-/// the product is large enough to pay for it.
+/// `out (m x n) = a (m x k) * W^T + bias`, then `act`. Splits the panels over the thread team when the
+/// product is large enough to pay for it.
 pub fn matmul(
     isa: Isa,
     a: &[f32],
