@@ -2,7 +2,9 @@
 //!
 //! On CPU the layers run our kernels (`semroute_kernels`) through candle custom ops: linear layers against
 //! weights packed once at load (F32, or int8 for the fast path) with bias and GELU fused into the product,
-//! attention straight from the fused QKV projection, and residual + layer norm in one pass. On CUDA, or on
+//! attention straight from the fused QKV projection, and residual + layer norm in one pass; the embedding
+//! lookup and every step between the layers run on plain vectors, so a forward pass on our kernels makes no
+//! candle tensor at all (each one is an allocation, a shape check and an `Arc`). On CUDA, or on
 //! CPU with `SEMROUTE_KERNELS=candle` (the baseline our benchmarks compare with), candle's own ops run, with
 //! Q/K/V fused into one matmul and GELU as a vectorisable custom op instead of candle's scalar f64 `erf`.
 //! Weight names follow Hugging Face BERT checkpoints (with or without a `bert.` prefix).
@@ -13,8 +15,7 @@ use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Module, Result, 
 use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder};
 use candle_transformers::models::bert::Config;
 
-use super::ops::{AddNormOp, AttentionOp, LinearOp};
-use semroute_kernels::{self as kernels, Activation, Isa, Precision};
+use semroute_kernels::{self as kernels, attention::Heads, Activation, Isa, Precision};
 
 /// GELU, exact form `x/2 * (1 + erf(x / sqrt 2))`, as a candle custom op.
 struct Gelu;
@@ -109,15 +110,54 @@ enum Layers {
     Kernels(Vec<KernelLayer>, Isa),
 }
 
-/// A BERT encoder.
-pub struct Bert {
+/// The embedding layer as candle modules (the candle backend).
+struct CandleEmbeddings {
     word: Embedding,
     position: Embedding,
     token_type: Embedding,
     norm: LayerNorm,
+}
+
+/// The embedding layer as plain row-major tables (our kernels): a lookup is a row copy.
+struct PlainEmbeddings {
+    word: Vec<f32>,
+    position: Vec<f32>,
+    token_type: Vec<f32>,
+    norm: Norm,
+}
+
+enum Embeddings {
+    Candle(CandleEmbeddings),
+    Plain(PlainEmbeddings),
+}
+
+/// The last hidden state of a batch's real tokens (no padding rows), sequence after sequence.
+#[derive(Debug, Clone)]
+pub struct TokenRows {
+    /// `rows x hidden`, row-major.
+    pub data: Vec<f32>,
+    /// Values per row.
+    pub hidden: usize,
+    /// Each input sequence's rows, in input order, consecutive and covering every row.
+    pub sequences: Vec<Range<usize>>,
+}
+
+impl TokenRows {
+    /// Sequence `i`'s rows as one slice (`len x hidden`).
+    pub fn sequence(&self, i: usize) -> &[f32] {
+        let r = &self.sequences[i];
+        &self.data[r.start * self.hidden..r.end * self.hidden]
+    }
+}
+
+/// A BERT encoder.
+pub struct Bert {
+    embeddings: Embeddings,
     layers: Layers,
     heads: usize,
     head_dim: usize,
+    hidden: usize,
+    max_positions: usize,
     backend: Backend,
 }
 
@@ -207,37 +247,25 @@ fn kernel_layers_of(
 #[derive(Default)]
 struct ChannelMaxima {
     maxima: Vec<Vec<f32>>,
-    failed: Option<candle_core::Error>,
 }
 
 impl ChannelMaxima {
-    /// Folds input `i` (any shape; channels on the last axis) in.
-    fn observe(&mut self, i: usize, t: &Tensor) {
-        let mut fold = || -> Result<()> {
-            let k = t.dim(D::Minus1)?;
-            let v = t.flatten_all()?.to_vec1::<f32>()?;
-            if self.maxima.len() <= i {
-                self.maxima.resize(i + 1, Vec::new());
+    /// Folds input `i` (rows of `k` channels) in.
+    fn observe(&mut self, i: usize, rows: &[f32], k: usize) {
+        if self.maxima.len() <= i {
+            self.maxima.resize(i + 1, Vec::new());
+        }
+        let m = &mut self.maxima[i];
+        m.resize(k, 0.0);
+        for row in rows.chunks_exact(k) {
+            for (a, x) in m.iter_mut().zip(row) {
+                *a = a.max(x.abs());
             }
-            let m = &mut self.maxima[i];
-            m.resize(k, 0.0);
-            for row in v.chunks_exact(k) {
-                for (a, x) in m.iter_mut().zip(row) {
-                    *a = a.max(x.abs());
-                }
-            }
-            Ok(())
-        };
-        if let Err(e) = fold() {
-            self.failed.get_or_insert(e);
         }
     }
 
-    /// The maxima of inputs `0..inputs`, or the first error met while observing.
+    /// The maxima of inputs `0..inputs`.
     fn finish(self, inputs: usize) -> Result<Vec<Vec<f32>>> {
-        if let Some(e) = self.failed {
-            return Err(e);
-        }
         if self.maxima.len() != inputs {
             candle_core::bail!(
                 "calibration saw {} of {inputs} layer inputs",
@@ -248,8 +276,8 @@ impl ChannelMaxima {
     }
 }
 
-/// Token inputs the int8-fast path calibrates on at load: `(ids, type_ids, mask)`, one sentence each.
-pub type Calibration = Vec<(Tensor, Tensor, Tensor)>;
+/// Token ids the int8-fast path calibrates on at load, one sentence each ([CLS] and [SEP] included).
+pub type Calibration = Vec<Vec<u32>>;
 
 /// Linear-layer inputs per encoder layer, in the order the forward pass meets them.
 const INPUTS_PER_LAYER: usize = 4;
@@ -264,36 +292,6 @@ fn norm(l: &LayerNorm, eps: f64) -> Result<Norm> {
             .unwrap_or_default(),
         eps: eps as f32,
     })
-}
-
-/// A padded batch's real tokens back to back (see [`Bert::ragged`]).
-struct Ragged {
-    /// `rows x hidden`.
-    x: Tensor,
-    /// Each row's index in the padded `batch x seq` layout.
-    rows: Vec<usize>,
-    /// Each sequence's rows.
-    sequences: Vec<Range<usize>>,
-    batch: usize,
-    seq: usize,
-}
-
-impl Ragged {
-    /// `y` (`rows x width`) back in the padded `(batch, seq, width)` layout, zeros at the padding.
-    fn padded(&self, y: &Tensor) -> Result<Tensor> {
-        let (rows, width) = y.dims2()?;
-        let (batch, seq) = (self.batch, self.seq);
-        if rows == batch * seq {
-            // No padding: the rows are already in order.
-            return y.reshape((batch, seq, width));
-        }
-        let y = y.flatten_all()?.to_vec1::<f32>()?;
-        let mut out = vec![0f32; batch * seq * width];
-        for (src, &dst) in y.chunks_exact(width).zip(&self.rows) {
-            out[dst * width..(dst + 1) * width].copy_from_slice(src);
-        }
-        Tensor::from_vec(out, (batch, seq, width), &Device::Cpu)
-    }
 }
 
 impl Bert {
@@ -346,14 +344,31 @@ impl Bert {
                 out_norm: layer_norm(&l.pp("output.LayerNorm"), h, c.layer_norm_eps)?,
             });
         }
-        let mut bert = Self {
+        let candle_embeddings = CandleEmbeddings {
             word: emb("word_embeddings", c.vocab_size)?,
             position: emb("position_embeddings", c.max_position_embeddings)?,
             token_type: emb("token_type_embeddings", c.type_vocab_size)?,
             norm: layer_norm(&e.pp("LayerNorm"), h, c.layer_norm_eps)?,
+        };
+        let embeddings = match backend {
+            Backend::Candle => Embeddings::Candle(candle_embeddings),
+            Backend::Kernels(..) => {
+                let table = |e: &Embedding| e.embeddings().flatten_all()?.to_vec1::<f32>();
+                Embeddings::Plain(PlainEmbeddings {
+                    word: table(&candle_embeddings.word)?,
+                    position: table(&candle_embeddings.position)?,
+                    token_type: table(&candle_embeddings.token_type)?,
+                    norm: norm(&candle_embeddings.norm, c.layer_norm_eps)?,
+                })
+            }
+        };
+        let mut bert = Self {
+            embeddings,
             layers: Layers::Candle(Vec::new()),
             heads: c.num_attention_heads,
             head_dim: h / c.num_attention_heads,
+            hidden: h,
+            max_positions: c.max_position_embeddings,
             backend,
         };
         let eps = c.layer_norm_eps;
@@ -369,21 +384,24 @@ impl Bert {
                 // weights are ever packed (all six at once left ~40 MB of freed heap resident).
                 let mut states = calibration
                     .iter()
-                    .map(|(ids, type_ids, mask)| bert.ragged(ids, type_ids, mask))
+                    .map(|ids| {
+                        let (x, sequences) = bert.embed_plain(isa, &[ids.as_slice()])?;
+                        Ok((x, sequences))
+                    })
                     .collect::<Result<Vec<_>>>()?;
                 let mut fast = Vec::with_capacity(layers.len());
                 for l in &layers {
                     let one = std::slice::from_ref(l);
                     let exact = kernel_layers_of(one, eps, |l, _| packed(l, Precision::F32, isa))?;
                     let mut maxima = ChannelMaxima::default();
-                    for r in &mut states {
-                        r.x = bert.kernel_layers(
+                    for (x, sequences) in &mut states {
+                        *x = bert.kernel_layers(
                             &exact,
                             isa,
-                            r.x.clone(),
-                            &r.sequences,
-                            &mut |i, t| maxima.observe(i, t),
-                        )?;
+                            std::mem::take(x),
+                            sequences,
+                            &mut |i, rows, k| maxima.observe(i, rows, k),
+                        );
                     }
                     let m = maxima.finish(INPUTS_PER_LAYER)?;
                     fast.extend(kernel_layers_of(one, eps, |l, i| {
@@ -405,111 +423,166 @@ impl Bert {
         self.backend
     }
 
-    /// Token vectors `(batch, seq, hidden)` for `ids` and `mask` (both `(batch, seq)` u32; mask 1 = token).
-    pub fn forward(&self, ids: &Tensor, type_ids: &Tensor, mask: &Tensor) -> Result<Tensor> {
-        match &self.layers {
-            Layers::Candle(layers) => {
-                let (_, s) = ids.dims2()?;
-                let positions = Tensor::arange(0u32, s as u32, ids.device())?;
-                let x = self.embed(ids, &positions, type_ids)?;
-                self.candle_layers(layers, x, mask)
+    /// The last hidden state of every token of `texts` (each a sequence of token ids, [CLS] and [SEP]
+    /// included, at most the model's position count long; token type 0).
+    pub fn forward(&self, texts: &[&[u32]]) -> Result<TokenRows> {
+        if let Some(t) = texts
+            .iter()
+            .find(|t| t.is_empty() || t.len() > self.max_positions)
+        {
+            candle_core::bail!(
+                "a sequence of {} tokens (the model takes 1 to {})",
+                t.len(),
+                self.max_positions
+            );
+        }
+        match (&self.layers, &self.embeddings) {
+            (Layers::Kernels(layers, isa), Embeddings::Plain(_)) => {
+                let (x, sequences) = self.embed_plain(*isa, texts)?;
+                let data = self.kernel_layers(layers, *isa, x, &sequences, &mut |_, _, _| {});
+                Ok(TokenRows {
+                    data,
+                    hidden: self.hidden,
+                    sequences,
+                })
             }
-            Layers::Kernels(layers, isa) => {
-                let r = self.ragged(ids, type_ids, mask)?;
-                let y =
-                    self.kernel_layers(layers, *isa, r.x.clone(), &r.sequences, &mut |_, _| {})?;
-                r.padded(&y)
+            (Layers::Candle(layers), Embeddings::Candle(e)) => {
+                self.candle_forward(e, layers, texts)
             }
+            _ => candle_core::bail!("embeddings and layers loaded for different backends"),
         }
     }
 
-    /// The embedding layer: word + position + token type, then layer norm. `positions` is either every
-    /// token's own position or one row of positions that broadcasts over the batch.
-    fn embed(&self, ids: &Tensor, positions: &Tensor, type_ids: &Tensor) -> Result<Tensor> {
-        let x = self
-            .word
-            .forward(ids)?
-            .broadcast_add(&self.position.forward(positions)?)?
-            .add(&self.token_type.forward(type_ids)?)?;
-        self.norm.forward(&x)
-    }
-
-    /// The embedded real tokens of a padded batch (`ids`, `type_ids` and `mask` all `(batch, seq)`), back
-    /// to back: what our kernels run on, so no layer spends time on padding.
-    fn ragged(&self, ids: &Tensor, type_ids: &Tensor, mask: &Tensor) -> Result<Ragged> {
-        let (batch, seq) = ids.dims2()?;
-        let host = |t: &Tensor| t.to_dtype(DType::U32)?.flatten_all()?.to_vec1::<u32>();
-        let (all_ids, all_types, mask) = (host(ids)?, host(type_ids)?, host(mask)?);
-        let mut rows = Vec::with_capacity(batch * seq);
-        let mut sequences = Vec::with_capacity(batch);
-        for b in 0..batch {
-            let start = rows.len();
-            rows.extend((b * seq..(b + 1) * seq).filter(|&i| mask[i] != 0));
-            sequences.push(start..rows.len());
-        }
-        let pick = |values: &dyn Fn(usize) -> u32| -> Result<Tensor> {
-            let v: Vec<u32> = rows.iter().map(|&i| values(i)).collect();
-            Tensor::from_vec(v, rows.len(), ids.device())
+    /// Our path's embedding layer: word + position + token type (0) rows, then layer norm, for every token
+    /// of `texts` back to back; and each text's rows.
+    fn embed_plain(&self, isa: Isa, texts: &[&[u32]]) -> Result<(Vec<f32>, Vec<Range<usize>>)> {
+        let Embeddings::Plain(e) = &self.embeddings else {
+            candle_core::bail!("the plain embedding tables are not loaded");
         };
-        let x = self.embed(
-            &pick(&|i| all_ids[i])?,
-            &pick(&|i| (i % seq) as u32)?,
-            &pick(&|i| all_types[i])?,
-        )?;
-        Ok(Ragged {
-            x,
-            rows,
-            sequences,
-            batch,
-            seq,
-        })
+        let h = self.hidden;
+        let rows: usize = texts.iter().map(|t| t.len()).sum();
+        let vocab = e.word.len() / h;
+        let mut words = Vec::with_capacity(rows * h);
+        let mut rest = Vec::with_capacity(rows * h);
+        let mut sequences = Vec::with_capacity(texts.len());
+        let type0 = &e.token_type[..h];
+        for t in texts {
+            let start = sequences.last().map_or(0, |r: &Range<usize>| r.end);
+            for (pos, &id) in t.iter().enumerate() {
+                let id = id as usize;
+                if id >= vocab {
+                    candle_core::bail!("token id {id} is outside the vocabulary of {vocab}");
+                }
+                words.extend_from_slice(&e.word[id * h..(id + 1) * h]);
+                let p = &e.position[pos * h..(pos + 1) * h];
+                rest.extend(p.iter().zip(type0).map(|(a, b)| a + b));
+            }
+            sequences.push(start..start + t.len());
+        }
+        let mut x = vec![0f32; rows * h];
+        kernels::math::add_layer_norm_rows(
+            isa,
+            &words,
+            &rest,
+            &e.norm.gamma,
+            &e.norm.beta,
+            e.norm.eps,
+            &mut x,
+        );
+        Ok((x, sequences))
     }
 
-    /// The encoder layers on our kernels over a ragged batch `x` (`rows x hidden`, the rows of each of
-    /// `sequences` attend to each other). `observe(i, input)` sees every linear layer's input, numbered
-    /// in order ([`INPUTS_PER_LAYER`] per layer), for calibration.
+    /// The encoder layers on our kernels over ragged rows `x` (`rows x hidden`, the rows of each of
+    /// `sequences` attend to each other). `observe(i, input, width)` sees every linear layer's input,
+    /// numbered in order ([`INPUTS_PER_LAYER`] per layer), for calibration.
     fn kernel_layers(
         &self,
         layers: &[KernelLayer],
         isa: Isa,
-        mut x: Tensor,
+        mut x: Vec<f32>,
         sequences: &[Range<usize>],
-        observe: &mut dyn FnMut(usize, &Tensor),
-    ) -> Result<Tensor> {
-        let attention = AttentionOp {
+        observe: &mut dyn FnMut(usize, &[f32], usize),
+    ) -> Vec<f32> {
+        let h = self.hidden;
+        let m = x.len() / h;
+        let heads = Heads {
             heads: self.heads,
             head_dim: self.head_dim,
-            sequences,
-            isa,
         };
-        let lin = |l: &kernels::Linear, act: Activation, x: &Tensor| {
-            x.apply_op1_no_bwd(&LinearOp { linear: l, act })
+        let add_norm = |n: &Norm, y: &[f32], residual: &[f32]| {
+            let mut out = vec![0f32; y.len()];
+            kernels::math::add_layer_norm_rows(
+                isa, y, residual, &n.gamma, &n.beta, n.eps, &mut out,
+            );
+            out
         };
-        let add_norm = |n: &Norm, x: &Tensor, residual: &Tensor| {
-            x.apply_op2_no_bwd(
-                residual,
-                &AddNormOp {
-                    gamma: &n.gamma,
-                    beta: &n.beta,
-                    eps: n.eps,
-                    isa,
-                },
-            )
-        };
-        x = x.contiguous()?;
         for (i, l) in layers.iter().enumerate() {
             let at = i * INPUTS_PER_LAYER;
-            observe(at, &x);
-            let qkv = lin(&l.qkv, Activation::None, &x)?;
-            let ctx = qkv.apply_op1_no_bwd(&attention)?;
-            observe(at + 1, &ctx);
-            x = add_norm(&l.attn_norm, &lin(&l.attn_out, Activation::None, &ctx)?, &x)?;
-            observe(at + 2, &x);
-            let up = lin(&l.up, Activation::Gelu, &x)?;
-            observe(at + 3, &up);
-            x = add_norm(&l.out_norm, &lin(&l.down, Activation::None, &up)?, &x)?;
+            observe(at, &x, h);
+            let qkv = l.qkv.forward_vec(&x, m, Activation::None);
+            let mut ctx = vec![0f32; m * h];
+            kernels::attention::attention(isa, &qkv, sequences, heads, &mut ctx);
+            observe(at + 1, &ctx, h);
+            x = add_norm(
+                &l.attn_norm,
+                &l.attn_out.forward_vec(&ctx, m, Activation::None),
+                &x,
+            );
+            observe(at + 2, &x, h);
+            let up = l.up.forward_vec(&x, m, Activation::Gelu);
+            observe(at + 3, &up, l.up.out_features());
+            x = add_norm(
+                &l.out_norm,
+                &l.down.forward_vec(&up, m, Activation::None),
+                &x,
+            );
         }
-        Ok(x)
+        x
+    }
+
+    /// The candle backend: `texts` padded to the longest into one batch, candle's ops, then the real
+    /// tokens' rows copied out.
+    fn candle_forward(
+        &self,
+        e: &CandleEmbeddings,
+        layers: &[CandleLayer],
+        texts: &[&[u32]],
+    ) -> Result<TokenRows> {
+        let device = e.word.embeddings().device();
+        let (batch, seq) = (
+            texts.len(),
+            texts.iter().map(|t| t.len()).max().unwrap_or(0),
+        );
+        let mut ids = vec![0u32; batch * seq];
+        let mut mask = vec![0u32; batch * seq];
+        for (b, t) in texts.iter().enumerate() {
+            ids[b * seq..b * seq + t.len()].copy_from_slice(t);
+            mask[b * seq..b * seq + t.len()].fill(1);
+        }
+        let ids = Tensor::from_vec(ids, (batch, seq), device)?;
+        let mask = Tensor::from_vec(mask, (batch, seq), device)?;
+        let positions = Tensor::arange(0u32, seq as u32, device)?;
+        let x = e
+            .word
+            .forward(&ids)?
+            .broadcast_add(&e.position.forward(&positions)?)?
+            .add(&e.token_type.forward(&ids.zeros_like()?)?)?;
+        let x = e.norm.forward(&x)?;
+        let y = self.candle_layers(layers, x, &mask)?;
+        let padded = y.to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?;
+        let h = self.hidden;
+        let mut data = Vec::with_capacity(texts.iter().map(|t| t.len()).sum::<usize>() * h);
+        let mut sequences = Vec::with_capacity(batch);
+        for (b, t) in texts.iter().enumerate() {
+            let start = data.len() / h;
+            data.extend_from_slice(&padded[b * seq * h..(b * seq + t.len()) * h]);
+            sequences.push(start..start + t.len());
+        }
+        Ok(TokenRows {
+            data,
+            hidden: h,
+            sequences,
+        })
     }
 
     fn candle_layers(

@@ -4,11 +4,11 @@
 
 use std::path::{Path, PathBuf};
 
-use candle_core::{DType, Device, Tensor, D};
+use candle_core::DType;
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::Config as BertConfig;
 
-use super::bert::{Backend, Bert, Calibration};
+use super::bert::{Backend, Bert, Calibration, TokenRows};
 use semroute_kernels::Precision;
 use serde::Deserialize;
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams, TruncationStrategy};
@@ -52,7 +52,6 @@ struct ModuleEntry {
 pub struct SentenceEncoder {
     model: Bert,
     tokenizer: Tokenizer,
-    device: Device,
     pooling: Pooling,
     normalize: bool,
     max_tokens: usize,
@@ -95,22 +94,22 @@ fn model_identity(
     Ok(digest.iter().take(12).map(|b| format!("{b:02x}")).collect())
 }
 
-/// The calibration sentences as model inputs, one unpadded sentence each (padding would add rows the
-/// model never sees in service).
-fn calibration_inputs(tokenizer: &Tokenizer, device: &Device) -> Result<Calibration, EmbedError> {
+/// The calibration sentences as token ids, one unpadded sentence each (padding would add rows the model never
+/// sees in service).
+fn calibration_inputs(tokenizer: &Tokenizer) -> Result<Calibration, EmbedError> {
     super::calibration::SENTENCES
         .iter()
-        .map(|text| {
-            let e = tokenizer
-                .encode(*text, true)
-                .map_err(|e| EmbedError::Tokenize(e.to_string()))?;
-            let n = e.get_ids().len();
-            let ids = Tensor::from_vec(e.get_ids().to_vec(), (1, n), device)?;
-            let mask = Tensor::from_vec(e.get_attention_mask().to_vec(), (1, n), device)?;
-            let types = ids.zeros_like()?;
-            Ok((ids, types, mask))
-        })
+        .map(|text| tokenize(tokenizer, text))
         .collect()
+}
+
+/// `text` as the model's token ids: [CLS] and [SEP] added, truncated to the model's length, unpadded. One
+/// text on the calling thread (the tokenizer's batch call would hand even one text to a rayon pool).
+pub(crate) fn tokenize(tokenizer: &Tokenizer, text: &str) -> Result<Vec<u32>, EmbedError> {
+    let e = tokenizer
+        .encode(text, true)
+        .map_err(|e| EmbedError::Tokenize(e.to_string()))?;
+    Ok(e.get_ids().to_vec())
 }
 
 pub(crate) fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, EmbedError> {
@@ -274,7 +273,7 @@ impl SentenceEncoder {
         let vb = VarBuilder::from_buffered_safetensors(bytes, DType::F32, &device)?;
         let started = std::time::Instant::now();
         let calibration = match precision {
-            Precision::Int8Fast => Some(calibration_inputs(&tokenizer, &device)?),
+            Precision::Int8Fast => Some(calibration_inputs(&tokenizer)?),
             _ => None,
         };
         let model = Bert::load(vb, &bert_config, backend, calibration.as_ref())?;
@@ -293,7 +292,6 @@ impl SentenceEncoder {
         Ok(Self {
             model,
             tokenizer,
-            device,
             pooling,
             normalize,
             max_tokens,
@@ -340,125 +338,102 @@ impl SentenceEncoder {
 
     /// Number of tokens `text` becomes after truncation ([CLS]/[SEP] included).
     pub fn token_count(&self, text: &str) -> Result<usize, EmbedError> {
-        let enc = self
-            .tokenizer
-            .encode(text, true)
-            .map_err(|e| EmbedError::Tokenize(e.to_string()))?;
-        Ok(enc.get_ids().len())
+        Ok(self.tokenize(text)?.len())
     }
 
-    /// Embeds `texts` in one padded batch. Returns one vector per text, in order.
+    /// `text` as the model's token ids ([CLS] and [SEP] included, truncated): what
+    /// [`Self::embed_ids`] takes. The service tokenises on the caller's thread, off the model thread.
+    pub fn tokenize(&self, text: &str) -> Result<Vec<u32>, EmbedError> {
+        tokenize(&self.tokenizer, text)
+    }
+
+    /// Embeds `texts` in one batch. Returns one vector per text, in order.
     pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
-        let Some(batch) = self.forward(texts)? else {
-            return Ok(Vec::new());
-        };
-        let pooled = self.pool(&batch.hidden, &batch.mask_t)?;
-        Ok(pooled.to_device(&Device::Cpu)?.to_vec2::<f32>()?)
+        let ids = self.tokenize_all(texts)?;
+        self.embed_ids(&ids.iter().map(Vec::as_slice).collect::<Vec<_>>())
     }
 
-    /// Tokenises `texts` into one padded batch and runs the model over it (`None` for no texts).
-    fn forward(&self, texts: &[&str]) -> Result<Option<Forward>, EmbedError> {
+    /// Embeds texts given as token ids (from [`Self::tokenize`]) in one batch: one vector per text, in
+    /// order.
+    pub fn embed_ids(&self, texts: &[&[u32]]) -> Result<Vec<Vec<f32>>, EmbedError> {
         if texts.is_empty() {
-            return Ok(None);
-        }
-        let encodings = self
-            .tokenizer
-            .encode_batch(texts.to_vec(), true)
-            .map_err(|e| EmbedError::Tokenize(e.to_string()))?;
-        let batch = encodings.len();
-        let seq = encodings[0].get_ids().len();
-        let mut ids = Vec::with_capacity(batch * seq);
-        let mut mask = Vec::with_capacity(batch * seq);
-        for e in &encodings {
-            ids.extend_from_slice(e.get_ids());
-            mask.extend_from_slice(e.get_attention_mask());
-        }
-        let ids_t = Tensor::from_vec(ids.clone(), (batch, seq), &self.device)?;
-        let mask_t = Tensor::from_vec(mask.clone(), (batch, seq), &self.device)?;
-        let type_ids = ids_t.zeros_like()?;
-        let hidden = self.model.forward(&ids_t, &type_ids, &mask_t)?;
-        Ok(Some(Forward {
-            seq,
-            ids,
-            mask,
-            mask_t,
-            hidden,
-        }))
-    }
-
-    /// Pools (batch, seq, hidden) token vectors into (batch, hidden) sentence vectors per the model's
-    /// pooling mode, then L2-normalises them if the model asks for it.
-    fn pool(&self, hidden: &Tensor, mask: &Tensor) -> Result<Tensor, EmbedError> {
-        let mask_f = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
-        let pooled = match self.pooling {
-            Pooling::Mean => {
-                let sum = hidden.broadcast_mul(&mask_f)?.sum(1)?;
-                let count = mask_f.sum(1)?.clamp(1e-9, f32::MAX)?;
-                sum.broadcast_div(&count)?
-            }
-            Pooling::Cls => hidden.narrow(1, 0, 1)?.squeeze(1)?,
-            Pooling::Max => {
-                // Padding positions get a large negative offset so they never win the max.
-                let offset = ((mask_f - 1.0)? * 1e9)?;
-                hidden.broadcast_add(&offset)?.max(1)?
-            }
-        };
-        let pooled = if self.normalize {
-            let norm = pooled
-                .sqr()?
-                .sum_keepdim(D::Minus1)?
-                .sqrt()?
-                .clamp(1e-12, f32::MAX)?;
-            pooled.broadcast_div(&norm)?
-        } else {
-            pooled
-        };
-        Ok(pooled)
-    }
-
-    /// Embeds `texts` in one padded batch and also returns each text's token-level vectors: the last
-    /// hidden state of every real (non-padding) token, [CLS] and [SEP] included, before pooling and
-    /// un-normalised, with the token ids. For late-interaction (token-level) scoring and offline analysis;
-    /// the sentence vectors are exactly those of [`Self::embed`].
-    pub fn embed_with_tokens(&self, texts: &[&str]) -> Result<Vec<TokenEmbedding>, EmbedError> {
-        let Some(Forward {
-            seq,
-            ids,
-            mask,
-            mask_t,
-            hidden,
-        }) = self.forward(texts)?
-        else {
             return Ok(Vec::new());
-        };
-        let sentences = self
-            .pool(&hidden, &mask_t)?
-            .to_device(&Device::Cpu)?
-            .to_vec2::<f32>()?;
-        let hidden = hidden.to_device(&Device::Cpu)?.to_vec3::<f32>()?;
-        Ok(hidden
-            .into_iter()
-            .zip(sentences)
-            .enumerate()
-            .map(|(b, (rows, sentence))| {
-                let keep: Vec<usize> = (0..seq).filter(|&t| mask[b * seq + t] != 0).collect();
-                TokenEmbedding {
-                    ids: keep.iter().map(|&t| ids[b * seq + t]).collect(),
-                    tokens: keep.iter().map(|&t| rows[t].clone()).collect(),
-                    sentence,
+        }
+        let rows = self.model.forward(texts)?;
+        Ok((0..texts.len()).map(|i| self.pool(&rows, i)).collect())
+    }
+
+    fn tokenize_all(&self, texts: &[&str]) -> Result<Vec<Vec<u32>>, EmbedError> {
+        texts.iter().map(|t| self.tokenize(t)).collect()
+    }
+
+    /// Pools sequence `i`'s token vectors into one sentence vector per the model's pooling mode, then
+    /// L2-normalises it if the model asks for it.
+    fn pool(&self, rows: &TokenRows, i: usize) -> Vec<f32> {
+        let h = rows.hidden;
+        let tokens = rows.sequence(i);
+        let mut v = match self.pooling {
+            Pooling::Mean => {
+                let mut sum = vec![0f32; h];
+                for row in tokens.chunks_exact(h) {
+                    for (s, x) in sum.iter_mut().zip(row) {
+                        *s += x;
+                    }
                 }
+                let n = (tokens.len() / h).max(1) as f32;
+                sum.iter_mut().for_each(|s| *s /= n);
+                sum
+            }
+            Pooling::Cls => tokens[..h].to_vec(),
+            Pooling::Max => {
+                let mut max = vec![f32::NEG_INFINITY; h];
+                for row in tokens.chunks_exact(h) {
+                    for (m, x) in max.iter_mut().zip(row) {
+                        *m = m.max(*x);
+                    }
+                }
+                max
+            }
+        };
+        if self.normalize {
+            let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+            v.iter_mut().for_each(|x| *x /= norm);
+        }
+        v
+    }
+
+    /// Embeds `texts` in one batch and also returns each text's token-level vectors: the last hidden state
+    /// of every token, [CLS] and [SEP] included, before pooling and un-normalised, with the token ids. For
+    /// late-interaction (token-level) scoring and offline analysis; the sentence vectors are exactly those
+    /// of [`Self::embed`].
+    pub fn embed_with_tokens(&self, texts: &[&str]) -> Result<Vec<TokenEmbedding>, EmbedError> {
+        let ids = self.tokenize_all(texts)?;
+        self.embed_ids_with_tokens(&ids.iter().map(Vec::as_slice).collect::<Vec<_>>())
+    }
+
+    /// [`Self::embed_with_tokens`] for texts given as token ids.
+    pub fn embed_ids_with_tokens(
+        &self,
+        texts: &[&[u32]],
+    ) -> Result<Vec<TokenEmbedding>, EmbedError> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = self.model.forward(texts)?;
+        Ok(texts
+            .iter()
+            .enumerate()
+            .map(|(i, ids)| TokenEmbedding {
+                ids: ids.to_vec(),
+                tokens: rows
+                    .sequence(i)
+                    .chunks_exact(rows.hidden)
+                    .map(<[f32]>::to_vec)
+                    .collect(),
+                sentence: self.pool(&rows, i),
             })
             .collect())
     }
-}
-
-/// One padded batch after the model: the host-side ids and mask, and the tensors pooling needs.
-struct Forward {
-    seq: usize,
-    ids: Vec<u32>,
-    mask: Vec<u32>,
-    mask_t: Tensor,
-    hidden: Tensor,
 }
 
 /// One text's vectors from [`SentenceEncoder::embed_with_tokens`].

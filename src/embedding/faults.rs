@@ -41,19 +41,19 @@ impl Faults {
         f
     }
 
-    fn hit(marker: &Option<String>, texts: &[&str]) -> bool {
-        marker.as_deref().is_some_and(|m| texts.contains(&m))
+    fn hit<'a>(marker: &Option<String>, mut texts: impl Iterator<Item = &'a str>) -> bool {
+        marker.as_deref().is_some_and(|m| texts.any(|t| t == m))
     }
 
     /// Panics inside the forward pass when `texts` holds the forward-panic marker.
-    pub fn in_forward(&self, texts: &[&str]) {
+    pub fn in_forward<'a>(&self, texts: impl Iterator<Item = &'a str>) {
         if Self::hit(&self.forward_panic, texts) {
             panic!("injected fault: forward pass");
         }
     }
 
     /// Panics on the model thread, outside any forward pass, when `texts` holds the thread-panic marker.
-    pub fn on_thread(&self, texts: &[&str]) {
+    pub fn on_thread<'a>(&self, texts: impl Iterator<Item = &'a str>) {
         if Self::hit(&self.thread_panic, texts) {
             panic!("injected fault: model thread");
         }
@@ -67,9 +67,10 @@ mod tests {
     #[test]
     fn markers_parse_and_match_exactly() {
         let f = Faults::parse("forward-panic=boom;thread-panic=die;junk");
-        assert!(Faults::hit(&f.forward_panic, &["x", "boom"]));
-        assert!(!Faults::hit(&f.forward_panic, &["boom!"]));
-        assert!(Faults::hit(&f.thread_panic, &["die"]));
-        assert!(!Faults::hit(&Faults::default().thread_panic, &["die"]));
+        let hit = |m: &Option<String>, texts: &[&str]| Faults::hit(m, texts.iter().copied());
+        assert!(hit(&f.forward_panic, &["x", "boom"]));
+        assert!(!hit(&f.forward_panic, &["boom!"]));
+        assert!(hit(&f.thread_panic, &["die"]));
+        assert!(!hit(&Faults::default().thread_panic, &["die"]));
     }
 }

@@ -6,7 +6,6 @@ mod calibration;
 mod device;
 mod encoder;
 mod faults;
-mod ops;
 mod source;
 mod worker;
 

@@ -66,6 +66,9 @@ impl Reply {
 
 struct Job {
     texts: Vec<String>,
+    /// Each text's token ids when the caller tokenised them (small requests); empty when the model thread
+    /// is to (large jobs, which would hold an async worker for milliseconds).
+    ids: Vec<Vec<u32>>,
     reply: Reply,
     /// The request's place in the queue ([`Slot::none`] for the service's own jobs, which wait instead
     /// of being refused).
@@ -99,6 +102,8 @@ type ObserverSlot = Arc<OnceLock<Arc<dyn EmbedObserver>>>;
 /// pads little, and are interleaved with small ones so live requests are not stuck behind a rebuild.
 struct Pending {
     texts: Vec<String>,
+    /// Token ids per text, as in [`Job::ids`]; filled in on the model thread when empty.
+    ids: Vec<Vec<u32>>,
     /// Indices into `texts`, shortest first; `cursor` is how far we got.
     order: Vec<usize>,
     cursor: usize,
@@ -121,6 +126,7 @@ impl Pending {
         let n = job.texts.len();
         Self {
             texts: job.texts,
+            ids: job.ids,
             order,
             cursor: 0,
             out: vec![
@@ -325,12 +331,7 @@ impl Embedder {
     pub fn count_tokens(&self, texts: &[String]) -> Result<Vec<usize>, EmbedError> {
         texts
             .iter()
-            .map(|t| {
-                self.tokenizer
-                    .encode(t.as_str(), true)
-                    .map(|e| e.get_ids().len())
-                    .map_err(|e| EmbedError::Tokenize(e.to_string()))
-            })
+            .map(|t| super::encoder::tokenize(&self.tokenizer, t).map(|ids| ids.len()))
             .collect()
     }
 
@@ -346,6 +347,7 @@ impl Embedder {
         if !admit {
             let job = Job {
                 texts,
+                ids: Vec::new(),
                 reply,
                 slot: Slot::none(),
                 queued_at: Instant::now(),
@@ -359,6 +361,17 @@ impl Embedder {
         if deadline.is_some_and(|d| d <= Instant::now()) {
             return Err(EmbedError::DeadlineExceeded);
         }
+        // Tokenised here, on the caller's thread: the model thread's time goes to the model, a text the
+        // tokenizer rejects fails its own request before it takes a place, and under load the callers'
+        // threads tokenise in parallel with the forward pass.
+        let ids = if texts.len() <= CALLER_TOKENISES_UP_TO {
+            texts
+                .iter()
+                .map(|t| super::encoder::tokenize(&self.tokenizer, t))
+                .collect::<Result<Vec<_>, _>>()?
+        } else {
+            Vec::new()
+        };
         let tokens = texts
             .iter()
             .map(|t| admission::cost(t, self.info.max_tokens))
@@ -369,6 +382,7 @@ impl Embedder {
             .map_err(|r| self.refuse(r.reason, r.detail, r.retry_after))?;
         let job = Job {
             texts,
+            ids,
             reply,
             slot,
             queued_at: Instant::now(),
@@ -459,6 +473,18 @@ impl Embedder {
     }
 }
 
+/// Requests of at most this many texts are tokenised on the caller's thread (a routing request is one to a
+/// few texts, ~5-20 µs each); larger ones on the model thread, so an async worker is never held for
+/// milliseconds.
+const CALLER_TOKENISES_UP_TO: usize = 32;
+
+/// One text of a batch: its text (fault injection looks at it) and its token ids (what the model runs on).
+#[derive(Clone, Copy)]
+struct Text<'a> {
+    text: &'a str,
+    ids: &'a [u32],
+}
+
 /// Where the forward pass runs its parallel work.
 enum Runner {
     Team(Team),
@@ -509,14 +535,14 @@ impl Runner {
         }
     }
 
-    fn run(&self, texts: &[&str], forward: &(dyn Fn(&[&str]) -> Tokens + Sync)) -> Tokens {
+    fn run(&self, texts: &[Text], forward: &(dyn Fn(&[Text]) -> Tokens + Sync)) -> Tokens {
         match self {
             Runner::Team(team) if team.threads() > 1 && texts.len() >= DATA_PARALLEL_MIN_BATCH => {
                 let parts = team.threads().min(texts.len());
                 // Shortest first, dealt round robin: every thread gets a similar mix of lengths, so the
                 // shares take about the same time.
                 let mut order: Vec<usize> = (0..texts.len()).collect();
-                order.sort_by_key(|&i| texts[i].len());
+                order.sort_by_key(|&i| texts[i].ids.len());
                 let shares: Vec<Vec<usize>> = (0..parts)
                     .map(|p| order.iter().skip(p).step_by(parts).copied().collect())
                     .collect();
@@ -530,7 +556,7 @@ impl Runner {
                     }
                     let mut out = Vec::with_capacity(shares[i].len());
                     let r = shares[i].chunks(SHARE_CHUNK).try_for_each(|chunk| {
-                        let batch: Vec<&str> = chunk.iter().map(|&j| texts[j]).collect();
+                        let batch: Vec<Text> = chunk.iter().map(|&j| texts[j]).collect();
                         out.extend(chunk.iter().copied().zip(forward(&batch)?));
                         Ok(())
                     });
@@ -680,27 +706,56 @@ impl ModelThread {
             for &(pos, _) in &taken {
                 pending[pos].started.get_or_insert(started);
             }
-            let mut texts: Vec<&str> = Vec::with_capacity(max_batch - room);
+            // Texts their caller did not tokenise (large jobs) are tokenised here, a batch at a time.
+            let mut tokenised = Ok(());
+            for &(pos, n) in &taken {
+                let Pending {
+                    texts,
+                    ids,
+                    order,
+                    cursor,
+                    ..
+                } = &mut pending[pos];
+                ids.resize(texts.len(), Vec::new());
+                for &i in &order[*cursor..*cursor + n] {
+                    // Never empty once tokenised: [CLS] and [SEP] are always there.
+                    if ids[i].is_empty() {
+                        match encoder.tokenize(&texts[i]) {
+                            Ok(v) => ids[i] = v,
+                            Err(e) => tokenised = Err(e),
+                        }
+                    }
+                }
+            }
+            if let Err(e) = tokenised {
+                for &(pos, _) in taken.iter().rev() {
+                    if let Some(p) = pending.remove(pos) {
+                        p.fail(e.clone());
+                    }
+                }
+                continue;
+            }
+            let mut texts: Vec<Text> = Vec::with_capacity(max_batch - room);
             for &(pos, n) in &taken {
                 let p = &pending[pos];
-                texts.extend(
-                    p.order[p.cursor..p.cursor + n]
-                        .iter()
-                        .map(|&i| p.texts[i].as_str()),
-                );
+                texts.extend(p.order[p.cursor..p.cursor + n].iter().map(|&i| Text {
+                    text: p.texts[i].as_str(),
+                    ids: p.ids[i].as_slice(),
+                }));
             }
             if let Some(o) = observer.get() {
                 o.batch(texts.len());
             }
-            self.faults.on_thread(&texts);
+            self.faults.on_thread(texts.iter().map(|t| t.text));
             let tokens = taken.iter().any(|&(pos, _)| pending[pos].wants_tokens());
             let faults = &self.faults;
-            let forward = |texts: &[&str]| -> Tokens {
-                faults.in_forward(texts);
+            let forward = |texts: &[Text]| -> Tokens {
+                faults.in_forward(texts.iter().map(|t| t.text));
+                let ids: Vec<&[u32]> = texts.iter().map(|t| t.ids).collect();
                 if tokens {
-                    encoder.embed_with_tokens(texts)
+                    encoder.embed_ids_with_tokens(&ids)
                 } else {
-                    encoder.embed(texts).map(|v| {
+                    encoder.embed_ids(&ids).map(|v| {
                         v.into_iter()
                             .map(|sentence| TokenEmbedding {
                                 ids: Vec::new(),
@@ -731,7 +786,7 @@ impl ModelThread {
             if result.is_ok() {
                 let work = texts
                     .iter()
-                    .map(|t| admission::cost(t, encoder.max_tokens()))
+                    .map(|t| admission::cost(t.text, encoder.max_tokens()))
                     .sum();
                 meter.record(work, took, &self.load);
             }

@@ -1,0 +1,85 @@
+//! Embeds the same input in a loop for a fixed time, through the model thread as the service runs it: the
+//! workload for `perf record` (the criterion bench's warm-up and sampling get in a profile's way) and a
+//! quick per-call timing.
+//!
+//! ```sh
+//! cargo build --release --example embed_loop
+//! perf record -g -o perf.data target/release/examples/embed_loop -- int8-fast query 10
+//! perf report -i perf.data --no-children --percent-limit 1
+//! ```
+//!
+//! Arguments: precision (`f32`, `int8`, `int8-fast`; default `int8-fast`), input (`query`: the PEERS.md
+//! one-query text; `batch32`: 32 varied sentences; default `query`), seconds (default 10). Honours
+//! `SEMROUTE_KERNELS` like the service.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use semroute::embedding::{Backend, DeviceSpec, Embedder, SentenceEncoder};
+use semroute_kernels::Precision;
+
+const QUERY: &str = "can you tell me how to say fly in italian please";
+
+const SENTENCES: [&str; 8] = [
+    "what is the balance of my checking account",
+    "please book a table for four at an italian place",
+    "how do i reset the password on my router",
+    "tell me a joke",
+    "can you translate good morning into german for me",
+    "i need to transfer five hundred dollars to my savings account before friday",
+    "set an alarm",
+    "what will the weather be like in boston tomorrow afternoon",
+];
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--").collect();
+    let precision = match args.first().map(String::as_str).unwrap_or("int8-fast") {
+        "f32" => Precision::F32,
+        "int8" => Precision::Int8,
+        "int8-fast" => Precision::Int8Fast,
+        other => panic!("unknown precision {other}: f32, int8 or int8-fast"),
+    };
+    let texts: Vec<String> = match args.get(1).map(String::as_str).unwrap_or("query") {
+        "query" => vec![QUERY.to_string()],
+        "batch32" => (0..32)
+            .map(|i| {
+                format!(
+                    "{} {}",
+                    SENTENCES[i % 8],
+                    ["", "please", "right now", "thanks"][i / 8]
+                )
+            })
+            .collect(),
+        other => panic!("unknown input {other}: query or batch32"),
+    };
+    let seconds: u64 = args.get(2).map_or(10, |s| s.parse().expect("seconds"));
+
+    let dir = std::env::var_os("SEMROUTE_MODELS_DIR")
+        .map_or_else(
+            || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models"),
+            PathBuf::from,
+        )
+        .join("all-MiniLM-L6-v2");
+    let backend = Backend::choose(&candle_core::Device::Cpu, precision);
+    let encoder = SentenceEncoder::load_on(&dir, DeviceSpec::Cpu, None, backend)
+        .expect("run ./models/fetch.sh first");
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let embedder = Embedder::start(encoder, 64, 1024, threads).expect("model thread");
+    for _ in 0..50 {
+        embedder.embed_blocking(texts.clone()).expect("embed");
+    }
+    let started = Instant::now();
+    let mut calls = 0u64;
+    while started.elapsed() < Duration::from_secs(seconds) {
+        embedder.embed_blocking(texts.clone()).expect("embed");
+        calls += 1;
+    }
+    let per_call = started.elapsed().as_secs_f64() / calls as f64;
+    println!(
+        "{}: {calls} calls of {} text(s), {:.1} µs per call, {:.0} texts/s",
+        backend.describe(),
+        texts.len(),
+        per_call * 1e6,
+        texts.len() as f64 / per_call
+    );
+}
