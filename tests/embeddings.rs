@@ -275,3 +275,48 @@ async fn queued_requests_past_their_deadline_are_dropped() {
     assert_eq!(fine.unwrap().len(), 1);
     assert_eq!(busy.await.unwrap().unwrap().len(), 3);
 }
+
+/// Requests tokenised on the caller's thread (up to 32 texts), larger requests tokenised on the model
+/// thread, and the service's own blocking jobs all give the encoder's own vectors, in order; the token
+/// vectors come back with their ids either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caller_and_model_thread_tokenisation_agree() {
+    use semroute::embedding::{DeviceSpec, Embedder, SentenceEncoder};
+    let texts: Vec<String> = (0..40)
+        .map(|i| {
+            format!(
+                "{} number {i}",
+                ["book a flight", "what is my balance", "hi"][i % 3]
+            )
+        })
+        .collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let reference = SentenceEncoder::load(&common::model_dir(), DeviceSpec::Cpu, None).unwrap();
+    let direct = reference.embed(&refs).unwrap();
+    let encoder = SentenceEncoder::load(&common::model_dir(), DeviceSpec::Cpu, None).unwrap();
+    let e = Embedder::start(encoder, 8, 1024, 2).unwrap();
+    let close = |a: &[f32], b: &[f32]| cosine(a, b) > 0.99999;
+    // 3 texts: the caller tokenises.
+    let small = e.embed(texts[..3].to_vec()).await.unwrap();
+    // 40 texts: past the caller's share, the model thread tokenises them batch by batch.
+    let large = e.embed(texts.clone()).await.unwrap();
+    let tokens = e.embed_tokens(texts[..2].to_vec()).await.unwrap();
+    let e2 = e.clone();
+    let all = texts.clone();
+    let blocking = tokio::task::spawn_blocking(move || e2.embed_blocking(all))
+        .await
+        .unwrap()
+        .unwrap();
+    for (i, d) in direct.iter().enumerate() {
+        assert!(close(&large[i], d), "text {i}, 40-text request");
+        assert!(close(&blocking[i], d), "text {i}, blocking job");
+        if i < 3 {
+            assert!(close(&small[i], d), "text {i}, 3-text request");
+        }
+    }
+    for (t, text) in tokens.iter().zip(&texts) {
+        let ids = reference.token_count(text).unwrap();
+        assert_eq!(t.ids.len(), ids, "{text}");
+        assert_eq!(t.tokens.len(), ids, "{text}");
+    }
+}

@@ -367,39 +367,9 @@ impl SentenceEncoder {
         texts.iter().map(|t| self.tokenize(t)).collect()
     }
 
-    /// Pools sequence `i`'s token vectors into one sentence vector per the model's pooling mode, then
-    /// L2-normalises it if the model asks for it.
+    /// Sequence `i`'s sentence vector per the model's pooling and normalisation.
     fn pool(&self, rows: &TokenRows, i: usize) -> Vec<f32> {
-        let h = rows.hidden;
-        let tokens = rows.sequence(i);
-        let mut v = match self.pooling {
-            Pooling::Mean => {
-                let mut sum = vec![0f32; h];
-                for row in tokens.chunks_exact(h) {
-                    for (s, x) in sum.iter_mut().zip(row) {
-                        *s += x;
-                    }
-                }
-                let n = (tokens.len() / h).max(1) as f32;
-                sum.iter_mut().for_each(|s| *s /= n);
-                sum
-            }
-            Pooling::Cls => tokens[..h].to_vec(),
-            Pooling::Max => {
-                let mut max = vec![f32::NEG_INFINITY; h];
-                for row in tokens.chunks_exact(h) {
-                    for (m, x) in max.iter_mut().zip(row) {
-                        *m = m.max(*x);
-                    }
-                }
-                max
-            }
-        };
-        if self.normalize {
-            let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
-            v.iter_mut().for_each(|x| *x /= norm);
-        }
-        v
+        pool(rows.sequence(i), rows.hidden, self.pooling, self.normalize)
     }
 
     /// Embeds `texts` in one batch and also returns each text's token-level vectors: the last hidden state
@@ -436,6 +406,39 @@ impl SentenceEncoder {
     }
 }
 
+/// One sequence's token vectors (`tokens`: rows of `h`) pooled into one sentence vector per `pooling`, then
+/// L2-normalised when `normalize`: what sentence-transformers' Pooling and Normalize modules compute.
+fn pool(tokens: &[f32], h: usize, pooling: Pooling, normalize: bool) -> Vec<f32> {
+    let mut v = match pooling {
+        Pooling::Mean => {
+            let mut sum = vec![0f32; h];
+            for row in tokens.chunks_exact(h) {
+                for (s, x) in sum.iter_mut().zip(row) {
+                    *s += x;
+                }
+            }
+            let n = (tokens.len() / h).max(1) as f32;
+            sum.iter_mut().for_each(|s| *s /= n);
+            sum
+        }
+        Pooling::Cls => tokens[..h].to_vec(),
+        Pooling::Max => {
+            let mut max = vec![f32::NEG_INFINITY; h];
+            for row in tokens.chunks_exact(h) {
+                for (m, x) in max.iter_mut().zip(row) {
+                    *m = m.max(*x);
+                }
+            }
+            max
+        }
+    };
+    if normalize {
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+        v.iter_mut().for_each(|x| *x /= norm);
+    }
+    v
+}
+
 /// One text's vectors from [`SentenceEncoder::embed_with_tokens`].
 #[derive(Debug, Clone)]
 pub struct TokenEmbedding {
@@ -445,4 +448,25 @@ pub struct TokenEmbedding {
     pub tokens: Vec<Vec<f32>>,
     /// The pooled (and, per the model's config, normalised) sentence vector, as [`SentenceEncoder::embed`].
     pub sentence: Vec<f32>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pooling_modes_over_one_sequences_rows() {
+        // Three tokens of width 2.
+        let rows = [1.0, -2.0, 3.0, 4.0, -1.0, 0.5];
+        assert_eq!(pool(&rows, 2, Pooling::Mean, false), vec![1.0, 2.5 / 3.0]);
+        assert_eq!(pool(&rows, 2, Pooling::Cls, false), vec![1.0, -2.0]);
+        assert_eq!(pool(&rows, 2, Pooling::Max, false), vec![3.0, 4.0]);
+        let n = pool(&rows, 2, Pooling::Max, true);
+        assert!(
+            (n[0] - 0.6).abs() < 1e-6 && (n[1] - 0.8).abs() < 1e-6,
+            "{n:?}"
+        );
+        // A zero vector stays zero rather than turning into NaNs.
+        assert_eq!(pool(&[0.0, 0.0], 2, Pooling::Mean, true), vec![0.0, 0.0]);
+    }
 }
