@@ -417,7 +417,7 @@ avx512_kernel! {
             }
             b = b.add(NR * 4);
         }
-        finish(t, &crate::i32x16_rows(&acc));
+        finish(t, crate::i32x16_rows(&acc));
     }
 }
 

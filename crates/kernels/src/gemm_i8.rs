@@ -342,7 +342,7 @@ avx512_kernel! {
             }
             b = b.add(NR * 2);
         }
-        finish(t, &crate::i32x16_rows(&acc));
+        finish(t, crate::i32x16_rows(&acc));
     }
 }
 
