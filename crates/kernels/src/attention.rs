@@ -42,8 +42,8 @@ pub fn attention(isa: Isa, qkv: &[f32], sequences: &[Range<usize>], d: Heads, ou
         let out = unsafe { out_ptr.get().add(s.start * hidden) };
         match isa {
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: `Isa::Avx2` and `Isa::Avx512` are only chosen when the CPU has AVX2 and FMA; `out` as above.
-            Isa::Avx2 | Isa::Avx512 => unsafe { head_avx2(qkv, s.len(), d, h, out) },
+            // SAFETY: the x86 tiers are only chosen when the CPU has AVX2 and FMA; `out` as above.
+            Isa::Avx2 | Isa::Avx512 | Isa::Amx => unsafe { head_avx2(qkv, s.len(), d, h, out) },
             // SAFETY: as above.
             _ => unsafe { head(qkv, s.len(), d, h, out) },
         }

@@ -32,6 +32,9 @@ const MR_PORTABLE: usize = 4;
 const WMAX: f32 = 63.0;
 /// Largest activation code (u8).
 const AMAX: f32 = 255.0;
+/// Zero bytes after the packed panels: one AMX weight tile (16 quads of a panel), the most the AMX kernel
+/// reads past the last panel's last quad.
+const SLACK: usize = 16 * NR * 4;
 
 /// Weights of one linear layer for [`matmul`]: 7-bit, per-channel scales, with the input smoothing folded
 /// in.
@@ -62,7 +65,8 @@ impl PackedA8 {
         );
         let kq = k.next_multiple_of(4);
         let panels = n.div_ceil(NR);
-        let mut data = vec![0i8; panels * kq * NR];
+        // Zero slack after the last panel: the AMX kernel's last weight tile may reach past it.
+        let mut data = vec![0i8; panels * kq * NR + SLACK];
         let mut scales = vec![0f32; panels * NR];
         let mut sums = vec![0i32; panels * NR];
         let mut row = vec![0f32; k];
@@ -138,9 +142,17 @@ struct Quantised {
     zeros: Vec<i32>,
 }
 
-/// Per row: smooth, find the range (always containing 0, so the zero point is a code), quantise.
-fn quantise_rows(a: &[f32], m: usize, k: usize, kq: usize, inv_smooth: &[f32]) -> Quantised {
-    let mut q = vec![0u8; m * kq];
+/// Per row: smooth, find the range (always containing 0, so the zero point is a code), quantise. Row `r`'s
+/// codes start at `r * lda`; the buffer holds `rows >= m` rows, zero past each row's `k` codes and past
+/// row `m` (the AMX kernel reads whole 16-row, 64-code tiles).
+fn quantise_rows(
+    a: &[f32],
+    m: usize,
+    k: usize,
+    (lda, rows): (usize, usize),
+    inv_smooth: &[f32],
+) -> Quantised {
+    let mut q = vec![0u8; rows * lda];
     let mut scales = vec![0f32; m];
     let mut zeros = vec![0i32; m];
     let mut row = vec![0f32; k];
@@ -169,7 +181,7 @@ fn quantise_rows(a: &[f32], m: usize, k: usize, kq: usize, inv_smooth: &[f32]) -
         zeros[r] = z as i32;
         // Adding 1.5 * 2^23 rounds to nearest without a libm call, so this loop vectorises.
         const ROUND: f32 = 12_582_912.0;
-        for (d, &v) in q[r * kq..r * kq + k].iter_mut().zip(&row) {
+        for (d, &v) in q[r * lda..r * lda + k].iter_mut().zip(&row) {
             *d = (((v * inv + ROUND) - ROUND) + z).clamp(0.0, AMAX) as u8;
         }
     }
@@ -188,20 +200,47 @@ pub fn matmul(
 ) {
     let (n, k) = (w.n, w.k);
     assert_eq!(a.len(), m * k, "activation size");
+    if let Some(b) = bias {
+        assert_eq!(b.len(), n, "bias size");
+    }
+    assert_eq!(out.len(), m * n, "output size");
+    // The AMX kernel reads whole tiles: rows in 16s and 64 codes per row.
+    let shape = match isa {
+        Isa::Amx => (w.kq.next_multiple_of(64), m.next_multiple_of(AMX_ROWS)),
+        #[cfg(test)]
+        Isa::AmxModel => (w.kq.next_multiple_of(64), m.next_multiple_of(AMX_ROWS)),
+        _ => (w.kq, m),
+    };
     let aq = match isa {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `Isa::Avx2` and `Isa::Avx512` are only chosen when the CPU has AVX2 and FMA.
-        Isa::Avx2 | Isa::Avx512 => unsafe { avx2::quantise(a, m, k, w.kq, &w.inv_smooth) },
-        _ => quantise_rows(a, m, k, w.kq, &w.inv_smooth),
+        // SAFETY: the x86 tiers are only chosen when the CPU has AVX2 and FMA.
+        Isa::Avx2 | Isa::Avx512 | Isa::Amx => unsafe {
+            avx2::quantise(a, m, k, shape, &w.inv_smooth)
+        },
+        _ => quantise_rows(a, m, k, shape, &w.inv_smooth),
     };
-    let kq = w.kq;
     let mr = match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Isa::Amx` is only chosen when the CPU has AMX-INT8 and the OS granted the tile state.
+        Isa::Amx => {
+            return unsafe { tiles::matmul::<crate::amx::Hw>(&aq, shape.0, m, w, bias, act, out) }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        Isa::Amx => unreachable!("AMX is only detected on x86-64"),
+        #[cfg(test)]
+        // SAFETY: the model checks every tile access itself.
+        Isa::AmxModel => {
+            return unsafe {
+                tiles::matmul::<crate::amx::Model>(&aq, shape.0, m, w, bias, act, out)
+            }
+        }
         Isa::Avx512 => super::MR_AVX512,
         Isa::Avx2 => MR_AVX2,
         Isa::Portable => MR_PORTABLE,
         #[cfg(test)]
         Isa::Avx512Model => super::MR_AVX512,
     };
+    let kq = w.kq;
     // The AVX2 kernel does about twice the multiply-adds per cycle of the i16 one: count work accordingly.
     super::run_blocks(m, n, mr, m * n * k / 4, bias, out, |at, out| {
         let (p, r) = (at.panel, at.row);
@@ -229,6 +268,164 @@ pub fn matmul(
             dispatch_tile!(isa, at.rows, &tile)
         }
     });
+}
+
+/// Rows of one AMX tile: the kernel's row block.
+const AMX_ROWS: usize = crate::amx::MAX_ROWS;
+
+/// The AMX kernel, written once against [`crate::amx::Tiles`]: the hardware's instructions in `Isa::Amx`,
+/// their software model in tests.
+///
+/// Why the packing needs no change: a panel stores, per quad of inputs, column j's four weights at bytes
+/// `4j..4j + 4` of a 64-byte row, which is exactly how `tdpbusd` wants its B operand (one row per input
+/// quad, one i32-sized column per output). Sixteen quads of a panel (1 KiB, stride 64) are one B tile.
+mod tiles {
+    use super::{Activation, PackedA8, Quantised, AMX_ROWS, NR};
+    use crate::amx::{Config, Tiles};
+    use std::mem::MaybeUninit;
+
+    /// Output panels per pass over a row block's activations: four C tiles (`tmm0..3`), each 16 rows x 16
+    /// columns of i32; `tmm4` holds 16 rows x 64 activation codes and `tmm5` / `tmm6` take turns with the
+    /// weights, so one panel's weights can load while the previous product runs.
+    const GROUP: usize = 4;
+    /// Input positions per tile product.
+    const KB: usize = 64;
+
+    /// `out = act(a W^T + b)` from the quantised activations `aq` (row stride `lda`, a multiple of 64,
+    /// rows padded with zeros to a multiple of 16), split over the team by panels.
+    ///
+    /// # Safety
+    /// `U`'s instructions must be usable on this CPU; `aq` must hold `m.next_multiple_of(16)` rows of
+    /// `lda >= w.kq` codes, zero past `k`; `out` is `m x n`; `bias`, if given, has `n` values.
+    pub(super) unsafe fn matmul<U: Tiles>(
+        aq: &Quantised,
+        lda: usize,
+        m: usize,
+        w: &PackedA8,
+        bias: Option<&[f32]>,
+        act: Activation,
+        out: &mut [MaybeUninit<f32>],
+    ) {
+        let n = w.n;
+        let out_ptr = crate::SendPtr(out.as_mut_ptr().cast::<f32>());
+        // An AMX product does roughly eight times the multiply-adds per cycle of the AVX-512 kernel, so
+        // handing panels to the team pays only at proportionally larger products.
+        crate::split_panels(n.div_ceil(NR), m * n * w.k / 32, |panels| {
+            // SAFETY: as for the caller; tasks write disjoint panels of `out`.
+            unsafe { task::<U>(aq, lda, m, w, bias, act, out_ptr.get(), panels) }
+        });
+    }
+
+    /// One task's panels: configures the tiles on this thread, walks 16-row blocks and groups of
+    /// [`GROUP`] panels, and releases the tiles when done.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    unsafe fn task<U: Tiles>(
+        aq: &Quantised,
+        lda: usize,
+        m: usize,
+        w: &PackedA8,
+        bias: Option<&[f32]>,
+        act: Activation,
+        out: *mut f32,
+        panels: std::ops::Range<usize>,
+    ) {
+        let n = w.n;
+        let full = (AMX_ROWS as u8, (KB) as u16);
+        let c = (AMX_ROWS as u8, (NR * 4) as u16);
+        U::configure(&Config::new(
+            [
+                c.0,
+                c.0,
+                c.0,
+                c.0,
+                full.0,
+                (KB / 4) as u8,
+                (KB / 4) as u8,
+                0,
+            ],
+            [
+                c.1,
+                c.1,
+                c.1,
+                c.1,
+                full.1,
+                (NR * 4) as u16,
+                (NR * 4) as u16,
+                0,
+            ],
+        ));
+        let blocks = lda / KB;
+        let panel_bytes = w.kq * NR;
+        let mut acc = [[[0i32; NR]; AMX_ROWS]; GROUP];
+        for row in (0..m).step_by(AMX_ROWS) {
+            let rows = AMX_ROWS.min(m - row);
+            let a = aq.q.as_ptr().add(row * lda);
+            let mut p0 = panels.start;
+            while p0 < panels.end {
+                let g = GROUP.min(panels.end - p0);
+                let b = w.data.as_ptr().add(p0 * panel_bytes).cast::<u8>();
+                U::zero::<0>();
+                U::zero::<1>();
+                U::zero::<2>();
+                U::zero::<3>();
+                for kb in 0..blocks {
+                    U::load::<4>(a.add(kb * KB), lda);
+                    // Sixteen quads of each panel: 1 KiB at stride 64. Past the panel's last quad the
+                    // tile reads the next panel (or the zero slack after the last one) against zero
+                    // activation codes, which adds nothing.
+                    let bk = b.add(kb * KB * NR);
+                    U::load::<5>(bk, NR * 4);
+                    U::dpbusd::<0, 4, 5>();
+                    if g > 1 {
+                        U::load::<6>(bk.add(panel_bytes), NR * 4);
+                        U::dpbusd::<1, 4, 6>();
+                    }
+                    if g > 2 {
+                        U::load::<5>(bk.add(2 * panel_bytes), NR * 4);
+                        U::dpbusd::<2, 4, 5>();
+                    }
+                    if g > 3 {
+                        U::load::<6>(bk.add(3 * panel_bytes), NR * 4);
+                        U::dpbusd::<3, 4, 6>();
+                    }
+                }
+                U::store::<0>(acc[0].as_mut_ptr().cast(), NR * 4);
+                if g > 1 {
+                    U::store::<1>(acc[1].as_mut_ptr().cast(), NR * 4);
+                }
+                if g > 2 {
+                    U::store::<2>(acc[2].as_mut_ptr().cast(), NR * 4);
+                }
+                if g > 3 {
+                    U::store::<3>(acc[3].as_mut_ptr().cast(), NR * 4);
+                }
+                for (i, acc_p) in acc.iter().enumerate().take(g) {
+                    let p = p0 + i;
+                    let cols = NR.min(n - p * NR);
+                    let bias_p = crate::panel_bias(bias, p, n);
+                    let wscale = w.scales[p * NR..(p + 1) * NR].try_into().expect("a panel");
+                    let wsum = w.sums[p * NR..(p + 1) * NR].try_into().expect("a panel");
+                    for (r, acc_r) in acc_p.iter().enumerate().take(rows) {
+                        let at = row + r;
+                        crate::finish_int_row(
+                            acc_r,
+                            aq.scales[at],
+                            aq.zeros[at],
+                            wsum,
+                            wscale,
+                            &bias_p,
+                            act,
+                            out.add(at * n + p * NR),
+                            cols,
+                        );
+                    }
+                }
+                p0 += g;
+            }
+        }
+        U::release();
+    }
 }
 
 struct Tile<'a> {
@@ -296,10 +493,10 @@ mod avx2 {
         a: &[f32],
         m: usize,
         k: usize,
-        kq: usize,
+        (lda, rows): (usize, usize),
         inv_smooth: &[f32],
     ) -> Quantised {
-        let mut q = vec![0u8; m * kq];
+        let mut q = vec![0u8; rows * lda];
         let mut scales = vec![0f32; m];
         let mut zeros = vec![0i32; m];
         let mut row = vec![0f32; k];
@@ -338,7 +535,7 @@ mod avx2 {
             scales[r] = scale;
             zeros[r] = z as i32;
             let (vinv, vz) = (_mm256_set1_ps(inv), _mm256_set1_epi32(z as i32));
-            let out = q.as_mut_ptr().add(r * kq);
+            let out = q.as_mut_ptr().add(r * lda);
             let code = |at: usize| {
                 _mm256_add_epi32(
                     _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(row.as_ptr().add(at)), vinv)),
@@ -425,6 +622,42 @@ avx512_kernel! {
 mod tests {
     use super::*;
 
+    /// The AMX kernel through the tile model: every shape class (one and several 16-row blocks, partial
+    /// row blocks, one to five panels so groups are full and partial, inputs shorter than, equal to and
+    /// longer than one 64-wide tile with and without a tail), alone and split over a team, must give the
+    /// portable kernel's floats exactly (both sum the same integers), and leave the tiles released.
+    #[test]
+    fn amx_kernel_equals_the_portable_one() {
+        use crate::{amx, Linear, Team};
+        let team = Team::new(3, "test-amx").unwrap();
+        for (m, n, k) in [
+            (1, 16, 4),
+            (13, 64, 64),
+            (16, 80, 100),
+            (17, 33, 384),
+            (33, 130, 130),
+            (40, 5, 1536),
+        ] {
+            let (x, w, b) = (
+                crate::noise(m * k, m as u64),
+                crate::noise(n * k, n as u64),
+                crate::noise(n, k as u64),
+            );
+            let smooth: Vec<f32> = (0..k).map(|c| 0.5 + (c % 3) as f32 * 0.5).collect();
+            let want = Linear::int8_fast(&w, n, k, Some(b.clone()), &smooth, Isa::Portable)
+                .forward_vec(&x, m, Activation::Gelu);
+            let amx = Linear::int8_fast(&w, n, k, Some(b), &smooth, Isa::AmxModel);
+            assert_eq!(
+                amx.forward_vec(&x, m, Activation::Gelu),
+                want,
+                "{m}x{n}x{k}"
+            );
+            assert!(!amx::Model::configured(), "tiles released");
+            let split = team.install(|| amx.forward_vec(&x, m, Activation::Gelu));
+            assert_eq!(split, want, "{m}x{n}x{k} over a team");
+        }
+    }
+
     #[test]
     fn layout_puts_each_column_quad_where_the_kernel_reads_it() {
         // Column j, inputs 4q..4q+3: bytes (j % 8) * 4 .. + 4 of the quad's (j / 8)-th 32-byte vector.
@@ -469,9 +702,9 @@ mod tests {
                 }
                 let inv: Vec<f32> = (0..k).map(|i| 0.5 + (i % 5) as f32 * 0.4).collect();
                 let kq = k.next_multiple_of(4);
-                let want = quantise_rows(&a, m, k, kq, &inv);
+                let want = quantise_rows(&a, m, k, (kq, m), &inv);
                 // SAFETY: AVX2 and FMA are available (checked above).
-                let got = unsafe { avx2::quantise(&a, m, k, kq, &inv) };
+                let got = unsafe { avx2::quantise(&a, m, k, (kq, m), &inv) };
                 assert_eq!(want.q, got.q, "k = {k}");
                 assert_eq!(want.scales, got.scales, "k = {k}");
                 assert_eq!(want.zeros, got.zeros, "k = {k}");
@@ -487,7 +720,7 @@ mod tests {
             .collect();
         let smooth: Vec<f32> = (0..k).map(|i| 0.5 + i as f32 * 0.1).collect();
         let inv: Vec<f32> = smooth.iter().map(|c| 1.0 / c).collect();
-        let q = quantise_rows(&a, m, k, 12, &inv);
+        let q = quantise_rows(&a, m, k, (12, m), &inv);
         for r in 0..m {
             for i in 0..k {
                 let x = a[r * k + i] * inv[i];

@@ -94,8 +94,8 @@ pub fn matmul(
         Isa::Avx2 => MR_AVX2,
         Isa::Portable => MR_PORTABLE,
         #[cfg(test)]
-        Isa::Avx512Model => return matmul_wide(isa, a, m, w, bias, act, out),
-        Isa::Avx512 => return matmul_wide(isa, a, m, w, bias, act, out),
+        Isa::Avx512Model | Isa::AmxModel => return matmul_wide(isa, a, m, w, bias, act, out),
+        Isa::Avx512 | Isa::Amx => return matmul_wide(isa, a, m, w, bias, act, out),
     };
     super::run_blocks(m, n, mr, m * n * k, bias, out, |at, out| {
         // SAFETY: the block's rows and panel lie inside `a`, the packed weights and `out` (m x n).
@@ -171,9 +171,11 @@ fn matmul_wide(
                         let panels = cols.div_ceil(NR);
                         match isa {
                             #[cfg(target_arch = "x86_64")]
-                            Isa::Avx512 => avx512::tile(h, panels, &tile),
+                            Isa::Avx512 | Isa::Amx => avx512::tile(h, panels, &tile),
                             #[cfg(test)]
-                            Isa::Avx512Model => avx512_model::tile(h, panels, &tile),
+                            Isa::Avx512Model | Isa::AmxModel => {
+                                avx512_model::tile(h, panels, &tile)
+                            }
                             _ => unreachable!("the wide kernel is AVX-512's"),
                         }
                     }

@@ -148,17 +148,17 @@ pub fn matmul(
     assert_eq!(a.len(), m * k, "activation size");
     let aq = match isa {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `Isa::Avx2` and `Isa::Avx512` are only chosen when the CPU has AVX2 and FMA.
-        Isa::Avx2 | Isa::Avx512 => unsafe { avx2::quantise(a, m, k, w.kp) },
+        // SAFETY: the x86 tiers are only chosen when the CPU has AVX2 and FMA.
+        Isa::Avx2 | Isa::Avx512 | Isa::Amx => unsafe { avx2::quantise(a, m, k, w.kp) },
         _ => quantise_rows(a, m, k, w.kp),
     };
     let kp = w.kp;
     let mr = match isa {
-        Isa::Avx512 => super::MR_AVX512,
+        Isa::Avx512 | Isa::Amx => super::MR_AVX512,
         Isa::Avx2 => MR_AVX2,
         Isa::Portable => MR_PORTABLE,
         #[cfg(test)]
-        Isa::Avx512Model => super::MR_AVX512,
+        Isa::Avx512Model | Isa::AmxModel => super::MR_AVX512,
     };
     super::run_blocks(m, n, mr, m * n * k / 2, bias, out, |at, out| {
         let p = at.panel;

@@ -14,14 +14,16 @@ macro_rules! dispatch_tile {
     ($isa:expr, $rows:expr, $tile:expr) => {
         match $isa {
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => avx512::tile($rows, $tile),
+            Isa::Avx512 | Isa::Amx => avx512::tile($rows, $tile),
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => avx2::tile($rows, $tile),
             #[cfg(not(target_arch = "x86_64"))]
-            Isa::Avx2 | Isa::Avx512 => unreachable!("AVX2 and AVX-512 are only detected on x86-64"),
+            Isa::Avx2 | Isa::Avx512 | Isa::Amx => {
+                unreachable!("AVX2, AVX-512 and AMX are only detected on x86-64")
+            }
             Isa::Portable => portable_tile($rows, $tile),
             #[cfg(test)]
-            Isa::Avx512Model => avx512_model::tile($rows, $tile),
+            Isa::Avx512Model | Isa::AmxModel => avx512_model::tile($rows, $tile),
         }
     };
 }
@@ -93,6 +95,7 @@ macro_rules! avx512_kernel {
 /// 13-token query is two blocks (7 + 6) reading each weight panel once from memory and once from L1.
 const MR_AVX512: usize = 12;
 
+mod amx;
 pub mod attention;
 #[cfg(test)]
 mod avx512_model;
@@ -121,6 +124,11 @@ pub fn uninit_mut(out: &mut [f32]) -> &mut [MaybeUninit<f32>] {
 /// The instruction set a kernel call uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Isa {
+    /// AVX-512 (as [`Isa::Avx512`]) plus AMX-INT8 tiles (Intel Sapphire Rapids and later) for the
+    /// int8-fast linear layers: one `tdpbusd` multiplies a 16 x 64 block of activations by a 64 x 16 block
+    /// of weights. Everything else runs the AVX-512 and AVX2 code. Only used when the operating system
+    /// grants the process the tile state and after the self-check.
+    Amx,
     /// x86-64 with AVX-512 F/BW/VL and VNNI (Intel Cascade Lake, Ice Lake, Sapphire Rapids and later; AMD
     /// Zen 4 and later): an 8x48 F32 linear-layer microkernel and 12x16 integer ones on `vpdpbusd` /
     /// `vpdpwssd`.
@@ -135,16 +143,20 @@ pub enum Isa {
     /// everything but the linear layers it runs the portable code).
     #[cfg(test)]
     Avx512Model,
+    /// Unit tests only: the AMX kernel's own source run against a software model of the tile
+    /// instructions (`amx::Model`), and the AVX-512 model for the rest.
+    #[cfg(test)]
+    AmxModel,
 }
 
 impl Isa {
     /// The best instruction set this CPU supports, decided once per process.
     ///
-    /// `SEMROUTE_KERNELS=portable` forces the portable kernels and `SEMROUTE_KERNELS=avx2` caps x86 at
-    /// AVX2 (to compare, or to rule ours out when chasing a problem). AVX-512 is only used after a
-    /// self-check: its kernels must agree with the portable ones on a few small products, or the process
-    /// logs an error and stays on AVX2 (a wrong embedding routes silently, so a CPU or compiler surprise
-    /// must cost speed, never answers).
+    /// `SEMROUTE_KERNELS` caps the tier (to compare, or to rule ours out when chasing a problem):
+    /// `portable` forces the portable kernels, `avx2` caps x86 at AVX2, `avx512` leaves AMX unused. AMX
+    /// and AVX-512 are only used after a self-check: their kernels must agree with the portable ones on a
+    /// few small products, or the process logs an error and takes the next tier down (a wrong embedding
+    /// routes silently, so a CPU or compiler surprise must cost speed, never answers).
     pub fn detect() -> Self {
         static BEST: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
         *BEST.get_or_init(|| {
@@ -153,21 +165,23 @@ impl Isa {
                 .into_iter()
                 .filter(|isa| match forced.as_str() {
                     "portable" => *isa == Isa::Portable,
-                    "avx2" => *isa != Isa::Avx512,
+                    "avx2" => !matches!(isa, Isa::Avx512 | Isa::Amx),
+                    "avx512" => *isa != Isa::Amx,
                     _ => true,
                 })
                 .find(|isa| match isa {
-                    Isa::Avx512 => {
+                    Isa::Avx512 | Isa::Amx => {
                         let agrees = self_check::agrees_with_portable(*isa);
                         if !agrees {
                             tracing::error!(
-                                "AVX-512 kernels disagree with the portable ones on this CPU; using AVX2"
+                                isa = isa.name(),
+                                "kernels disagree with the portable ones on this CPU; using the next tier down"
                             );
                         }
                         agrees
                     }
                     #[cfg(test)]
-                    Isa::Avx512Model => false,
+                    Isa::Avx512Model | Isa::AmxModel => false,
                     _ => true,
                 });
             usable.unwrap_or(Isa::Portable)
@@ -186,6 +200,9 @@ impl Isa {
                 && is_x86_feature_detected!("avx512vl")
                 && is_x86_feature_detected!("avx512vnni")
             {
+                if amx::usable() {
+                    out.push(Isa::Amx);
+                }
                 out.push(Isa::Avx512);
             }
             if avx2 {
@@ -194,18 +211,21 @@ impl Isa {
         }
         out.push(Isa::Portable);
         #[cfg(test)]
-        out.push(Isa::Avx512Model);
+        out.extend([Isa::Avx512Model, Isa::AmxModel]);
         out
     }
 
     /// Short name for logs and benchmark labels.
     pub fn name(self) -> &'static str {
         match self {
+            Isa::Amx => "amx",
             Isa::Avx512 => "avx512",
             Isa::Avx2 => "avx2",
             Isa::Portable => "portable",
             #[cfg(test)]
             Isa::Avx512Model => "avx512-model",
+            #[cfg(test)]
+            Isa::AmxModel => "amx-model",
         }
     }
 }
@@ -445,15 +465,7 @@ fn for_each_tile(
         let rows_end = (rows + MC).min(m);
         for panel in panels.clone() {
             let cols = PANEL.min(n - panel * PANEL);
-            let mut bias_p = [0f32; PANEL];
-            if let Some(bias) = bias {
-                let b = &bias[panel * PANEL..panel * PANEL + cols];
-                // Fixed-size when the panel is full: no `memcpy` call per panel.
-                match <&[f32; PANEL]>::try_from(b) {
-                    Ok(full) => bias_p = *full,
-                    Err(_) => bias_p[..cols].copy_from_slice(b),
-                }
-            }
+            let bias_p = panel_bias(bias, panel, n);
             let mut row = rows;
             while row < rows_end {
                 let h = tile_rows(rows_end - row, mr);
@@ -468,6 +480,23 @@ fn for_each_tile(
             }
         }
     }
+}
+
+/// Panel `panel`'s bias (of a layer `n` wide), zero-padded past the layer's last column; zeros without a
+/// bias.
+#[inline(always)]
+fn panel_bias(bias: Option<&[f32]>, panel: usize, n: usize) -> [f32; PANEL] {
+    let mut out = [0f32; PANEL];
+    if let Some(bias) = bias {
+        let cols = PANEL.min(n - panel * PANEL);
+        let b = &bias[panel * PANEL..panel * PANEL + cols];
+        // Fixed-size when the panel is full: no `memcpy` call per panel.
+        match <&[f32; PANEL]>::try_from(b) {
+            Ok(full) => out = *full,
+            Err(_) => out[..cols].copy_from_slice(b),
+        }
+    }
+    out
 }
 
 /// The integer kernels' epilogue for one output row: the exact sum minus the activations' zero point

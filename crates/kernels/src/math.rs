@@ -142,8 +142,8 @@ pub fn add_layer_norm_rows(
     );
     match isa {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `Isa::Avx2` and `Isa::Avx512` are only chosen when the CPU has AVX2 and FMA.
-        crate::Isa::Avx2 | crate::Isa::Avx512 => unsafe {
+        // SAFETY: the x86 tiers are only chosen when the CPU has AVX2 and FMA.
+        crate::Isa::Avx2 | crate::Isa::Avx512 | crate::Isa::Amx => unsafe {
             add_layer_norm_rows_avx2(x, residual, gamma, beta, eps, out)
         },
         _ => add_layer_norm_rows_portable(x, residual, gamma, beta, eps, out),

@@ -1,13 +1,19 @@
 //! The check an instruction set's linear-layer kernels pass before [`super::Isa::detect`] uses them: every
-//! precision, on a few small products with awkward shapes (partial panels and row blocks, padded inputs),
-//! must agree with the portable kernels. It costs well under a millisecond, once per process.
+//! precision, on a few small products with awkward shapes (partial panels and row blocks, padded inputs,
+//! more panels than one AMX pass takes), must agree with the portable kernels. It costs well under a millisecond, once per process.
 
 use super::{Activation, Isa, Linear, Precision};
 
 /// Whether `isa`'s kernels give the portable kernels' answers (to rounding) on small random products.
 pub(super) fn agrees_with_portable(isa: Isa) -> bool {
     let mut seed = 0x5EED_u64;
-    for (m, n, k) in [(1, 16, 64), (7, 40, 102), (13, 33, 384), (30, 17, 8)] {
+    for (m, n, k) in [
+        (1, 16, 64),
+        (7, 40, 102),
+        (13, 33, 384),
+        (30, 17, 8),
+        (20, 80, 130),
+    ] {
         for precision in [Precision::F32, Precision::Int8, Precision::Int8Fast] {
             seed += 1;
             let w = noise(n * k, seed);
