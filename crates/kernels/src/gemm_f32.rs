@@ -306,19 +306,14 @@ struct WideTile<'a> {
 
 /// Writes a finished `rows x WIDE` block (bias already added; columns past the block's panels zero) to
 /// the output. GELU runs over the whole fixed-width row, so it vectorises without a remainder loop (on a
-/// padding zero it is zero and never stored); a full group is one fixed-size copy, not a `memcpy` call.
+/// padding zero it is zero and never stored); a full group is one fixed-size copy ([`super::store_prefix`]).
 #[inline(always)]
 unsafe fn store_wide<const MR: usize>(t: &WideTile, block: &mut [[f32; WIDE]; MR]) {
     for (r, row) in block.iter_mut().enumerate() {
         if t.act == Activation::Gelu {
             super::math::gelu_slice(row);
         }
-        let out = t.c.add(r * t.ldc);
-        if t.cols == WIDE {
-            out.cast::<[f32; WIDE]>().write_unaligned(*row);
-        } else {
-            std::ptr::copy_nonoverlapping(row.as_ptr(), out, t.cols);
-        }
+        super::store_prefix(row, t.c.add(r * t.ldc), t.cols);
     }
 }
 
