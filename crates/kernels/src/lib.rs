@@ -200,7 +200,7 @@ impl Isa {
                 && is_x86_feature_detected!("avx512vl")
                 && is_x86_feature_detected!("avx512vnni")
             {
-                if amx::usable() {
+                if amx::usable() && amx_agrees() {
                     out.push(Isa::Amx);
                 }
                 out.push(Isa::Avx512);
@@ -228,6 +228,23 @@ impl Isa {
             Isa::AmxModel => "amx-model",
         }
     }
+}
+
+/// Whether the AMX kernel passes the self-check on this CPU, once per process. Unlike AVX-512, AMX only
+/// counts as available when it passes: its code has been tested through the tile model but has not yet
+/// run on AMX hardware in this project, so on a CPU where it disagrees, it is logged as an error and left
+/// out everywhere (service and tests alike), and the AVX-512 kernel serves.
+fn amx_agrees() -> bool {
+    static AGREES: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AGREES.get_or_init(|| {
+        let agrees = self_check::agrees_with_portable(Isa::Amx);
+        if !agrees {
+            tracing::error!(
+                "the AMX kernel disagrees with the portable one on this CPU; using AVX-512"
+            );
+        }
+        agrees
+    })
 }
 
 /// What runs on a linear layer's output before it is stored.
