@@ -170,7 +170,9 @@ impl Isa {
                     _ => true,
                 })
                 .find(|isa| match isa {
-                    Isa::Avx512 | Isa::Amx => {
+                    // `available` lists AMX only once its self-check has passed.
+                    Isa::Amx => true,
+                    Isa::Avx512 => {
                         let agrees = self_check::agrees_with_portable(*isa);
                         if !agrees {
                             tracing::error!(
