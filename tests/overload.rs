@@ -403,12 +403,28 @@ async fn the_model_survives_injected_panics() {
         .unwrap_err();
     assert_eq!(e.code(), Code::Unavailable, "{e:?}");
     assert!(e.message().contains("restarting"), "{}", e.message());
-    // Back to SERVING once the model is loaded again, and serving.
+    // Back to ready once the model is loaded again, and serving. `/readyz` reads the flag that admission
+    // reads; gRPC health follows that flag through a task, so right after the failure it can still say
+    // SERVING for a scheduling step and is not what this waits on.
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let r = http
+            .get(format!("{}/readyz", server.http_endpoint()))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 200 {
+            break;
+        }
+        assert_eq!(r.status(), 503);
+        assert!(Instant::now() < deadline, "not ready again in time");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     server.wait_ready().await;
     route(&mut client, "will it rain tomorrow".into(), long)
         .await
         .expect("served after the restart");
-    let http = reqwest::Client::new();
     let ready = http
         .get(format!("{}/readyz", server.http_endpoint()))
         .send()
