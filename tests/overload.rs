@@ -20,6 +20,12 @@ use tonic::Code;
 
 type Client = RouterClient<Channel>;
 
+/// The tests in this file run one at a time. The overload test reads the process's resident memory, and
+/// the servers of the other tests live in the same process: one of them loading (or, after an injected
+/// panic, reloading) its model during the overload measured hundreds of MiB that were not the overload's.
+/// One at a time also keeps the measured capacity the server's own.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 const ROUTES: &str = "encoder:\n  cache_size: 0\nroutes:\n  - name: greet\n    utterances: [hello there, good morning, hi how are you]\n  - name: weather\n    utterances: [will it rain tomorrow, what is the forecast, is it sunny outside]\n";
 
 /// Distinct prompts, so every call reaches the model.
@@ -137,6 +143,7 @@ async fn open_loop(client: &Client, rate: f64, secs: f64) -> Open {
 /// serving near capacity meanwhile, memory stays flat, and right after the load it is at full speed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overload_is_shed_at_the_door_and_nothing_is_lost() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let server = TestServer::start_yaml(ROUTES);
     server.wait_ready().await;
     let client = RouterClient::new(common::channel(&server.endpoint()).await.unwrap());
@@ -180,6 +187,7 @@ async fn overload_is_shed_at_the_door_and_nothing_is_lost() {
         load.served.len()
     );
     let rss_after = rss_kib();
+    eprintln!("rss {rss_before} KiB -> {rss_after} KiB");
     assert!(
         rss_after <= rss_before + rss_before / 5 + 32 * 1024,
         "memory grew: {rss_before} KiB -> {rss_after} KiB"
@@ -230,6 +238,7 @@ fn ask() -> CompleteRequest {
 /// ends the call at 600 ms with DEADLINE_EXCEEDED / 504 listing the attempt it abandoned.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chain_of_hanging_targets_ends_at_the_request_budget() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let upstream = FakeUpstream::start("hi").await;
     upstream.set_default(Fault::Hang);
     let server = TestServer::start_yaml(&chain_yaml(&upstream, 600));
@@ -283,6 +292,7 @@ async fn a_chain_of_hanging_targets_ends_at_the_request_budget() {
 /// still answers, and the slots come back when the calls end. A malformed HTTP timeout header is a 400.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listeners_refuse_beyond_their_concurrency_limit() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let upstream = FakeUpstream::start("hi").await;
     upstream.set_default(Fault::Hang);
     let dir = tempfile::tempdir().unwrap().keep();
@@ -379,6 +389,7 @@ async fn listeners_refuse_beyond_their_concurrency_limit() {
 /// texts (`SEMROUTE_FAULT_INJECTION`, read when the model starts), which no other test sends.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_model_survives_injected_panics() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     const BATCH_MARKER: &str = "overload-test: panic in this forward pass";
     const THREAD_MARKER: &str = "overload-test: panic on the model thread";
     std::env::set_var(
