@@ -509,28 +509,39 @@ impl Bert {
             heads: self.heads,
             head_dim: self.head_dim,
         };
-        // Two buffers serve every layer: `ctx` (attention writes all of it) and `normed` (the add-norm
-        // output, swapped with `x` after each norm). Fresh zeroed vectors per layer cost a `memset` each
-        // on the calling thread while the team's helper waits (~2 % of a query's samples).
-        let mut ctx = vec![0f32; m * h];
-        let mut normed = vec![0f32; m * h];
+        // The same buffers serve every layer, each fully written before it is read: `ctx` (attention),
+        // `normed` (the add-norm output, swapped with `x` after each norm), and the linear layers'
+        // outputs. Fresh vectors per layer cost the allocator (and a `memset` for zeroed ones) on the
+        // calling thread while the team's helper waits (~2 % of a query's samples).
+        let Some(first) = layers.first() else {
+            return x;
+        };
+        let buffer = |width: usize| vec![0f32; m * width];
+        let (mut ctx, mut normed) = (buffer(h), buffer(h));
+        let mut qkv = buffer(first.qkv.out_features());
+        let mut up = buffer(first.up.out_features());
+        let mut y = buffer(h);
         let add_norm = |n: &Norm, y: &[f32], x: &mut Vec<f32>, normed: &mut Vec<f32>| {
             kernels::math::add_layer_norm_rows(isa, y, x, &n.gamma, &n.beta, n.eps, normed);
             std::mem::swap(x, normed);
         };
+        let into = |l: &kernels::Linear, x: &[f32], act: Activation, out: &mut Vec<f32>| {
+            out.resize(m * l.out_features(), 0.0);
+            l.forward_uninit(x, m, act, kernels::uninit_mut(out));
+        };
         for (i, l) in layers.iter().enumerate() {
             let at = i * INPUTS_PER_LAYER;
             observe(at, &x, h);
-            let qkv = l.qkv.forward_vec(&x, m, Activation::None);
+            into(&l.qkv, &x, Activation::None, &mut qkv);
             kernels::attention::attention(isa, &qkv, sequences, heads, &mut ctx);
             observe(at + 1, &ctx, h);
-            let attn = l.attn_out.forward_vec(&ctx, m, Activation::None);
-            add_norm(&l.attn_norm, &attn, &mut x, &mut normed);
+            into(&l.attn_out, &ctx, Activation::None, &mut y);
+            add_norm(&l.attn_norm, &y, &mut x, &mut normed);
             observe(at + 2, &x, h);
-            let up = l.up.forward_vec(&x, m, Activation::Gelu);
+            into(&l.up, &x, Activation::Gelu, &mut up);
             observe(at + 3, &up, l.up.out_features());
-            let down = l.down.forward_vec(&up, m, Activation::None);
-            add_norm(&l.out_norm, &down, &mut x, &mut normed);
+            into(&l.down, &up, Activation::None, &mut y);
+            add_norm(&l.out_norm, &y, &mut x, &mut normed);
         }
         x
     }

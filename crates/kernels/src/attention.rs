@@ -57,10 +57,108 @@ pub fn attention(isa: Isa, qkv: &[f32], sequences: &[Range<usize>], d: Heads, ou
     );
 }
 
+/// [`head`] with AVX2 intrinsics for heads a multiple of eight wide (MiniLM's 32, BERT-base's 64); other
+/// widths take the portable code compiled for AVX2.
+///
+/// Scores come eight keys at a time as eight dot products with the query, each kept in its own register
+/// across the head's width and reduced together at the end (three rounds of `vhaddps` and one lane swap
+/// give the eight sums in one vector), so the keys are read as stored: no transposed copy, and no
+/// accumulator in memory. The compiled portable loop spilled its accumulators to the stack, a
+/// store-to-load chain per multiply-add that made attention ~11 % of a query's samples.
+///
+/// # Safety
+/// As for [`head`]; the CPU must have AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn head_avx2(qkv: &[f32], seq: usize, d: Heads, h: usize, out: *mut f32) {
-    head(qkv, seq, d, h, out)
+    use std::arch::x86_64::*;
+    let hd = d.head_dim;
+    if !hd.is_multiple_of(8) || seq == 0 {
+        return head(qkv, seq, d, h, out);
+    }
+    let hidden = d.heads * hd;
+    let (stride, off) = (3 * hidden, h * hd);
+    assert!(qkv.len() >= seq * stride, "qkv rows");
+    let width = seq.next_multiple_of(8);
+    let mut scores = SCORES.take();
+    if scores.len() < width {
+        scores.resize(width, 0.0);
+    }
+    let base = qkv.as_ptr();
+    // Keys past the sequence (the last block's padding) read the last real key: valid memory, and their
+    // scores are replaced by -inf before the softmax.
+    let key = |u: usize| base.add(u.min(seq - 1) * stride + hidden + off);
+    let scale = _mm256_set1_ps(1.0 / (hd as f32).sqrt());
+    let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    for t in 0..seq {
+        let q = base.add(t * stride + off);
+        for j in (0..width).step_by(8) {
+            let keys: [*const f32; 8] = std::array::from_fn(|u| key(j + u));
+            let mut acc = [_mm256_setzero_ps(); 8];
+            for c in (0..hd).step_by(8) {
+                let qv = _mm256_loadu_ps(q.add(c));
+                for u in 0..8 {
+                    acc[u] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(keys[u].add(c)), acc[u]);
+                }
+            }
+            // hadd(a, b) = [a0+a1, a2+a3, b0+b1, b2+b3 | the same of lanes 4-7]; two rounds leave each
+            // key's sum of lanes 0-3 in the low half and of lanes 4-7 in the high half.
+            let h01 = _mm256_hadd_ps(acc[0], acc[1]);
+            let h23 = _mm256_hadd_ps(acc[2], acc[3]);
+            let h45 = _mm256_hadd_ps(acc[4], acc[5]);
+            let h67 = _mm256_hadd_ps(acc[6], acc[7]);
+            let h0123 = _mm256_hadd_ps(h01, h23);
+            let h4567 = _mm256_hadd_ps(h45, h67);
+            let sums = _mm256_add_ps(
+                _mm256_permute2f128_ps::<0x20>(h0123, h4567),
+                _mm256_permute2f128_ps::<0x31>(h0123, h4567),
+            );
+            let real = _mm256_cmpgt_epi32(_mm256_set1_epi32((seq - j) as i32), lane);
+            let s8 = _mm256_blendv_ps(
+                _mm256_set1_ps(f32::NEG_INFINITY),
+                _mm256_mul_ps(sums, scale),
+                _mm256_castsi256_ps(real),
+            );
+            _mm256_storeu_ps(scores.as_mut_ptr().add(j), s8);
+        }
+        // Whole vectors: the padding's -inf gives (next to) zero weight and is never summed below.
+        super::math::softmax(&mut scores[..width]);
+        // The output, four vectors (32 columns) at a time: each sum stays in a register over all keys.
+        let (p, v, o) = (
+            scores.as_ptr(),
+            base.add(2 * hidden + off),
+            out.add(t * hidden + off),
+        );
+        let mut c = 0;
+        while c + 32 <= hd {
+            let mut acc = [_mm256_setzero_ps(); 4];
+            for u in 0..seq {
+                let (pu, vu) = (_mm256_set1_ps(*p.add(u)), v.add(u * stride + c));
+                for (i, a) in acc.iter_mut().enumerate() {
+                    *a = _mm256_fmadd_ps(pu, _mm256_loadu_ps(vu.add(8 * i)), *a);
+                }
+            }
+            for (i, a) in acc.iter().enumerate() {
+                _mm256_storeu_ps(o.add(c + 8 * i), *a);
+            }
+            c += 32;
+        }
+        while c < hd {
+            let mut acc = _mm256_setzero_ps();
+            for u in 0..seq {
+                let vu = _mm256_loadu_ps(v.add(u * stride + c));
+                acc = _mm256_fmadd_ps(_mm256_set1_ps(*p.add(u)), vu, acc);
+            }
+            _mm256_storeu_ps(o.add(c), acc);
+            c += 8;
+        }
+    }
+    SCORES.set(scores);
+}
+
+thread_local! {
+    /// One thread's score row for [`head_avx2`], reused across heads.
+    static SCORES: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
 /// Attention of head `h` over one sequence of `seq` tokens; writes that head's columns of the sequence's
@@ -74,10 +172,47 @@ unsafe fn head_avx2(qkv: &[f32], seq: usize, d: Heads, h: usize, out: *mut f32) 
 /// `out` must be valid for `seq * hidden` floats, and no one else may touch head `h`'s columns meanwhile.
 #[inline(always)]
 unsafe fn head(qkv: &[f32], seq: usize, d: Heads, h: usize, out: *mut f32) {
+    let (hd, width) = (d.head_dim, seq.next_multiple_of(8));
+    // The keys transposed, then the scores, in a buffer reused per thread: two fresh vectors per head (72
+    // per query on MiniLM) cost more in the allocator than a head's arithmetic at query length. Taken out
+    // of the thread-local and put back rather than borrowed in a closure, which would not be compiled
+    // with this function's target features.
+    let mut scratch = SCRATCH.take();
+    if scratch.len() < (hd + 1) * width {
+        scratch.resize((hd + 1) * width, 0.0);
+    }
+    let (kt, scores) = scratch.split_at_mut(hd * width);
+    head_with(qkv, seq, d, h, out, kt, &mut scores[..width]);
+    SCRATCH.set(scratch);
+}
+
+thread_local! {
+    /// One thread's scratch for [`head`].
+    static SCRATCH: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// [`head`] with its scratch: `kt` (`head_dim x width`) and `scores` (`width`), `width` = `seq` rounded
+/// up to eight; their contents on entry do not matter.
+///
+/// # Safety
+/// As for [`head`].
+#[inline(always)]
+unsafe fn head_with(
+    qkv: &[f32],
+    seq: usize,
+    d: Heads,
+    h: usize,
+    out: *mut f32,
+    kt: &mut [f32],
+    scores: &mut [f32],
+) {
     let hidden = d.heads * d.head_dim;
     let (stride, off, hd) = (3 * hidden, h * d.head_dim, d.head_dim);
-    let width = seq.next_multiple_of(8);
-    let mut kt = vec![0f32; hd * width];
+    let width = scores.len();
+    for i in 0..hd {
+        // Padding keys score zero (their scores are computed with the real ones and then ignored).
+        kt[i * width + seq..(i + 1) * width].fill(0.0);
+    }
     for u in 0..seq {
         let k = &qkv[u * stride + hidden + off..][..hd];
         for (i, &v) in k.iter().enumerate() {
@@ -85,7 +220,6 @@ unsafe fn head(qkv: &[f32], seq: usize, d: Heads, h: usize, out: *mut f32) {
         }
     }
     let scale = 1.0 / (hd as f32).sqrt();
-    let mut scores = vec![0f32; width];
     let value = |u: usize| &qkv[u * stride + 2 * hidden + off..][..hd];
     for t in 0..seq {
         let q = &qkv[t * stride + off..][..hd];
@@ -111,16 +245,22 @@ unsafe fn head(qkv: &[f32], seq: usize, d: Heads, h: usize, out: *mut f32) {
         let p = &mut scores[..seq];
         super::math::softmax(p);
         let o = std::slice::from_raw_parts_mut(out.add(t * hidden + off), hd);
-        match hd {
-            // MiniLM's 32 and BERT-base's 64: every output column's sum in a register at once.
-            32 => weighted_sum::<4>(p, value, o),
-            64 => weighted_sum::<8>(p, value, o),
-            _ => {
-                o.fill(0.0);
-                for (u, &pu) in p.iter().enumerate() {
-                    for (oj, &x) in o.iter_mut().zip(value(u)) {
-                        *oj = pu.mul_add(x, *oj);
-                    }
+        weighted_sum_into(p, value, o);
+    }
+}
+
+/// `o = sum_u p[u] * value(u)`: for MiniLM's 32 and BERT-base's 64 wide heads with every output
+/// column's sum in a register at once.
+#[inline(always)]
+fn weighted_sum_into<'a>(p: &[f32], value: impl Fn(usize) -> &'a [f32], o: &mut [f32]) {
+    match o.len() {
+        32 => weighted_sum::<4>(p, value, o),
+        64 => weighted_sum::<8>(p, value, o),
+        _ => {
+            o.fill(0.0);
+            for (u, &pu) in p.iter().enumerate() {
+                for (oj, &x) in o.iter_mut().zip(value(u)) {
+                    *oj = pu.mul_add(x, *oj);
                 }
             }
         }

@@ -20,6 +20,8 @@
 //! bytes (columns 0-7) then 8 x 4 (columns 8-15): one load is exactly what `vpmaddubsw` pairs up against a
 //! broadcast quad of activations.
 
+use std::mem::MaybeUninit;
+
 use super::{Activation, Isa};
 
 /// Output columns per panel.
@@ -135,57 +137,77 @@ fn offset(kk: usize, j: usize) -> usize {
     (kk / 4) * NR * 4 + (j / 8) * 32 + (j % 8) * 4 + kk % 4
 }
 
-/// Activations quantised per row: `kq` u8 codes per row (zero-padded), a scale and a zero point per row.
+/// Activations quantised per row: `lda` u8 codes per row (zero past the row's `k`), a scale and a zero
+/// point per row (`x ~ scale (code - zero)`); `rows >= m` rows, zero past row `m` (the AMX kernel reads
+/// whole 16-row, 64-code tiles).
 struct Quantised {
     q: Vec<u8>,
     scales: Vec<f32>,
     zeros: Vec<i32>,
 }
 
-/// Per row: smooth, find the range (always containing 0, so the zero point is a code), quantise. Row `r`'s
-/// codes start at `r * lda`; the buffer holds `rows >= m` rows, zero past each row's `k` codes and past
-/// row `m` (the AMX kernel reads whole 16-row, 64-code tiles).
-fn quantise_rows(
-    a: &[f32],
-    m: usize,
-    k: usize,
-    (lda, rows): (usize, usize),
-    inv_smooth: &[f32],
-) -> Quantised {
-    let mut q = vec![0u8; rows * lda];
-    let mut scales = vec![0f32; m];
-    let mut zeros = vec![0i32; m];
-    let mut row = vec![0f32; k];
-    for r in 0..m {
-        for ((d, &v), &c) in row.iter_mut().zip(&a[r * k..(r + 1) * k]).zip(inv_smooth) {
-            *d = v * c;
+impl Quantised {
+    /// Quantises the `m` rows of `a` (`k` wide) with `isa`'s row quantiser.
+    ///
+    /// Each byte is written once: the rows' codes and their zero tails by the row quantiser, then the
+    /// padding rows (zeroing the whole buffer first showed as a `memset` in one-query profiles).
+    fn new(
+        isa: Isa,
+        a: &[f32],
+        m: usize,
+        k: usize,
+        (lda, rows): (usize, usize),
+        inv_smooth: &[f32],
+    ) -> Self {
+        assert!(rows >= m && lda >= k && a.len() == m * k && inv_smooth.len() == k);
+        let mut q = Vec::with_capacity(rows * lda);
+        let (mut scales, mut zeros) = (Vec::with_capacity(m), Vec::with_capacity(m));
+        for r in 0..m {
+            let src = &a[r * k..(r + 1) * k];
+            let out = &mut q.spare_capacity_mut()[r * lda..(r + 1) * lda];
+            let (scale, zero) = match isa {
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: the x86 tiers are only chosen when the CPU has AVX2 and FMA.
+                Isa::Avx2 | Isa::Avx512 | Isa::Amx => unsafe {
+                    avx2::quantise_row(src, inv_smooth, out)
+                },
+                _ => quantise_row(src, inv_smooth, out),
+            };
+            scales.push(scale);
+            zeros.push(zero);
         }
-        // Eight lanes of running minima and maxima, so the reduction vectorises (a float `min` fold over
-        // one accumulator is not reassociated and stays scalar).
-        let (mut lo8, mut hi8) = ([0f32; 8], [0f32; 8]);
-        let chunks = row.chunks_exact(8);
-        let tail = chunks.remainder();
-        for c in chunks {
-            for i in 0..8 {
-                lo8[i] = lo8[i].min(c[i]);
-                hi8[i] = hi8[i].max(c[i]);
-            }
-        }
-        let lo = tail.iter().chain(&lo8).fold(0f32, |m, &v| m.min(v));
-        let hi = tail.iter().chain(&hi8).fold(0f32, |m, &v| m.max(v));
-        let scale = if hi > lo { (hi - lo) / AMAX } else { 1.0 };
-        let inv = 1.0 / scale;
-        // lo <= 0 <= hi, so z is within 0..=255.
-        let z = (-lo * inv).round().clamp(0.0, AMAX);
-        scales[r] = scale;
-        zeros[r] = z as i32;
-        // Adding 1.5 * 2^23 rounds to nearest without a libm call, so this loop vectorises.
-        const ROUND: f32 = 12_582_912.0;
-        for (d, &v) in q[r * lda..r * lda + k].iter_mut().zip(&row) {
-            *d = (((v * inv + ROUND) - ROUND) + z).clamp(0.0, AMAX) as u8;
-        }
+        q.spare_capacity_mut()[m * lda..rows * lda].fill(MaybeUninit::new(0));
+        // SAFETY: every one of the `rows * lda` bytes was written above.
+        unsafe { q.set_len(rows * lda) };
+        Self { q, scales, zeros }
     }
-    Quantised { q, scales, zeros }
+}
+
+/// One row's quantisation (`src` times `inv_smooth`, to u8 codes with a zero point) into `out`: `k`
+/// codes, then zeros to the end of `out`. Returns the row's scale and zero point.
+fn quantise_row(src: &[f32], inv_smooth: &[f32], out: &mut [MaybeUninit<u8>]) -> (f32, i32) {
+    let k = src.len();
+    let smoothed = || src.iter().zip(inv_smooth).map(|(&v, &c)| v * c);
+    // Eight lanes of running minima and maxima, so the reduction vectorises (a float `min` fold over one
+    // accumulator is not reassociated and stays scalar).
+    let (mut lo8, mut hi8) = ([0f32; 8], [0f32; 8]);
+    for (i, v) in smoothed().enumerate() {
+        lo8[i % 8] = lo8[i % 8].min(v);
+        hi8[i % 8] = hi8[i % 8].max(v);
+    }
+    let lo = lo8.iter().fold(0f32, |m, &v| m.min(v));
+    let hi = hi8.iter().fold(0f32, |m, &v| m.max(v));
+    let scale = if hi > lo { (hi - lo) / AMAX } else { 1.0 };
+    let inv = 1.0 / scale;
+    // lo <= 0 <= hi, so z is within 0..=255.
+    let z = (-lo * inv).round().clamp(0.0, AMAX);
+    // Adding 1.5 * 2^23 rounds to nearest without a libm call, so this loop vectorises.
+    const ROUND: f32 = 12_582_912.0;
+    for (d, v) in out[..k].iter_mut().zip(smoothed()) {
+        d.write((((v * inv + ROUND) - ROUND) + z).clamp(0.0, AMAX) as u8);
+    }
+    out[k..].fill(MaybeUninit::new(0));
+    (scale, z as i32)
 }
 
 /// `out (m x n) = a (m x k) * W^T + bias`, then `act`, with 7-bit weights and 8-bit activations.
@@ -211,14 +233,7 @@ pub fn matmul(
         Isa::AmxModel => (w.kq.next_multiple_of(64), m.next_multiple_of(AMX_ROWS)),
         _ => (w.kq, m),
     };
-    let aq = match isa {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: the x86 tiers are only chosen when the CPU has AVX2 and FMA.
-        Isa::Avx2 | Isa::Avx512 | Isa::Amx => unsafe {
-            avx2::quantise(a, m, k, shape, &w.inv_smooth)
-        },
-        _ => quantise_rows(a, m, k, shape, &w.inv_smooth),
-    };
+    let aq = Quantised::new(isa, a, m, k, shape, &w.inv_smooth);
     let mr = match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `Isa::Amx` is only chosen when the CPU has AMX-INT8 and the OS granted the tile state.
@@ -481,83 +496,73 @@ unsafe fn portable_tile(rows: usize, t: &Tile) {
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::{finish, Quantised, Tile, AMAX, NR};
+    use super::{finish, Tile, AMAX, NR};
     use std::arch::x86_64::*;
+    use std::mem::MaybeUninit;
 
-    /// [`super::quantise_rows`] with intrinsics: the same smoothing, range, scale and zero point, and the
+    /// [`super::quantise_row`] with intrinsics: the same smoothing, range, scale and zero point, and the
     /// same codes (`vcvtps2dq` rounds to nearest even like the portable trick; saturating packs clamp to
     /// 0..=255 like its `clamp`). Written out because the compiled portable loop keeps its float `min` /
     /// `max` and its float-to-u8 casts scalar, which at k = 1536 cost more than the product it feeds.
+    /// The smoothing product is taken twice (for the range, then for the codes) rather than stored: the
+    /// row and the factors are in L1 either way, and there is no scratch row to allocate.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn quantise(
-        a: &[f32],
-        m: usize,
-        k: usize,
-        (lda, rows): (usize, usize),
+    pub(super) unsafe fn quantise_row(
+        src: &[f32],
         inv_smooth: &[f32],
-    ) -> Quantised {
-        let mut q = vec![0u8; rows * lda];
-        let mut scales = vec![0f32; m];
-        let mut zeros = vec![0i32; m];
-        let mut row = vec![0f32; k];
+        out: &mut [MaybeUninit<u8>],
+    ) -> (f32, i32) {
+        let k = src.len();
+        assert!(inv_smooth.len() >= k && out.len() >= k, "row sizes");
+        let (s, c) = (src.as_ptr(), inv_smooth.as_ptr());
+        let smoothed =
+            |i: usize| _mm256_mul_ps(_mm256_loadu_ps(s.add(i)), _mm256_loadu_ps(c.add(i)));
         let body = k / 8 * 8;
-        for r in 0..m {
-            let src = a.as_ptr().add(r * k);
-            let (mut vlo, mut vhi) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-            let mut i = 0;
-            while i < body {
-                let v = _mm256_mul_ps(
-                    _mm256_loadu_ps(src.add(i)),
-                    _mm256_loadu_ps(inv_smooth.as_ptr().add(i)),
-                );
-                _mm256_storeu_ps(row.as_mut_ptr().add(i), v);
-                vlo = _mm256_min_ps(vlo, v);
-                vhi = _mm256_max_ps(vhi, v);
-                i += 8;
-            }
-            let (mut lo8, mut hi8) = ([0f32; 8], [0f32; 8]);
-            _mm256_storeu_ps(lo8.as_mut_ptr(), vlo);
-            _mm256_storeu_ps(hi8.as_mut_ptr(), vhi);
-            let (mut lo, mut hi) = (0f32, 0f32);
-            for j in 0..8 {
-                lo = lo.min(lo8[j]);
-                hi = hi.max(hi8[j]);
-            }
-            for j in body..k {
-                let v = *src.add(j) * inv_smooth[j];
-                row[j] = v;
-                lo = lo.min(v);
-                hi = hi.max(v);
-            }
-            let scale = if hi > lo { (hi - lo) / AMAX } else { 1.0 };
-            let inv = 1.0 / scale;
-            let z = (-lo * inv).round().clamp(0.0, AMAX);
-            scales[r] = scale;
-            zeros[r] = z as i32;
-            let (vinv, vz) = (_mm256_set1_ps(inv), _mm256_set1_epi32(z as i32));
-            let out = q.as_mut_ptr().add(r * lda);
-            let code = |at: usize| {
-                _mm256_add_epi32(
-                    _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(row.as_ptr().add(at)), vinv)),
-                    vz,
-                )
-            };
-            let mut i = 0;
-            while i + 32 <= k {
-                // Packs work within 128-bit lanes; one cross-lane permute restores the order.
-                let w0 = _mm256_packs_epi32(code(i), code(i + 8));
-                let w1 = _mm256_packs_epi32(code(i + 16), code(i + 24));
-                let b = _mm256_packus_epi16(w0, w1);
-                let b = _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-                _mm256_storeu_si256(out.add(i) as *mut __m256i, b);
-                i += 32;
-            }
-            const ROUND: f32 = 12_582_912.0;
-            for (j, &v) in row.iter().enumerate().skip(i) {
-                *out.add(j) = (((v * inv + ROUND) - ROUND) + z).clamp(0.0, AMAX) as u8;
-            }
+        let (mut vlo, mut vhi) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let mut i = 0;
+        while i < body {
+            let v = smoothed(i);
+            vlo = _mm256_min_ps(vlo, v);
+            vhi = _mm256_max_ps(vhi, v);
+            i += 8;
         }
-        Quantised { q, scales, zeros }
+        let (mut lo8, mut hi8) = ([0f32; 8], [0f32; 8]);
+        _mm256_storeu_ps(lo8.as_mut_ptr(), vlo);
+        _mm256_storeu_ps(hi8.as_mut_ptr(), vhi);
+        let (mut lo, mut hi) = (0f32, 0f32);
+        for j in 0..8 {
+            lo = lo.min(lo8[j]);
+            hi = hi.max(hi8[j]);
+        }
+        for j in body..k {
+            let v = src[j] * inv_smooth[j];
+            lo = lo.min(v);
+            hi = hi.max(v);
+        }
+        let scale = if hi > lo { (hi - lo) / AMAX } else { 1.0 };
+        let inv = 1.0 / scale;
+        let z = (-lo * inv).round().clamp(0.0, AMAX);
+        let (vinv, vz) = (_mm256_set1_ps(inv), _mm256_set1_epi32(z as i32));
+        let o = out.as_mut_ptr().cast::<u8>();
+        let code =
+            |at: usize| _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(smoothed(at), vinv)), vz);
+        let mut i = 0;
+        while i + 32 <= k {
+            // Packs work within 128-bit lanes; one cross-lane permute restores the order.
+            let w0 = _mm256_packs_epi32(code(i), code(i + 8));
+            let w1 = _mm256_packs_epi32(code(i + 16), code(i + 24));
+            let b = _mm256_packus_epi16(w0, w1);
+            let b = _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+            _mm256_storeu_si256(o.add(i) as *mut __m256i, b);
+            i += 32;
+        }
+        const ROUND: f32 = 12_582_912.0;
+        for j in i..k {
+            let v = src[j] * inv_smooth[j];
+            out[j].write((((v * inv + ROUND) - ROUND) + z).clamp(0.0, AMAX) as u8);
+        }
+        out[k..].fill(MaybeUninit::new(0));
+        (scale, z as i32)
     }
 
     /// `MR` rows x 16 columns: per quad of inputs, two weight vectors and one broadcast quad of
@@ -701,13 +706,19 @@ mod tests {
                     *v = v.abs() + 0.1;
                 }
                 let inv: Vec<f32> = (0..k).map(|i| 0.5 + (i % 5) as f32 * 0.4).collect();
-                let kq = k.next_multiple_of(4);
-                let want = quantise_rows(&a, m, k, (kq, m), &inv);
-                // SAFETY: AVX2 and FMA are available (checked above).
-                let got = unsafe { avx2::quantise(&a, m, k, (kq, m), &inv) };
+                // Rows padded past `k`, as the AMX kernel's are: the tails must come back zero.
+                let lda = k.next_multiple_of(64);
+                let isa = |portable: bool| if portable { Isa::Portable } else { Isa::Avx2 };
+                let each = |portable| Quantised::new(isa(portable), &a, m, k, (lda, m + 3), &inv);
+                let (want, got) = (each(true), each(false));
                 assert_eq!(want.q, got.q, "k = {k}");
                 assert_eq!(want.scales, got.scales, "k = {k}");
                 assert_eq!(want.zeros, got.zeros, "k = {k}");
+                assert!(want.q[m * lda..].iter().all(|&c| c == 0), "padding rows");
+                assert!(want
+                    .q
+                    .chunks(lda)
+                    .all(|row| row[k..].iter().all(|&c| c == 0)));
             }
         }
     }
@@ -720,12 +731,14 @@ mod tests {
             .collect();
         let smooth: Vec<f32> = (0..k).map(|i| 0.5 + i as f32 * 0.1).collect();
         let inv: Vec<f32> = smooth.iter().map(|c| 1.0 / c).collect();
-        let q = quantise_rows(&a, m, k, (12, m), &inv);
+        let q = Quantised::new(Isa::Portable, &a, m, k, (12, m), &inv);
         for r in 0..m {
+            let (scale, zero) = (q.scales[r], q.zeros[r]);
+            assert_eq!(q.q[r * 12 + k..(r + 1) * 12], [0, 0], "zero past the row");
             for i in 0..k {
                 let x = a[r * k + i] * inv[i];
-                let back = (q.q[r * 12 + i] as i32 - q.zeros[r]) as f32 * q.scales[r];
-                assert!((x - back).abs() <= q.scales[r] * 0.5001, "{x} vs {back}");
+                let back = (q.q[r * 12 + i] as i32 - zero) as f32 * scale;
+                assert!((x - back).abs() <= scale * 0.5001, "{x} vs {back}");
             }
         }
     }

@@ -140,11 +140,14 @@ impl Team {
             }
         }
         unsafe { *s.job.get() = None };
+        // Cleared whichever way this call ends (and before the next caller can start): when the caller's
+        // own task panicked too, a helper's flag left set made the next call panic.
+        let helper_panicked = s.panicked.swap(false, Ordering::Relaxed);
         drop(guard);
         if let Err(p) = mine {
             std::panic::resume_unwind(p);
         }
-        if s.panicked.swap(false, Ordering::Relaxed) {
+        if helper_panicked {
             panic!("a kernel task panicked on a team thread");
         }
     }
@@ -327,5 +330,12 @@ mod tests {
             n.fetch_add(1, Ordering::Relaxed);
         });
         assert_eq!(n.load(Ordering::Relaxed), 2);
+        // The caller and the helper both panicking: the call panics, and the next one does not.
+        let r = catch_unwind(AssertUnwindSafe(|| team.run(&|_| panic!("boom"))));
+        assert!(r.is_err());
+        team.run(&|_| {
+            n.fetch_add(1, Ordering::Relaxed);
+        });
+        assert_eq!(n.load(Ordering::Relaxed), 4);
     }
 }
