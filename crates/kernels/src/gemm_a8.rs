@@ -146,7 +146,17 @@ struct Quantised {
     zeros: Vec<i32>,
 }
 
+thread_local! {
+    /// The calling thread's quantised-code buffer, reused across calls ([`Quantised::recycle`]).
+    static CODES: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
 impl Quantised {
+    /// Hands the code buffer back for the thread's next call.
+    fn recycle(self) {
+        CODES.set(self.q);
+    }
+
     /// Quantises the `m` rows of `a` (`k` wide) with `isa`'s row quantiser.
     ///
     /// Each byte is written once: the rows' codes and their zero tails by the row quantiser, then the
@@ -160,7 +170,11 @@ impl Quantised {
         inv_smooth: &[f32],
     ) -> Self {
         assert!(rows >= m && lda >= k && a.len() == m * k && inv_smooth.len() == k);
-        let mut q = Vec::with_capacity(rows * lda);
+        // The calling thread's buffer from its previous call: already in cache, where a fresh allocation
+        // made the first store to each line wait for it (the stores were ~1 % of a query's samples).
+        let mut q = CODES.take();
+        q.clear();
+        q.reserve(rows * lda);
         let (mut scales, mut zeros) = (Vec::with_capacity(m), Vec::with_capacity(m));
         for r in 0..m {
             let src = &a[r * k..(r + 1) * k];
@@ -238,16 +252,16 @@ pub fn matmul(
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `Isa::Amx` is only chosen when the CPU has AMX-INT8 and the OS granted the tile state.
         Isa::Amx => {
-            return unsafe { tiles::matmul::<crate::amx::Hw>(&aq, shape.0, m, w, bias, act, out) }
+            unsafe { tiles::matmul::<crate::amx::Hw>(&aq, shape.0, m, w, bias, act, out) };
+            return aq.recycle();
         }
         #[cfg(not(target_arch = "x86_64"))]
         Isa::Amx => unreachable!("AMX is only detected on x86-64"),
         #[cfg(test)]
         // SAFETY: the model checks every tile access itself.
         Isa::AmxModel => {
-            return unsafe {
-                tiles::matmul::<crate::amx::Model>(&aq, shape.0, m, w, bias, act, out)
-            }
+            unsafe { tiles::matmul::<crate::amx::Model>(&aq, shape.0, m, w, bias, act, out) };
+            return aq.recycle();
         }
         Isa::Avx512 => super::MR_AVX512,
         Isa::Avx2 => MR_AVX2,
@@ -283,6 +297,7 @@ pub fn matmul(
             dispatch_tile!(isa, at.rows, &tile)
         }
     });
+    aq.recycle();
 }
 
 /// Rows of one AMX tile: the kernel's row block.
