@@ -64,7 +64,7 @@ pub fn attention(isa: Isa, qkv: &[f32], sequences: &[Range<usize>], d: Heads, ou
 /// across the head's width and reduced together at the end (three rounds of `vhaddps` and one lane swap
 /// give the eight sums in one vector), so the keys are read as stored: no transposed copy, and no
 /// accumulator in memory. The compiled portable loop spilled its accumulators to the stack, a
-/// store-to-load chain per multiply-add that made attention ~11 % of a query's samples.
+/// store-to-load chain per multiply-add that made attention 9-11 % of a query's samples.
 ///
 /// # Safety
 /// As for [`head`]; the CPU must have AVX2 and FMA.
@@ -172,47 +172,10 @@ thread_local! {
 /// `out` must be valid for `seq * hidden` floats, and no one else may touch head `h`'s columns meanwhile.
 #[inline(always)]
 unsafe fn head(qkv: &[f32], seq: usize, d: Heads, h: usize, out: *mut f32) {
-    let (hd, width) = (d.head_dim, seq.next_multiple_of(8));
-    // The keys transposed, then the scores, in a buffer reused per thread: two fresh vectors per head (72
-    // per query on MiniLM) cost more in the allocator than a head's arithmetic at query length. Taken out
-    // of the thread-local and put back rather than borrowed in a closure, which would not be compiled
-    // with this function's target features.
-    let mut scratch = SCRATCH.take();
-    if scratch.len() < (hd + 1) * width {
-        scratch.resize((hd + 1) * width, 0.0);
-    }
-    let (kt, scores) = scratch.split_at_mut(hd * width);
-    head_with(qkv, seq, d, h, out, kt, &mut scores[..width]);
-    SCRATCH.set(scratch);
-}
-
-thread_local! {
-    /// One thread's scratch for [`head`].
-    static SCRATCH: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
-}
-
-/// [`head`] with its scratch: `kt` (`head_dim x width`) and `scores` (`width`), `width` = `seq` rounded
-/// up to eight; their contents on entry do not matter.
-///
-/// # Safety
-/// As for [`head`].
-#[inline(always)]
-unsafe fn head_with(
-    qkv: &[f32],
-    seq: usize,
-    d: Heads,
-    h: usize,
-    out: *mut f32,
-    kt: &mut [f32],
-    scores: &mut [f32],
-) {
     let hidden = d.heads * d.head_dim;
     let (stride, off, hd) = (3 * hidden, h * d.head_dim, d.head_dim);
-    let width = scores.len();
-    for i in 0..hd {
-        // Padding keys score zero (their scores are computed with the real ones and then ignored).
-        kt[i * width + seq..(i + 1) * width].fill(0.0);
-    }
+    let width = seq.next_multiple_of(8);
+    let mut kt = vec![0f32; hd * width];
     for u in 0..seq {
         let k = &qkv[u * stride + hidden + off..][..hd];
         for (i, &v) in k.iter().enumerate() {
@@ -220,6 +183,7 @@ unsafe fn head_with(
         }
     }
     let scale = 1.0 / (hd as f32).sqrt();
+    let mut scores = vec![0f32; width];
     let value = |u: usize| &qkv[u * stride + 2 * hidden + off..][..hd];
     for t in 0..seq {
         let q = &qkv[t * stride + off..][..hd];
@@ -245,22 +209,16 @@ unsafe fn head_with(
         let p = &mut scores[..seq];
         super::math::softmax(p);
         let o = std::slice::from_raw_parts_mut(out.add(t * hidden + off), hd);
-        weighted_sum_into(p, value, o);
-    }
-}
-
-/// `o = sum_u p[u] * value(u)`: for MiniLM's 32 and BERT-base's 64 wide heads with every output
-/// column's sum in a register at once.
-#[inline(always)]
-fn weighted_sum_into<'a>(p: &[f32], value: impl Fn(usize) -> &'a [f32], o: &mut [f32]) {
-    match o.len() {
-        32 => weighted_sum::<4>(p, value, o),
-        64 => weighted_sum::<8>(p, value, o),
-        _ => {
-            o.fill(0.0);
-            for (u, &pu) in p.iter().enumerate() {
-                for (oj, &x) in o.iter_mut().zip(value(u)) {
-                    *oj = pu.mul_add(x, *oj);
+        match hd {
+            // MiniLM's 32 and BERT-base's 64: every output column's sum in a register at once.
+            32 => weighted_sum::<4>(p, value, o),
+            64 => weighted_sum::<8>(p, value, o),
+            _ => {
+                o.fill(0.0);
+                for (u, &pu) in p.iter().enumerate() {
+                    for (oj, &x) in o.iter_mut().zip(value(u)) {
+                        *oj = pu.mul_add(x, *oj);
+                    }
                 }
             }
         }
