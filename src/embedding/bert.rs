@@ -513,14 +513,9 @@ impl Bert {
         // `normed` (the add-norm output, swapped with `x` after each norm), and the linear layers'
         // outputs. Fresh vectors per layer cost the allocator (and a `memset` for zeroed ones) on the
         // calling thread while the team's helper waits (~2 % of a query's samples).
-        let Some(first) = layers.first() else {
-            return x;
-        };
-        let buffer = |width: usize| vec![0f32; m * width];
-        let (mut ctx, mut normed) = (buffer(h), buffer(h));
-        let mut qkv = buffer(first.qkv.out_features());
-        let mut up = buffer(first.up.out_features());
-        let mut y = buffer(h);
+        let (mut ctx, mut normed) = (vec![0f32; m * h], vec![0f32; m * h]);
+        // Sized by `into` at first use.
+        let (mut qkv, mut up, mut y) = (Vec::new(), Vec::new(), Vec::new());
         let add_norm = |n: &Norm, y: &[f32], x: &mut Vec<f32>, normed: &mut Vec<f32>| {
             kernels::math::add_layer_norm_rows(isa, y, x, &n.gamma, &n.beta, n.eps, normed);
             std::mem::swap(x, normed);
