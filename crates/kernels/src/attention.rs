@@ -40,13 +40,8 @@ pub fn attention(isa: Isa, qkv: &[f32], sequences: &[Range<usize>], d: Heads, ou
         // SAFETY: a sequence owns its rows of `out` and head `h` the columns h*head_dim..(h+1)*head_dim
         // of each; every unit is one (sequence, head) pair, run once.
         let out = unsafe { out_ptr.get().add(s.start * hidden) };
-        match isa {
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: the x86 tiers are only chosen when the CPU has AVX2 and FMA; `out` as above.
-            Isa::Avx2 | Isa::Avx512 | Isa::Amx => unsafe { head_avx2(qkv, s.len(), d, h, out) },
-            // SAFETY: as above.
-            _ => unsafe { head(qkv, s.len(), d, h, out) },
-        }
+        // SAFETY: as above.
+        unsafe { head_on(isa, qkv, s.len(), 0..s.len(), d, h, out) };
     };
     let work: usize = sequences.iter().map(|s| s.len() * s.len()).sum::<usize>() * hidden * 2;
     super::team::split(
@@ -55,6 +50,58 @@ pub fn attention(isa: Isa, qkv: &[f32], sequences: &[Range<usize>], d: Heads, ou
         super::PARALLEL_MIN_WORK,
         |range| range.for_each(one),
     );
+}
+
+/// `out (rows.len() x hidden)` = the attention output of rows `rows` only (the queries), each against
+/// every key of its sequence, from `qkv` as in [`attention`]; on the calling thread. Parts of a forward
+/// pass that each own a range of rows use it: they need the keys and values of every row of their
+/// sequences, but compute and write only their own.
+pub fn attention_rows(
+    isa: Isa,
+    qkv: &[f32],
+    sequences: &[Range<usize>],
+    d: Heads,
+    rows: Range<usize>,
+    out: &mut [f32],
+) {
+    let hidden = d.heads * d.head_dim;
+    assert!(qkv.len() >= rows.end * 3 * hidden, "qkv size");
+    assert_eq!(out.len(), rows.len() * hidden, "output size");
+    for s in sequences {
+        assert!(s.end * 3 * hidden <= qkv.len(), "sequence past the qkv rows");
+        let queries = s.start.max(rows.start)..s.end.min(rows.end);
+        if queries.is_empty() {
+            continue;
+        }
+        let qkv = &qkv[s.start * 3 * hidden..s.end * 3 * hidden];
+        let out = out[(queries.start - rows.start) * hidden..].as_mut_ptr();
+        let local = queries.start - s.start..queries.end - s.start;
+        for h in 0..d.heads {
+            // SAFETY: `out` holds the rows of `queries` (asserted above), and nothing else writes it.
+            unsafe { head_on(isa, qkv, s.len(), local.clone(), d, h, out) };
+        }
+    }
+}
+
+/// Head `h` of the queries `queries` of one sequence of `seq` tokens on the best code for `isa`.
+///
+/// # Safety
+/// As for [`head`].
+unsafe fn head_on(
+    isa: Isa,
+    qkv: &[f32],
+    seq: usize,
+    queries: Range<usize>,
+    d: Heads,
+    h: usize,
+    out: *mut f32,
+) {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the x86 tiers are only chosen when the CPU has AVX2 and FMA.
+        Isa::Avx2 | Isa::Avx512 | Isa::Amx => head_avx2(qkv, seq, queries, d, h, out),
+        _ => head(qkv, seq, queries, d, h, out),
+    }
 }
 
 /// [`head`] with AVX2 intrinsics for heads a multiple of eight wide (MiniLM's 32, BERT-base's 64); other
@@ -70,11 +117,18 @@ pub fn attention(isa: Isa, qkv: &[f32], sequences: &[Range<usize>], d: Heads, ou
 /// As for [`head`]; the CPU must have AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn head_avx2(qkv: &[f32], seq: usize, d: Heads, h: usize, out: *mut f32) {
+unsafe fn head_avx2(
+    qkv: &[f32],
+    seq: usize,
+    queries: Range<usize>,
+    d: Heads,
+    h: usize,
+    out: *mut f32,
+) {
     use std::arch::x86_64::*;
     let hd = d.head_dim;
     if !hd.is_multiple_of(8) || seq == 0 {
-        return head(qkv, seq, d, h, out);
+        return head(qkv, seq, queries, d, h, out);
     }
     let hidden = d.heads * hd;
     let (stride, off) = (3 * hidden, h * hd);
@@ -90,7 +144,7 @@ unsafe fn head_avx2(qkv: &[f32], seq: usize, d: Heads, h: usize, out: *mut f32) 
     let key = |u: usize| base.add(u.min(seq - 1) * stride + hidden + off);
     let scale = _mm256_set1_ps(1.0 / (hd as f32).sqrt());
     let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    for t in 0..seq {
+    for t in queries.clone() {
         let q = base.add(t * stride + off);
         for j in (0..width).step_by(8) {
             let keys: [*const f32; 8] = std::array::from_fn(|u| key(j + u));
@@ -127,7 +181,7 @@ unsafe fn head_avx2(qkv: &[f32], seq: usize, d: Heads, h: usize, out: *mut f32) 
         let (p, v, o) = (
             scores.as_ptr(),
             base.add(2 * hidden + off),
-            out.add(t * hidden + off),
+            out.add((t - queries.start) * hidden + off),
         );
         let mut c = 0;
         while c + 32 <= hd {
@@ -161,17 +215,26 @@ thread_local! {
     static SCORES: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
-/// Attention of head `h` over one sequence of `seq` tokens; writes that head's columns of the sequence's
-/// `seq x hidden` output rows starting at `out`.
+/// Attention of head `h` over one sequence of `seq` tokens for its tokens `queries` (each against all
+/// `seq` keys); writes that head's columns of the queries' `queries.len() x hidden` output rows starting
+/// at `out`.
 ///
 /// The head's keys are first copied transposed (`head_dim x seq`, zero-padded to whole vectors), so each
 /// query's scores are `head_dim` vector multiply-adds over contiguous keys rather than one horizontal dot
 /// product per key; the softmax and the value sum then run over the same contiguous scores.
 ///
 /// # Safety
-/// `out` must be valid for `seq * hidden` floats, and no one else may touch head `h`'s columns meanwhile.
+/// `out` must be valid for `queries.len() * hidden` floats, `queries` must lie within `0..seq`, and no one
+/// else may touch head `h`'s columns of those rows meanwhile.
 #[inline(always)]
-unsafe fn head(qkv: &[f32], seq: usize, d: Heads, h: usize, out: *mut f32) {
+unsafe fn head(
+    qkv: &[f32],
+    seq: usize,
+    queries: Range<usize>,
+    d: Heads,
+    h: usize,
+    out: *mut f32,
+) {
     let hidden = d.heads * d.head_dim;
     let (stride, off, hd) = (3 * hidden, h * d.head_dim, d.head_dim);
     let width = seq.next_multiple_of(8);
@@ -185,7 +248,7 @@ unsafe fn head(qkv: &[f32], seq: usize, d: Heads, h: usize, out: *mut f32) {
     let scale = 1.0 / (hd as f32).sqrt();
     let mut scores = vec![0f32; width];
     let value = |u: usize| &qkv[u * stride + 2 * hidden + off..][..hd];
-    for t in 0..seq {
+    for t in queries.clone() {
         let q = &qkv[t * stride + off..][..hd];
         // Eight keys at a time, with four partial sums (by `i % 4`) in registers: sums kept in memory
         // make a store-to-load chain per step, and one chain of `head_dim` dependent multiply-adds waits
@@ -208,7 +271,7 @@ unsafe fn head(qkv: &[f32], seq: usize, d: Heads, h: usize, out: *mut f32) {
         }
         let p = &mut scores[..seq];
         super::math::softmax(p);
-        let o = std::slice::from_raw_parts_mut(out.add(t * hidden + off), hd);
+        let o = std::slice::from_raw_parts_mut(out.add((t - queries.start) * hidden + off), hd);
         match hd {
             // MiniLM's 32 and BERT-base's 64: every output column's sum in a register at once.
             32 => weighted_sum::<4>(p, value, o),
@@ -322,6 +385,34 @@ mod tests {
                             );
                         }
                     }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn any_row_range_equals_the_whole_call() {
+        // Ranges inside one sequence, across sequence boundaries, a single row, and everything; head
+        // widths for the AVX2 (32) and generic (24) code.
+        for head_dim in [24usize, 32] {
+            let d = Heads { heads: 3, head_dim };
+            let (rows, hidden) = (30, 3 * head_dim);
+            let qkv: Vec<f32> = (0..rows * 3 * hidden)
+                .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
+                .collect();
+            let sequences = [0..13, 13..14, 14..30];
+            for isa in Isa::available() {
+                let mut whole = vec![0f32; rows * hidden];
+                attention(isa, &qkv, &sequences, d, &mut whole);
+                for range in [0..6, 6..13, 0..30, 10..20, 13..14, 29..30, 5..5] {
+                    let mut part = vec![f32::NAN; range.len() * hidden];
+                    attention_rows(isa, &qkv, &sequences, d, range.clone(), &mut part);
+                    assert_eq!(
+                        part,
+                        whole[range.start * hidden..range.end * hidden],
+                        "{} head_dim {head_dim} rows {range:?}",
+                        isa.name()
+                    );
                 }
             }
         }

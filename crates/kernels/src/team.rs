@@ -108,15 +108,21 @@ impl Team {
         f()
     }
 
-    /// Calls `f(i)` for every `i` in `0..threads`, each on its own thread, and returns when all are done.
+    /// Calls `f(i)` for every `i` in `0..threads` and returns when all are done: each on its own thread,
+    /// or all on the calling thread, one after another, when another call holds the team.
     pub fn run(&self, f: &(dyn Fn(usize) + Sync)) {
+        if !self.try_run(f) {
+            (0..self.shared.threads).for_each(f);
+        }
+    }
+
+    /// [`Team::run`] when every `f(i)` gets its own thread at once (the team has helpers and no other call
+    /// holds it); otherwise runs nothing and returns false.
+    fn try_run(&self, f: &(dyn Fn(usize) + Sync)) -> bool {
         let s = &*self.shared;
         let guard = match self.busy.try_lock() {
             Ok(g) if s.threads > 1 => g,
-            _ => {
-                (0..s.threads).for_each(f);
-                return;
-            }
+            _ => return false,
         };
         // SAFETY: see `Shared`: the lifetime is erased only for the duration of this call.
         let job: Job = unsafe { std::mem::transmute::<&(dyn Fn(usize) + Sync), Job>(f) };
@@ -150,6 +156,7 @@ impl Team {
         if helper_panicked {
             panic!("a kernel task panicked on a team thread");
         }
+        true
     }
 }
 
@@ -270,6 +277,128 @@ pub fn current_threads() -> usize {
     unsafe { team.as_ref() }.map_or(1, Team::threads)
 }
 
+/// Runs `f` with no current team, so the kernels it calls run on the calling thread alone.
+pub fn alone<R>(f: impl FnOnce() -> R) -> R {
+    struct Reset(*const Team);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            CURRENT.with(|c| c.set(self.0));
+        }
+    }
+    let _reset = Reset(CURRENT.with(|c| c.replace(std::ptr::null())));
+    f()
+}
+
+/// Runs `f` once per thread of the current team, all at the same time, each given its [`Part`]: for work
+/// that its parts do side by side from start to end, meeting at [`Part::wait`] where one part needs
+/// another's results, instead of one hand-off per kernel call. Kernels called inside `f` run on their
+/// part's thread alone.
+///
+/// With no team, a team of one, or a team another call holds, `f` runs once on the calling thread as the
+/// only part (`count` 1), so `f` must do the whole job whatever its share.
+///
+/// If a part panics, parts waiting for it at [`Part::wait`] panic too (nothing deadlocks), and the panic
+/// reaches the caller.
+pub fn together(f: impl Fn(Part<'_>) + Sync) {
+    let team = CURRENT.with(|c| c.get());
+    // SAFETY: as in `split`.
+    if let Some(team) = unsafe { team.as_ref() } {
+        let meet = Meeting {
+            parts: team.threads(),
+            arrived: AtomicUsize::new(0),
+            round: AtomicUsize::new(0),
+            broken: AtomicBool::new(false),
+        };
+        let ran = team.try_run(&|index| {
+            let part = Part {
+                index,
+                meet: &meet,
+            };
+            if let Err(p) = catch_unwind(AssertUnwindSafe(|| alone(|| f(part)))) {
+                meet.broken.store(true, Ordering::Release);
+                std::panic::resume_unwind(p);
+            }
+        });
+        if ran {
+            return;
+        }
+    }
+    let meet = Meeting {
+        parts: 1,
+        arrived: AtomicUsize::new(0),
+        round: AtomicUsize::new(0),
+        broken: AtomicBool::new(false),
+    };
+    alone(|| {
+        f(Part {
+            index: 0,
+            meet: &meet,
+        })
+    })
+}
+
+/// Where the parts of one [`together`] call meet: a spinning barrier that can be broken by a panic.
+struct Meeting {
+    parts: usize,
+    /// Parts that reached the current round's [`Part::wait`].
+    arrived: AtomicUsize,
+    /// Rounds completed; a waiting part leaves when it changes.
+    round: AtomicUsize,
+    /// Set when a part panicked: the others must not wait for it.
+    broken: AtomicBool,
+}
+
+/// One thread's share of a [`together`] call: part `index` of [`Part::count`].
+#[derive(Clone, Copy)]
+pub struct Part<'a> {
+    /// This part's number, `0..count`; part 0 runs on the calling thread.
+    pub index: usize,
+    meet: &'a Meeting,
+}
+
+impl Part<'_> {
+    /// How many parts run.
+    pub fn count(&self) -> usize {
+        self.meet.parts
+    }
+
+    /// This part's contiguous, balanced share of `0..items` (the first parts get the smaller shares).
+    pub fn share(&self, items: usize) -> std::ops::Range<usize> {
+        let n = self.count();
+        items * self.index / n..items * (self.index + 1) / n
+    }
+
+    /// Returns once every part has called `wait` as often as this one: what any part wrote before its call
+    /// is then visible to every part. Panics if another part panicked.
+    pub fn wait(&self) {
+        let m = self.meet;
+        if m.parts == 1 {
+            return;
+        }
+        let round = m.round.load(Ordering::Acquire);
+        if m.arrived.fetch_add(1, Ordering::AcqRel) + 1 == m.parts {
+            // Last in: reset the count before opening the round, so a part that leaves and comes straight
+            // back to the next `wait` counts from zero.
+            m.arrived.store(0, Ordering::Relaxed);
+            m.round.fetch_add(1, Ordering::AcqRel);
+            return;
+        }
+        let mut spins = 0u32;
+        while m.round.load(Ordering::Acquire) == round {
+            if m.broken.load(Ordering::Acquire) {
+                panic!("another part of the call panicked");
+            }
+            spins = spins.saturating_add(1);
+            if spins < YIELD_AFTER {
+                std::hint::spin_loop();
+            } else {
+                // A part that lost its core (another process wants it) gets it back sooner.
+                std::thread::yield_now();
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -311,6 +440,81 @@ mod tests {
         assert!(seen.iter().all(|s| s.load(Ordering::Relaxed) == 1));
         assert_eq!(threads.lock().unwrap().len(), 2, "both threads took part");
         assert_eq!(current_threads(), 1, "install restores the previous team");
+    }
+
+    #[test]
+    fn together_runs_every_part_at_once_and_waits_order_them() {
+        let team = Team::new(3, "test-together").unwrap();
+        let slots: Vec<AtomicUsize> = (0..3).map(|_| AtomicUsize::new(0)).collect();
+        let threads = std::sync::Mutex::new(std::collections::HashSet::new());
+        for round in 1..=300 {
+            team.install(|| {
+                together(|part| {
+                    assert_eq!(part.count(), 3);
+                    assert_eq!(current_threads(), 1, "kernels inside a part run alone");
+                    threads.lock().unwrap().insert(std::thread::current().id());
+                    // Two meetings per call: every part must see every other part's write of this
+                    // round after the first, and nobody may start the next round's write early.
+                    slots[part.index].store(round, Ordering::Relaxed);
+                    part.wait();
+                    for s in &slots {
+                        assert_eq!(s.load(Ordering::Relaxed), round);
+                    }
+                    part.wait();
+                })
+            });
+        }
+        assert_eq!(threads.lock().unwrap().len(), 3, "each part on its own thread");
+        // No team: one part does everything.
+        let calls = AtomicUsize::new(0);
+        together(|part| {
+            calls.fetch_add(1, Ordering::Relaxed);
+            assert_eq!((part.index, part.count(), part.share(10)), (0, 1, 0..10));
+            part.wait();
+        });
+        assert_eq!(calls.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn shares_cover_the_items_in_order() {
+        let team = Team::new(3, "test-share").unwrap();
+        for items in [0usize, 1, 2, 13, 100] {
+            let got: Vec<std::sync::Mutex<std::ops::Range<usize>>> =
+                (0..3).map(|_| std::sync::Mutex::new(0..0)).collect();
+            team.install(|| together(|p| *got[p.index].lock().unwrap() = p.share(items)));
+            let got: Vec<_> = got.into_iter().map(|m| m.into_inner().unwrap()).collect();
+            assert_eq!(got[0].start, 0);
+            assert_eq!(got[2].end, items);
+            assert!(got.windows(2).all(|w| w[0].end == w[1].start));
+            assert!(got.iter().all(|r| r.len() <= items.div_ceil(3)));
+        }
+    }
+
+    #[test]
+    fn a_part_that_panics_releases_the_others() {
+        let team = Team::new(2, "test-together-panic").unwrap();
+        for bad in [0, 1] {
+            let r = catch_unwind(AssertUnwindSafe(|| {
+                team.install(|| {
+                    together(|part| {
+                        if part.index == bad {
+                            panic!("boom");
+                        }
+                        part.wait();
+                    })
+                })
+            }));
+            assert!(r.is_err(), "part {bad} panicked: the call panics");
+        }
+        // The team works afterwards, parts still side by side.
+        let n = AtomicUsize::new(0);
+        team.install(|| {
+            together(|part| {
+                n.fetch_add(1, Ordering::Relaxed);
+                part.wait();
+                assert_eq!(n.load(Ordering::Relaxed), 2);
+            })
+        });
     }
 
     #[test]
