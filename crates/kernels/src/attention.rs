@@ -68,7 +68,10 @@ pub fn attention_rows(
     assert!(qkv.len() >= rows.end * 3 * hidden, "qkv size");
     assert_eq!(out.len(), rows.len() * hidden, "output size");
     for s in sequences {
-        assert!(s.end * 3 * hidden <= qkv.len(), "sequence past the qkv rows");
+        assert!(
+            s.end * 3 * hidden <= qkv.len(),
+            "sequence past the qkv rows"
+        );
         let queries = s.start.max(rows.start)..s.end.min(rows.end);
         if queries.is_empty() {
             continue;
@@ -227,14 +230,7 @@ thread_local! {
 /// `out` must be valid for `queries.len() * hidden` floats, `queries` must lie within `0..seq`, and no one
 /// else may touch head `h`'s columns of those rows meanwhile.
 #[inline(always)]
-unsafe fn head(
-    qkv: &[f32],
-    seq: usize,
-    queries: Range<usize>,
-    d: Heads,
-    h: usize,
-    out: *mut f32,
-) {
+unsafe fn head(qkv: &[f32], seq: usize, queries: Range<usize>, d: Heads, h: usize, out: *mut f32) {
     let hidden = d.heads * d.head_dim;
     let (stride, off, hd) = (3 * hidden, h * d.head_dim, d.head_dim);
     let width = seq.next_multiple_of(8);

@@ -99,6 +99,7 @@ mod amx;
 pub mod attention;
 #[cfg(test)]
 mod avx512_model;
+pub mod encoder;
 pub mod gemm_a8;
 pub mod gemm_f32;
 pub mod gemm_i8;

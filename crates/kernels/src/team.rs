@@ -310,10 +310,7 @@ pub fn together(f: impl Fn(Part<'_>) + Sync) {
             broken: AtomicBool::new(false),
         };
         let ran = team.try_run(&|index| {
-            let part = Part {
-                index,
-                meet: &meet,
-            };
+            let part = Part { index, meet: &meet };
             if let Err(p) = catch_unwind(AssertUnwindSafe(|| alone(|| f(part)))) {
                 meet.broken.store(true, Ordering::Release);
                 std::panic::resume_unwind(p);
@@ -464,7 +461,11 @@ mod tests {
                 })
             });
         }
-        assert_eq!(threads.lock().unwrap().len(), 3, "each part on its own thread");
+        assert_eq!(
+            threads.lock().unwrap().len(),
+            3,
+            "each part on its own thread"
+        );
         // No team: one part does everything.
         let calls = AtomicUsize::new(0);
         together(|part| {
