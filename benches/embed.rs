@@ -51,6 +51,7 @@ fn backends() -> Vec<Backend> {
         Backend::Kernels(isa, Precision::F32),
         Backend::Kernels(isa, Precision::Int8),
         Backend::Kernels(isa, Precision::Int8Fast),
+        Backend::Kernels(isa, Precision::Bf16),
     ]
 }
 

@@ -8,7 +8,7 @@
 //! perf report -i perf.data --no-children --percent-limit 1
 //! ```
 //!
-//! Arguments: precision (`f32`, `int8`, `int8-fast`; default `int8-fast`), input (`query`: the PEERS.md
+//! Arguments: precision (`f32`, `int8`, `int8-fast`, `bf16`; default `int8-fast`), input (`query`: the PEERS.md
 //! one-query text; `batch32`: 32 varied sentences; `clinc`: passes over the CLINC150 test texts sorted by
 //! length in batches of 32, the protocol of `scripts/peers/onnx_bench.py`, from the file
 //! `SEMROUTE_CLINC` names; default `query`), seconds (default 10). Honours `SEMROUTE_KERNELS` like the
@@ -39,7 +39,8 @@ fn main() {
         "f32" => Precision::F32,
         "int8" => Precision::Int8,
         "int8-fast" => Precision::Int8Fast,
-        other => panic!("unknown precision {other}: f32, int8 or int8-fast"),
+        "bf16" => Precision::Bf16,
+        other => panic!("unknown precision {other}: f32, int8, int8-fast or bf16"),
     };
     let texts: Vec<String> = match args.get(1).map(String::as_str).unwrap_or("query") {
         "query" => vec![QUERY.to_string()],

@@ -140,6 +140,7 @@ fn precision_names_parse_and_int8_fast_is_the_default() {
         ("f32", Precision::F32),
         ("int8", Precision::Int8),
         ("int8-fast", Precision::Int8Fast),
+        ("bf16", Precision::Bf16),
     ] {
         assert_eq!(
             precision(&format!("encoder:\n  precision: {name}\n{ROUTES}")),

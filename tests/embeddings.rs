@@ -153,6 +153,9 @@ fn int8_and_candle_backends_against_reference() {
         (Backend::Kernels(Isa::detect(), Precision::Int8Fast), 0.99),
         (Backend::Kernels(Isa::Portable, Precision::Int8Fast), 0.99),
         (Backend::Kernels(Isa::Portable, Precision::F32), 0.9999),
+        // The exact bar: bf16 rounding alone must not cost more than F32's.
+        (Backend::Kernels(Isa::detect(), Precision::Bf16), 0.9999),
+        (Backend::Kernels(Isa::Portable, Precision::Bf16), 0.9999),
         (Backend::Candle, 0.9999),
     ] {
         let enc = SentenceEncoder::load_on(&common::model_dir(), DeviceSpec::Cpu, None, backend)

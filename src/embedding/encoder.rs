@@ -89,6 +89,7 @@ fn model_identity(
         Precision::F32 => {}
         Precision::Int8 => h.update(b"/int8"),
         Precision::Int8Fast => h.update(b"/int8-fast"),
+        Precision::Bf16 => h.update(b"/bf16"),
     }
     let digest = h.finalize();
     Ok(digest.iter().take(12).map(|b| format!("{b:02x}")).collect())

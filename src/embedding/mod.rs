@@ -98,6 +98,7 @@ impl From<crate::config::Precision> for semroute_kernels::Precision {
             crate::config::Precision::F32 => Self::F32,
             crate::config::Precision::Int8 => Self::Int8,
             crate::config::Precision::Int8Fast => Self::Int8Fast,
+            crate::config::Precision::Bf16 => Self::Bf16,
         }
     }
 }

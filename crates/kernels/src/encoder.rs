@@ -241,7 +241,12 @@ mod tests {
         };
         let (h, inner) = (64, 128);
         for isa in Isa::available() {
-            for precision in [Precision::F32, Precision::Int8, Precision::Int8Fast] {
+            for precision in [
+                Precision::F32,
+                Precision::Int8,
+                Precision::Int8Fast,
+                Precision::Bf16,
+            ] {
                 let layers: Vec<Layer> = (0..2u64)
                     .map(|i| Layer {
                         qkv: linear(3 * h, h, 10 * i, precision, isa),

@@ -14,7 +14,12 @@ pub(super) fn agrees_with_portable(isa: Isa) -> bool {
         (30, 17, 8),
         (20, 80, 130),
     ] {
-        for precision in [Precision::F32, Precision::Int8, Precision::Int8Fast] {
+        for precision in [
+            Precision::F32,
+            Precision::Int8,
+            Precision::Int8Fast,
+            Precision::Bf16,
+        ] {
             seed += 1;
             let w = noise(n * k, seed);
             let x = noise(m * k, seed ^ 0xABCD);
@@ -26,8 +31,9 @@ pub(super) fn agrees_with_portable(isa: Isa) -> bool {
                 m,
                 Activation::Gelu,
             );
-            // The integer kernels sum exactly, so only F32's fused multiply-adds can round differently;
-            // a wrong lane or operand is off by far more than this.
+            // The integer kernels sum exactly, so only the float kernels' sums (F32's fused
+            // multiply-adds, bf16's pairs) can round differently; a wrong lane or operand is off by far
+            // more than this.
             let scale = want.iter().fold(1f32, |s, v| s.max(v.abs()));
             let close = want
                 .iter()
