@@ -245,20 +245,7 @@ mod avx512 {
     /// The CPU must have AVX-512 F and BF16; `t.c` must be valid for `rows` output rows.
     #[target_feature(enable = "avx512f,avx512bf16,avx512vl,avx2,fma")]
     pub(super) unsafe fn tile(rows: usize, t: &Tile) {
-        match rows {
-            1 => block::<1>(t),
-            2 => block::<2>(t),
-            3 => block::<3>(t),
-            4 => block::<4>(t),
-            5 => block::<5>(t),
-            6 => block::<6>(t),
-            7 => block::<7>(t),
-            8 => block::<8>(t),
-            9 => block::<9>(t),
-            10 => block::<10>(t),
-            11 => block::<11>(t),
-            _ => block::<12>(t),
-        }
+        avx512_kernel!(@rows block, rows, t)
     }
 
     /// `MR` rows x 16 columns, one zmm accumulator per row: per pair of inputs, the panel's 64 weight
