@@ -245,7 +245,19 @@ async fn queued_requests_past_their_deadline_are_dropped() {
         ];
         tokio::spawn(async move { e.embed(texts).await })
     };
-    // Let the model take the busy job, then queue one that must be done within 1 ms.
+    // Wait until the busy job is admitted (a fixed sleep raced a loaded machine, where the spawned task
+    // could still be tokenising when the next request arrived and was then served first); the queue is
+    // first in, first out, so the job below waits behind it. It must be done within 1 ms.
+    let admitted = Instant::now();
+    while embedder.queue_depth() < 3 {
+        assert!(
+            admitted.elapsed() < Duration::from_secs(10),
+            "the busy job was never admitted"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    // Admission comes just before the hand-off to the queue: give that a moment too (the busy job runs
+    // for tens of milliseconds on one thread).
     tokio::time::sleep(Duration::from_millis(2)).await;
     let started = Instant::now();
     let late = embedder

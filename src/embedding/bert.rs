@@ -540,16 +540,15 @@ impl Bert {
     }
 
     /// Whether a forward pass of `rows` tokens splits its rows between the current team's threads
-    /// ([`kernels::encoder::layers_by_rows`]) rather than each linear layer's columns: at the int8
-    /// precisions, whose weights (10 MB) every thread then reads from L3 at less cost than the hand-offs
-    /// and serial steps saved, when every thread gets at least [`BY_ROWS_MIN_ROWS`] rows. F32's 42 MB
-    /// (bf16's 21) come from memory, so they keep the column split, which reads each weight once.
+    /// ([`kernels::encoder::layers_by_rows`]) rather than each linear layer's columns: at int8-fast,
+    /// whose weights (10 MB) every thread then reads from L3 at less cost than the hand-offs and serial
+    /// steps saved, when every thread gets at least [`BY_ROWS_MIN_ROWS`] rows. F32's 42 MB (bf16's 21)
+    /// come from memory, so they keep the column split, which reads each weight once; int8 (12-bit) keeps
+    /// it too until measured.
     fn by_rows(&self, rows: usize) -> bool {
         let threads = kernels::team::current_threads();
-        matches!(
-            self.backend,
-            Backend::Kernels(_, Precision::Int8 | Precision::Int8Fast)
-        ) && threads > 1
+        matches!(self.backend, Backend::Kernels(_, Precision::Int8Fast))
+            && threads > 1
             && rows >= threads * BY_ROWS_MIN_ROWS
     }
 
