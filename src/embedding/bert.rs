@@ -60,10 +60,23 @@ struct CandleLayer {
     out_norm: LayerNorm,
 }
 
-/// Fewest rows per thread for a forward pass split by rows ([`Bert::by_rows`]): with fewer, each thread
-/// reads every weight for a few rows, and the column split, which reads each weight once, measured as
-/// fast or faster (3- and 6-token queries on Zen 4).
-const BY_ROWS_MIN_ROWS: usize = 4;
+/// Fewest rows per thread for a forward pass split by rows ([`Bert::by_rows`]) at `precision`, or `None`
+/// where the column split always wins. With fewer rows each thread reads every weight for a few rows,
+/// and the column split, which reads each weight once, measured as fast or faster. Measured on Zen 4,
+/// both paths alternating call by call in one process (docs/benchmarks.md):
+/// - int8-fast: 13 and 22 tokens 3-7 % faster split by rows; 6 tokens mixed, 3 slower.
+/// - int8: 6, 13 tokens 16-25 % faster (its column split leaves more serial work on the caller); 5 and
+///   3 slower.
+/// - bf16: 13 and 22 tokens 3-8 % faster, 10 even, 6 slower (its 21 MB of weights weigh more).
+/// - F32: 13 tokens 20 % slower (42 MB of weights from memory, read by each thread).
+fn by_rows_min_rows(precision: Precision) -> Option<usize> {
+    match precision {
+        Precision::Int8Fast => Some(4),
+        Precision::Int8 => Some(3),
+        Precision::Bf16 => Some(6),
+        Precision::F32 => None,
+    }
+}
 
 /// Which code runs the encoder layers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -540,16 +553,15 @@ impl Bert {
     }
 
     /// Whether a forward pass of `rows` tokens splits its rows between the current team's threads
-    /// ([`kernels::encoder::layers_by_rows`]) rather than each linear layer's columns: at int8-fast,
-    /// whose weights (10 MB) every thread then reads from L3 at less cost than the hand-offs and serial
-    /// steps saved, when every thread gets at least [`BY_ROWS_MIN_ROWS`] rows. F32's 42 MB (bf16's 21)
-    /// come from memory, so they keep the column split, which reads each weight once; int8 (12-bit) keeps
-    /// it too until measured.
+    /// ([`kernels::encoder::layers_by_rows`]) rather than each linear layer's columns: when every thread
+    /// gets at least [`by_rows_min_rows`] rows of this precision. Every thread then reads every weight,
+    /// which costs less than the hand-offs and serial steps saved where the weights come from L3.
     fn by_rows(&self, rows: usize) -> bool {
         let threads = kernels::team::current_threads();
-        matches!(self.backend, Backend::Kernels(_, Precision::Int8Fast))
-            && threads > 1
-            && rows >= threads * BY_ROWS_MIN_ROWS
+        let Backend::Kernels(_, precision) = self.backend else {
+            return false;
+        };
+        threads > 1 && by_rows_min_rows(precision).is_some_and(|min| rows >= threads * min)
     }
 
     /// The candle backend: `texts` padded to the longest into one batch, candle's ops, then the real
