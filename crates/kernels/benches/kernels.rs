@@ -43,12 +43,7 @@ fn bench(c: &mut Criterion) {
             })
         });
         for isa in &isas {
-            for precision in [
-                Precision::F32,
-                Precision::Int8,
-                Precision::Int8Fast,
-                Precision::Bf16,
-            ] {
+            for precision in Precision::ALL {
                 let lin = Linear::new(&w, n, k, Some(b.clone()), precision, *isa);
                 let mut out = vec![0f32; m * n];
                 let label = format!("{}-{precision:?}", isa.name()).to_lowercase();

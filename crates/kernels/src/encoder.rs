@@ -241,12 +241,7 @@ mod tests {
         };
         let (h, inner) = (64, 128);
         for isa in Isa::available() {
-            for precision in [
-                Precision::F32,
-                Precision::Int8,
-                Precision::Int8Fast,
-                Precision::Bf16,
-            ] {
+            for precision in Precision::ALL {
                 let layers: Vec<Layer> = (0..2u64)
                     .map(|i| Layer {
                         qkv: linear(3 * h, h, 10 * i, precision, isa),

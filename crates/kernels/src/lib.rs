@@ -282,6 +282,14 @@ pub enum Precision {
 }
 
 impl Precision {
+    /// Every precision, for checks and benchmarks that cover them all.
+    pub const ALL: [Precision; 4] = [
+        Precision::F32,
+        Precision::Int8,
+        Precision::Int8Fast,
+        Precision::Bf16,
+    ];
+
     /// The name routes.yaml uses.
     pub fn name(self) -> &'static str {
         match self {
@@ -735,12 +743,7 @@ mod tests {
         // `forward_vec` hands the kernels uninitialised memory: a buffer of NaNs shows any output a
         // kernel skips (a partial panel, a row tile), and `forward_vec` must give the same numbers.
         for isa in Isa::available() {
-            for precision in [
-                Precision::F32,
-                Precision::Int8,
-                Precision::Int8Fast,
-                Precision::Bf16,
-            ] {
+            for precision in Precision::ALL {
                 for (i, &(m, n, k)) in SHAPES.iter().enumerate() {
                     let (x, w, b) = (
                         noise(m * k, i as u64),
@@ -893,12 +896,7 @@ mod tests {
     fn parallel_split_matches_single_thread() {
         let (m, n, k) = (64, 384, 384);
         let (x, w, b) = (noise(m * k, 7), noise(n * k, 8), noise(n, 9));
-        for precision in [
-            Precision::F32,
-            Precision::Int8,
-            Precision::Int8Fast,
-            Precision::Bf16,
-        ] {
+        for precision in Precision::ALL {
             let lin = Linear::new(&w, n, k, Some(b.clone()), precision, Isa::detect());
             let mut one = vec![0f32; m * n];
             lin.forward(&x, m, Activation::None, &mut one);

@@ -14,12 +14,7 @@ pub(super) fn agrees_with_portable(isa: Isa) -> bool {
         (30, 17, 8),
         (20, 80, 130),
     ] {
-        for precision in [
-            Precision::F32,
-            Precision::Int8,
-            Precision::Int8Fast,
-            Precision::Bf16,
-        ] {
+        for precision in Precision::ALL {
             seed += 1;
             let w = noise(n * k, seed);
             let x = noise(m * k, seed ^ 0xABCD);
