@@ -178,8 +178,11 @@ unsafe fn head_avx2(
             );
             _mm256_storeu_ps(scores.as_mut_ptr().add(j), s8);
         }
-        // Whole vectors: the padding's -inf gives (next to) zero weight and is never summed below.
-        super::math::softmax(&mut scores[..width]);
+        // The softmax without its division: the exponentials (the padding's -inf gives zero) and their
+        // sum, all in vectors; 1/sum scales the output sums at the end, off the chain from scores to
+        // outputs (normalising the weights first put a division and a pass over the scores on it).
+        let inv = 1.0 / exp_rows_avx2(&mut scores[..width]);
+        let scale_out = _mm256_set1_ps(inv);
         // The output, four vectors (32 columns) at a time: each sum stays in a register over all keys.
         let (p, v, o) = (
             scores.as_ptr(),
@@ -196,7 +199,7 @@ unsafe fn head_avx2(
                 }
             }
             for (i, a) in acc.iter().enumerate() {
-                _mm256_storeu_ps(o.add(c + 8 * i), *a);
+                _mm256_storeu_ps(o.add(c + 8 * i), _mm256_mul_ps(*a, scale_out));
             }
             c += 32;
         }
@@ -206,11 +209,75 @@ unsafe fn head_avx2(
                 let vu = _mm256_loadu_ps(v.add(u * stride + c));
                 acc = _mm256_fmadd_ps(_mm256_set1_ps(*p.add(u)), vu, acc);
             }
-            _mm256_storeu_ps(o.add(c), acc);
+            _mm256_storeu_ps(o.add(c), _mm256_mul_ps(acc, scale_out));
             c += 8;
         }
     }
     SCORES.set(scores);
+}
+
+/// `xs[i] = e^(xs[i] - max xs)` in place over whole vectors, returning their sum: the softmax of `xs` up
+/// to the division by that sum. The exponential is [`super::math::exp`]'s, in eight lanes with fused
+/// multiply-adds.
+///
+/// # Safety
+/// The CPU must have AVX2 and FMA; `xs.len()` must be a positive multiple of eight.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn exp_rows_avx2(xs: &mut [f32]) -> f32 {
+    use std::arch::x86_64::*;
+    debug_assert!(!xs.is_empty() && xs.len().is_multiple_of(8));
+    let ptr = xs.as_mut_ptr();
+    let at = |i: usize| ptr.add(i);
+    let mut m = _mm256_loadu_ps(at(0));
+    for i in (8..xs.len()).step_by(8) {
+        m = _mm256_max_ps(m, _mm256_loadu_ps(at(i)));
+    }
+    // The maximum in every lane: swap halves, then pairs, then neighbours.
+    m = _mm256_max_ps(m, _mm256_permute2f128_ps::<1>(m, m));
+    m = _mm256_max_ps(m, _mm256_permute_ps::<0b01_00_11_10>(m));
+    m = _mm256_max_ps(m, _mm256_permute_ps::<0b10_11_00_01>(m));
+    let mut sum = _mm256_setzero_ps();
+    for i in (0..xs.len()).step_by(8) {
+        let e = exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(at(i)), m));
+        _mm256_storeu_ps(at(i), e);
+        sum = _mm256_add_ps(sum, e);
+    }
+    let half = _mm_add_ps(_mm256_castps256_ps128(sum), _mm256_extractf128_ps::<1>(sum));
+    let pairs = _mm_add_ps(half, _mm_movehl_ps(half, half));
+    _mm_cvtss_f32(_mm_add_ss(pairs, _mm_movehdup_ps(pairs)))
+}
+
+/// [`super::math::exp`] in eight lanes: `x = n ln2 + r`, a degree-6 polynomial for `e^r` (fused
+/// multiply-adds), `2^n` built in the exponent bits; inputs below -87 (the padding's -inf) give about
+/// 1e-38, which is zero to any sum of weights that includes the maximum's 1.
+///
+/// # Safety
+/// The CPU must have AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn exp_avx2(x: std::arch::x86_64::__m256) -> std::arch::x86_64::__m256 {
+    use std::arch::x86_64::*;
+    let x = _mm256_min_ps(
+        _mm256_max_ps(x, _mm256_set1_ps(-87.0)),
+        _mm256_set1_ps(88.0),
+    );
+    let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_ps(
+        x,
+        _mm256_set1_ps(std::f32::consts::LOG2_E),
+    ));
+    let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693_359_4), x);
+    let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.121_944_4e-4), r);
+    let mut p = _mm256_set1_ps(1.0 / 720.0);
+    for c in [1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
+    }
+    let two_n = _mm256_slli_epi32::<23>(_mm256_add_epi32(
+        _mm256_cvtps_epi32(n),
+        _mm256_set1_epi32(127),
+    ));
+    _mm256_mul_ps(p, _mm256_castsi256_ps(two_n))
 }
 
 thread_local! {
