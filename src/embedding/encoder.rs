@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use candle_core::DType;
+use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::Config as BertConfig;
 
@@ -210,7 +210,7 @@ impl SentenceEncoder {
                 "int8 runs on our CPU kernels only; this device runs F32"
             );
         }
-        Self::load_on(dir, device, max_tokens, backend)
+        Self::load_on_device(dir, opened, max_tokens, backend)
     }
 
     /// Loads the model to run on `backend` (benchmarks compare backends side by side with this).
@@ -220,7 +220,18 @@ impl SentenceEncoder {
         max_tokens: Option<usize>,
         backend: Backend,
     ) -> Result<Self, EmbedError> {
-        let device = device.open()?;
+        Self::load_on_device(dir, device.open()?, max_tokens, backend)
+    }
+
+    /// Loads the model onto an opened device. `load_with_precision` opens it once: a second `open` built
+    /// a second candle CUDA device (cuBLAS handle, cuRAND generator) only to drop one, and `auto` without a
+    /// GPU warned twice.
+    fn load_on_device(
+        dir: &Path,
+        device: Device,
+        max_tokens: Option<usize>,
+        backend: Backend,
+    ) -> Result<Self, EmbedError> {
         if matches!(backend, Backend::Kernels(..)) && !device.is_cpu() {
             return Err(EmbedError::Load {
                 what: "backend".into(),
